@@ -1,0 +1,408 @@
+# coding=utf-8
+"""Text to pretraining TFRecords (BERT's masked-LM + next-sentence data).
+
+Input: plain text, one sentence per line, documents separated by blank lines.
+Output: tf.train.Examples with input_ids, input_mask, segment_ids,
+masked_lm_positions, masked_lm_ids, masked_lm_weights and
+next_sentence_labels (0 = B follows A, 1 = B is random), the features
+pretraining_data.py reads.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import collections
+import random
+
+import tensorflow.compat.v1 as tf
+
+import pretraining_data
+import tokenization
+
+flags = tf.flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_file", None,
+                    "Input raw text file (or comma-separated list of files / "
+                    "globs).")
+
+flags.DEFINE_string("output_file", None,
+                    "Output TFRecord file (or comma-separated list of files).")
+
+flags.DEFINE_string("vocab_file", None,
+                    "The WordPiece vocabulary file the model was trained on.")
+
+flags.DEFINE_string("spm_model_file", None,
+                    "A SentencePiece model file, used instead of vocab_file.")
+
+flags.DEFINE_bool("do_lower_case", True,
+                  "Whether to lower case the input text.")
+
+flags.DEFINE_bool("do_whole_word_mask", False,
+                  "Whether to mask all of the word pieces of a word together.")
+
+flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+
+flags.DEFINE_integer("max_predictions_per_seq", 20,
+                     "Maximum number of masked LM predictions per sequence.")
+
+flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+
+flags.DEFINE_integer("dupe_factor", 10,
+                     "Number of times to duplicate the input data (with "
+                     "different masks).")
+
+flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+
+flags.DEFINE_float("short_seq_prob", 0.1,
+                   "Probability of creating sequences shorter than the "
+                   "maximum length.")
+
+CLS_TOKEN = "[CLS]"
+SEP_TOKEN = "[SEP]"
+MASK_TOKEN = "[MASK]"
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+SPECIAL_TOKENS = (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
+# [CLS] A [SEP] B [SEP]
+NUM_SPECIAL_POSITIONS = 3
+
+TrainingInstance = collections.namedtuple(
+    "TrainingInstance",
+    ["tokens", "segment_ids", "masked_lm_positions", "masked_lm_labels",
+     "is_random_next"])
+
+MaskedLmInstance = collections.namedtuple("MaskedLmInstance",
+                                          ["index", "label"])
+
+
+def read_documents(input_files, tokenizer):
+  """Tokenised documents: a list of documents, each a list of token lists.
+
+  Blank lines end a document; empty documents are dropped.
+  """
+  all_documents = [[]]
+  for input_file in input_files:
+    with tf.gfile.GFile(input_file, "r") as reader:
+      for line in reader:
+        line = tokenization.convert_to_unicode(line).strip()
+        if not line:
+          all_documents.append([])
+          continue
+        tokens = tokenizer.tokenize(line)
+        if tokens:
+          all_documents[-1].append(tokens)
+  return [doc for doc in all_documents if doc]
+
+
+def create_training_instances(input_files, tokenizer, max_seq_length,
+                              dupe_factor, short_seq_prob, masked_lm_prob,
+                              max_predictions_per_seq, rng,
+                              do_whole_word_mask=False,
+                              word_start_marker=None):
+  """Builds shuffled TrainingInstances from raw text files.
+
+  Args:
+    input_files: list of text file paths.
+    tokenizer: object with .tokenize(text) and .vocab (token -> id).
+    max_seq_length: int, length of [CLS] A [SEP] B [SEP] including specials.
+    dupe_factor: int, passes over the data with fresh segmentation and masks.
+    short_seq_prob: float, probability of a random shorter target length.
+    masked_lm_prob: float, fraction of tokens to predict.
+    max_predictions_per_seq: int, cap on predictions per sequence.
+    rng: random.Random.
+    do_whole_word_mask: bool, mask whole words rather than word pieces.
+    word_start_marker: None for WordPiece ("##" marks a continuation), or the
+      SentencePiece word-start prefix (pieces without it continue a word).
+
+  Returns:
+    (instances, num_documents).
+  """
+  all_documents = read_documents(input_files, tokenizer)
+  rng.shuffle(all_documents)
+  # Random replacements never produce a special token (the original could
+  # put [CLS] or [SEP] in the middle of a sequence).
+  vocab_words = [w for w in tokenizer.vocab if w not in SPECIAL_TOKENS and
+                 w not in (PAD_TOKEN, UNK_TOKEN)]
+  instances = []
+  for _ in range(dupe_factor):
+    for document_index in range(len(all_documents)):
+      instances.extend(create_instances_from_document(
+          all_documents, document_index, max_seq_length, short_seq_prob,
+          masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
+          do_whole_word_mask, word_start_marker))
+  rng.shuffle(instances)
+  return instances, len(all_documents)
+
+
+def create_instances_from_document(all_documents, document_index,
+                                   max_seq_length, short_seq_prob,
+                                   masked_lm_prob, max_predictions_per_seq,
+                                   vocab_words, rng, do_whole_word_mask,
+                                   word_start_marker):
+  """Segment pairs (A, B) from one document, half with a random B."""
+  document = all_documents[document_index]
+  max_num_tokens = max_seq_length - NUM_SPECIAL_POSITIONS
+  # Mostly fill the sequence (pretraining is cheapest at full length), but
+  # sometimes go shorter so fine-tuning on short inputs is not out of domain.
+  target_seq_length = max_num_tokens
+  if rng.random() < short_seq_prob:
+    target_seq_length = rng.randint(2, max_num_tokens)
+
+  instances = []
+  current_chunk = []
+  current_length = 0
+  i = 0
+  while i < len(document):
+    segment = document[i]
+    current_chunk.append(segment)
+    current_length += len(segment)
+    if i == len(document) - 1 or current_length >= target_seq_length:
+      if current_chunk:
+        a_end = 1
+        if len(current_chunk) >= 2:
+          a_end = rng.randint(1, len(current_chunk) - 1)
+        tokens_a = []
+        for j in range(a_end):
+          tokens_a.extend(current_chunk[j])
+
+        tokens_b = []
+        is_random_next = False
+        if (len(current_chunk) == 1 or rng.random() < 0.5) and (
+            len(all_documents) > 1):
+          is_random_next = True
+          target_b_length = target_seq_length - len(tokens_a)
+          random_document = pick_other_document(all_documents, document_index,
+                                                rng)
+          random_start = rng.randint(0, len(random_document) - 1)
+          for j in range(random_start, len(random_document)):
+            tokens_b.extend(random_document[j])
+            if len(tokens_b) >= target_b_length:
+              break
+          # The unused tail of this chunk is not wasted: step back over it.
+          num_unused_segments = len(current_chunk) - a_end
+          i -= num_unused_segments
+        else:
+          for j in range(a_end, len(current_chunk)):
+            tokens_b.extend(current_chunk[j])
+        truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+
+        if tokens_a and tokens_b:
+          tokens = [CLS_TOKEN] + tokens_a + [SEP_TOKEN]
+          segment_ids = [0] * len(tokens)
+          tokens += tokens_b + [SEP_TOKEN]
+          segment_ids += [1] * (len(tokens_b) + 1)
+          tokens, positions, labels = create_masked_lm_predictions(
+              tokens, masked_lm_prob, max_predictions_per_seq, vocab_words,
+              rng, do_whole_word_mask, word_start_marker)
+          instances.append(TrainingInstance(
+              tokens=tokens, segment_ids=segment_ids,
+              masked_lm_positions=positions, masked_lm_labels=labels,
+              is_random_next=is_random_next))
+      current_chunk = []
+      current_length = 0
+    i += 1
+  return instances
+
+
+def pick_other_document(all_documents, document_index, rng):
+  """A random document other than `document_index` (needs >= 2 documents)."""
+  random_index = rng.randint(0, len(all_documents) - 2)
+  if random_index >= document_index:
+    random_index += 1
+  return all_documents[random_index]
+
+
+def is_word_continuation(token, word_start_marker):
+  if word_start_marker is None:
+    return token.startswith("##")
+  return not token.startswith(word_start_marker)
+
+
+def create_masked_lm_predictions(tokens, masked_lm_prob,
+                                 max_predictions_per_seq, vocab_words, rng,
+                                 do_whole_word_mask=False,
+                                 word_start_marker=None):
+  """Masks about masked_lm_prob of the tokens, never [CLS] or [SEP].
+
+  Each chosen position becomes [MASK] 80% of the time, stays 10% and becomes
+  a random vocabulary word 10%.
+
+  Returns:
+    (output_tokens, sorted masked positions, original tokens at them).
+  """
+  candidate_groups = []
+  for index, token in enumerate(tokens):
+    if token in (CLS_TOKEN, SEP_TOKEN):
+      continue
+    if (do_whole_word_mask and candidate_groups and
+        is_word_continuation(token, word_start_marker) and
+        candidate_groups[-1][-1] == index - 1):
+      candidate_groups[-1].append(index)
+    else:
+      candidate_groups.append([index])
+  rng.shuffle(candidate_groups)
+
+  output_tokens = list(tokens)
+  num_to_predict = min(max_predictions_per_seq,
+                       max(1, int(round(len(tokens) * masked_lm_prob))))
+  masked = []
+  covered = set()
+  for group in candidate_groups:
+    if len(masked) >= num_to_predict:
+      break
+    # A whole word that would overshoot the budget is skipped, not cut.
+    if len(masked) + len(group) > num_to_predict:
+      continue
+    if any(index in covered for index in group):
+      continue
+    for index in group:
+      covered.add(index)
+      if rng.random() < 0.8:
+        replacement = MASK_TOKEN
+      elif rng.random() < 0.5:
+        replacement = tokens[index]
+      else:
+        replacement = vocab_words[rng.randint(0, len(vocab_words) - 1)]
+      output_tokens[index] = replacement
+      masked.append(MaskedLmInstance(index=index, label=tokens[index]))
+  masked.sort(key=lambda m: m.index)
+  return (output_tokens, [m.index for m in masked], [m.label for m in masked])
+
+
+def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+  """Trims the longer segment, from a random end, until the pair fits."""
+  while len(tokens_a) + len(tokens_b) > max_num_tokens:
+    trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+    if rng.random() < 0.5:
+      del trunc_tokens[0]
+    else:
+      trunc_tokens.pop()
+
+
+def instance_to_example(instance, tokenizer, max_seq_length,
+                        max_predictions_per_seq):
+  """A tf.train.Example with the seven pretraining features."""
+  input_ids = tokenizer.convert_tokens_to_ids(instance.tokens)
+  input_mask = [1] * len(input_ids)
+  segment_ids = list(instance.segment_ids)
+  padding = [0] * (max_seq_length - len(input_ids))
+  input_ids += padding
+  input_mask += padding
+  segment_ids += padding
+
+  positions = list(instance.masked_lm_positions)
+  label_ids = tokenizer.convert_tokens_to_ids(instance.masked_lm_labels)
+  weights = [1.0] * len(label_ids)
+  prediction_padding = max_predictions_per_seq - len(positions)
+  positions += [0] * prediction_padding
+  label_ids += [0] * prediction_padding
+  weights += [0.0] * prediction_padding
+
+  def int_feature(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+  def float_feature(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+  features = collections.OrderedDict()
+  features["input_ids"] = int_feature(input_ids)
+  features["input_mask"] = int_feature(input_mask)
+  features["segment_ids"] = int_feature(segment_ids)
+  features["masked_lm_positions"] = int_feature(positions)
+  features["masked_lm_ids"] = int_feature(label_ids)
+  features["masked_lm_weights"] = float_feature(weights)
+  features["next_sentence_labels"] = int_feature(
+      [1 if instance.is_random_next else 0])
+  return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+def write_instance_to_example_files(instances, tokenizer, max_seq_length,
+                                    max_predictions_per_seq, output_files):
+  """Writes instances round-robin over output_files; returns the count."""
+  writers = [tf.python_io.TFRecordWriter(f) for f in output_files]
+  for index, instance in enumerate(instances):
+    example = instance_to_example(instance, tokenizer, max_seq_length,
+                                  max_predictions_per_seq)
+    writers[index % len(writers)].write(example.SerializeToString())
+    if index < 5:
+      tf.logging.info("*** Example ***")
+      tf.logging.info("tokens: %s", " ".join(
+          tokenization.printable_text(t) for t in instance.tokens))
+      tf.logging.info("masked_lm_positions: %s",
+                      instance.masked_lm_positions)
+      tf.logging.info("next_sentence_labels: %d",
+                      1 if instance.is_random_next else 0)
+  for writer in writers:
+    writer.close()
+  return len(instances)
+
+
+def validate_flags():
+  """Checks flags before reading any data; raises ValueError naming them."""
+  for name in ("input_file", "output_file"):
+    if not getattr(FLAGS, name):
+      raise ValueError("--%s is required" % name)
+  if bool(FLAGS.vocab_file) == bool(FLAGS.spm_model_file):
+    raise ValueError("exactly one of --vocab_file and --spm_model_file is "
+                     "required")
+  if FLAGS.max_seq_length <= NUM_SPECIAL_POSITIONS + 1:
+    raise ValueError("--max_seq_length must be > %d, got %d" %
+                     (NUM_SPECIAL_POSITIONS + 1, FLAGS.max_seq_length))
+  if FLAGS.max_predictions_per_seq < 1:
+    raise ValueError("--max_predictions_per_seq must be >= 1")
+  if not 0.0 < FLAGS.masked_lm_prob < 1.0:
+    raise ValueError("--masked_lm_prob must be in (0, 1), got %g" %
+                     FLAGS.masked_lm_prob)
+  if not 0.0 <= FLAGS.short_seq_prob <= 1.0:
+    raise ValueError("--short_seq_prob must be in [0, 1]")
+  if FLAGS.dupe_factor < 1:
+    raise ValueError("--dupe_factor must be >= 1")
+
+
+def check_special_tokens(tokenizer):
+  missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.vocab]
+  if missing:
+    raise ValueError("the vocabulary (%s) lacks %s" % (
+        FLAGS.vocab_file or FLAGS.spm_model_file, ", ".join(missing)))
+
+
+def main(_):
+  tf.logging.set_verbosity(tf.logging.INFO)
+  validate_flags()
+  input_files = pretraining_data.expand_input_patterns(FLAGS.input_file)
+  tokenizer = tokenization.create_tokenizer(
+      vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
+      do_lower_case=FLAGS.do_lower_case)
+  check_special_tokens(tokenizer)
+
+  tf.logging.info("*** Reading from input files ***")
+  for input_file in input_files:
+    tf.logging.info("  %s", input_file)
+  rng = random.Random(FLAGS.random_seed)
+  instances, num_documents = create_training_instances(
+      input_files, tokenizer, FLAGS.max_seq_length, FLAGS.dupe_factor,
+      FLAGS.short_seq_prob, FLAGS.masked_lm_prob,
+      FLAGS.max_predictions_per_seq, rng, FLAGS.do_whole_word_mask,
+      word_start_marker=u"\u2581" if FLAGS.spm_model_file else None)
+  if num_documents < 2:
+    tf.logging.warning("only %d document(s): every next_sentence_label is 0",
+                       num_documents)
+
+  output_files = [f.strip() for f in FLAGS.output_file.split(",") if f.strip()]
+  tf.logging.info("*** Writing to output files ***")
+  for output_file in output_files:
+    tf.logging.info("  %s", output_file)
+  num_written = write_instance_to_example_files(
+      instances, tokenizer, FLAGS.max_seq_length,
+      FLAGS.max_predictions_per_seq, output_files)
+  tf.logging.info("Read %d documents; wrote %d instances to %d file(s).",
+                  num_documents, num_written, len(output_files))
+  print("documents: %d  instances: %d  files: %d" %
+        (num_documents, num_written, len(output_files)))
+
+
+if __name__ == "__main__":
+  tf.app.run()

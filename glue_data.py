@@ -1,0 +1,513 @@
+# coding=utf-8
+"""GLUE data: reading the task TSV files, featurisation and the TFRecord cache.
+
+Every GLUE task is a `DataProcessor` that knows the column layout of its
+train/dev/test files (as distributed by the GLUE benchmark), its label set and
+the names GLUE uses for its submission files.  Examples become
+`[CLS] a [SEP] (b [SEP])` features, written to TFRecords that are reused only
+while the settings that produced them (examples, tokenizer files, casing,
+sequence length, labels) are unchanged.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import collections
+import csv
+import hashlib
+import json
+import os
+
+import tensorflow.compat.v1 as tf
+
+# Bump when the record layout changes, so that old caches are rebuilt.
+_RECORD_FORMAT_VERSION = 1
+
+
+class InputExample(object):
+  """One sentence or sentence pair with its label (None for test data)."""
+
+  def __init__(self, guid, text_a, text_b=None, label=None):
+    self.guid = guid
+    self.text_a = text_a
+    self.text_b = text_b
+    self.label = label
+
+
+class PaddingInputExample(object):
+  """A fake example that fills the last batch; it has weight 0 in metrics.
+
+  TPUs need every batch full, so eval/predict sets are padded with these
+  instead of dropping the real examples of the last partial batch.
+  """
+
+
+class InputFeatures(object):
+  """Model inputs of one example, each id list of length max_seq_length."""
+
+  def __init__(self, input_ids, input_mask, segment_ids, label_id,
+               is_real_example=True):
+    self.input_ids = input_ids
+    self.input_mask = input_mask
+    self.segment_ids = segment_ids
+    self.label_id = label_id
+    self.is_real_example = is_real_example
+
+
+# Where the fields of one TSV layout live.  num_columns None means "as many
+# as the header row has"; label None means the file carries no labels.
+TsvLayout = collections.namedtuple(
+    "TsvLayout", ["has_header", "num_columns", "text_a", "text_b", "label"])
+
+
+class DataProcessor(object):
+  """Reads one GLUE task.
+
+  Subclasses set:
+    submission_name: the task's name in GLUE submission files, e.g. "SST-2".
+    labels: the label strings in id order; empty for regression (STS-B).
+    dev_splits / test_splits: (file stem, submission name) pairs, more than
+      one for MNLI (matched and mismatched).
+    labeled_layout / test_layout: TsvLayout of train/dev and of test files.
+  """
+
+  submission_name = None
+  labels = ()
+  labeled_layout = None
+  test_layout = None
+
+  @property
+  def dev_splits(self):
+    return (("dev", self.submission_name),)
+
+  @property
+  def test_splits(self):
+    return (("test", self.submission_name),)
+
+  @property
+  def is_regression(self):
+    return not self.labels
+
+  def get_labels(self):
+    """Label strings in id order (empty for regression tasks)."""
+    return list(self.labels)
+
+  def get_train_examples(self, data_dir):
+    return self.get_examples(data_dir, "train")
+
+  def get_examples(self, data_dir, split):
+    """Examples of `<data_dir>/<split>.tsv`, e.g. split "dev_matched".
+
+    Guids are "<split>-<n>" with n the 0-based data row.  Test files carry no
+    labels, so test examples have label None.
+
+    Raises:
+      ValueError: naming the file and line of a row with the wrong number of
+        columns, an unknown label or an unparsable score.
+    """
+    is_test = split.startswith("test")
+    layout = self.test_layout if is_test else self.labeled_layout
+    path = os.path.join(data_dir, split + ".tsv")
+    examples = []
+    for line_number, row in _read_tsv(path, layout):
+      text_b = row[layout.text_b] if layout.text_b is not None else None
+      label = None
+      if layout.label is not None:
+        label = self._parse_label(row[layout.label], path, line_number)
+      examples.append(
+          InputExample(guid="%s-%d" % (split, len(examples)),
+                       text_a=row[layout.text_a], text_b=text_b, label=label))
+    return examples
+
+  def _parse_label(self, text, path, line_number):
+    if self.is_regression:
+      try:
+        return float(text)
+      except ValueError:
+        raise ValueError("%s line %d: score '%s' is not a number" %
+                         (path, line_number, text))
+    if text not in self.labels:
+      raise ValueError("%s line %d: label '%s' is not one of %s" %
+                       (path, line_number, text, ", ".join(self.labels)))
+    return text
+
+
+def _read_tsv(path, layout):
+  """Yields (1-based line number, columns) of the data rows of a GLUE TSV.
+
+  Fields are taken verbatim: GLUE text contains quote characters that are not
+  CSV quoting.  Blank lines are skipped.
+  """
+  if not tf.gfile.Exists(path):
+    raise ValueError("GLUE data file %s does not exist" % path)
+  num_columns = layout.num_columns
+  needed = max(i for i in (layout.text_a, layout.text_b, layout.label)
+               if i is not None) + 1
+  with tf.gfile.GFile(path, "r") as reader:
+    rows = csv.reader(reader, delimiter="\t", quotechar=None)
+    for row in rows:
+      if not row:
+        continue
+      if layout.has_header and num_columns is None:
+        num_columns = len(row)
+        if num_columns < needed:
+          raise ValueError(
+              "%s line %d: header has %d columns, this task's layout needs at "
+              "least %d" % (path, rows.line_num, num_columns, needed))
+        continue
+      if len(row) != num_columns:
+        raise ValueError("%s line %d: expected %d tab-separated columns, found "
+                         "%d" % (path, rows.line_num, num_columns, len(row)))
+      yield rows.line_num, row
+
+
+class ColaProcessor(DataProcessor):
+  """CoLA: train/dev have no header (source, label, original label, sentence)."""
+  submission_name = "CoLA"
+  labels = ("0", "1")
+  labeled_layout = TsvLayout(False, 4, text_a=3, text_b=None, label=1)
+  test_layout = TsvLayout(True, None, text_a=1, text_b=None, label=None)
+
+
+class Sst2Processor(DataProcessor):
+  """SST-2: header "sentence label"; test "index sentence"."""
+  submission_name = "SST-2"
+  labels = ("0", "1")
+  labeled_layout = TsvLayout(True, None, text_a=0, text_b=None, label=1)
+  test_layout = TsvLayout(True, None, text_a=1, text_b=None, label=None)
+
+
+class MrpcProcessor(DataProcessor):
+  """MRPC: "Quality #1 ID #2 ID #1 String #2 String"; test has index first."""
+  submission_name = "MRPC"
+  labels = ("0", "1")
+  labeled_layout = TsvLayout(True, None, text_a=3, text_b=4, label=0)
+  test_layout = TsvLayout(True, None, text_a=3, text_b=4, label=None)
+
+
+class StsbProcessor(DataProcessor):
+  """STS-B: ten columns ending sentence1, sentence2, score; a regression."""
+  submission_name = "STS-B"
+  labels = ()
+  labeled_layout = TsvLayout(True, None, text_a=7, text_b=8, label=9)
+  test_layout = TsvLayout(True, None, text_a=7, text_b=8, label=None)
+
+
+class QqpProcessor(DataProcessor):
+  """QQP: "id qid1 qid2 question1 question2 is_duplicate"; test "id q1 q2"."""
+  submission_name = "QQP"
+  labels = ("0", "1")
+  labeled_layout = TsvLayout(True, None, text_a=3, text_b=4, label=5)
+  test_layout = TsvLayout(True, None, text_a=1, text_b=2, label=None)
+
+
+class MnliProcessor(DataProcessor):
+  """MNLI: sentence1/2 in columns 8/9, gold label last (12 or 16 columns)."""
+  submission_name = "MNLI"
+  labels = ("contradiction", "entailment", "neutral")
+  labeled_layout = TsvLayout(True, None, text_a=8, text_b=9, label=-1)
+  test_layout = TsvLayout(True, None, text_a=8, text_b=9, label=None)
+
+  @property
+  def dev_splits(self):
+    return (("dev_matched", "MNLI-m"), ("dev_mismatched", "MNLI-mm"))
+
+  @property
+  def test_splits(self):
+    return (("test_matched", "MNLI-m"), ("test_mismatched", "MNLI-mm"))
+
+
+class QnliProcessor(DataProcessor):
+  """QNLI: "index question sentence label"."""
+  submission_name = "QNLI"
+  labels = ("entailment", "not_entailment")
+  labeled_layout = TsvLayout(True, None, text_a=1, text_b=2, label=3)
+  test_layout = TsvLayout(True, None, text_a=1, text_b=2, label=None)
+
+
+class RteProcessor(DataProcessor):
+  """RTE: "index sentence1 sentence2 label"."""
+  submission_name = "RTE"
+  labels = ("entailment", "not_entailment")
+  labeled_layout = TsvLayout(True, None, text_a=1, text_b=2, label=3)
+  test_layout = TsvLayout(True, None, text_a=1, text_b=2, label=None)
+
+
+class WnliProcessor(DataProcessor):
+  """WNLI: "index sentence1 sentence2 label" with labels 0/1."""
+  submission_name = "WNLI"
+  labels = ("0", "1")
+  labeled_layout = TsvLayout(True, None, text_a=1, text_b=2, label=3)
+  test_layout = TsvLayout(True, None, text_a=1, text_b=2, label=None)
+
+
+PROCESSORS = collections.OrderedDict([
+    ("cola", ColaProcessor),
+    ("sst-2", Sst2Processor),
+    ("mrpc", MrpcProcessor),
+    ("sts-b", StsbProcessor),
+    ("qqp", QqpProcessor),
+    ("mnli", MnliProcessor),
+    ("qnli", QnliProcessor),
+    ("rte", RteProcessor),
+    ("wnli", WnliProcessor),
+])
+
+
+def get_processor(task_name):
+  """The processor of `task_name` (case-insensitive), or a ValueError listing the known tasks."""
+  key = (task_name or "").lower()
+  if key not in PROCESSORS:
+    raise ValueError("unknown --task_name '%s'; known tasks: %s" %
+                     (task_name, ", ".join(PROCESSORS)))
+  return PROCESSORS[key]()
+
+
+def truncate_seq_pair(tokens_a, tokens_b, max_length):
+  """Truncates the longer list first, in place, until both fit `max_length`.
+
+  Trimming the longer one keeps as much of the shorter (often the whole
+  question or hypothesis) as possible; ties trim `tokens_b`.
+  """
+  while len(tokens_a) + len(tokens_b) > max_length:
+    if len(tokens_a) > len(tokens_b):
+      tokens_a.pop()
+    else:
+      tokens_b.pop()
+
+
+def convert_single_example(example, label_list, max_seq_length, tokenizer):
+  """Featurises one example as [CLS] a [SEP] (b [SEP]), zero-padded.
+
+  Args:
+    example: InputExample, or PaddingInputExample for an all-zero filler.
+    label_list: label strings in id order; empty for regression.
+    max_seq_length: length of every id list.
+    tokenizer: has .tokenize(text) and .convert_tokens_to_ids(tokens).
+
+  Returns:
+    InputFeatures with label_id an int (classification) or float (regression);
+    test examples (label None) get label 0.
+  """
+  is_regression = not label_list
+  if isinstance(example, PaddingInputExample):
+    return InputFeatures(
+        input_ids=[0] * max_seq_length, input_mask=[0] * max_seq_length,
+        segment_ids=[0] * max_seq_length,
+        label_id=0.0 if is_regression else 0, is_real_example=False)
+
+  tokens_a = tokenizer.tokenize(example.text_a)
+  tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+  if tokens_b is not None:
+    truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+  else:
+    tokens_a = tokens_a[:max_seq_length - 2]
+
+  tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+  segment_ids = [0] * len(tokens)
+  if tokens_b is not None:
+    tokens += tokens_b + ["[SEP]"]
+    segment_ids += [1] * (len(tokens_b) + 1)
+  input_ids = tokenizer.convert_tokens_to_ids(tokens)
+  input_mask = [1] * len(input_ids)
+  padding = [0] * (max_seq_length - len(input_ids))
+
+  if is_regression:
+    label_id = float(example.label) if example.label is not None else 0.0
+  else:
+    label_id = (label_list.index(example.label)
+                if example.label is not None else 0)
+  return InputFeatures(input_ids=input_ids + padding,
+                       input_mask=input_mask + padding,
+                       segment_ids=segment_ids + padding,
+                       label_id=label_id)
+
+
+def convert_examples_to_features(examples, label_list, max_seq_length,
+                                 tokenizer):
+  """convert_single_example over a list, logging the first few."""
+  features = []
+  for index, example in enumerate(examples):
+    feature = convert_single_example(example, label_list, max_seq_length,
+                                     tokenizer)
+    if index < 3 and not isinstance(example, PaddingInputExample):
+      tf.logging.info("*** Example %s ***", example.guid)
+      tf.logging.info("input_ids: %s", " ".join(map(str, feature.input_ids)))
+      tf.logging.info("segment_ids: %s",
+                      " ".join(map(str, feature.segment_ids)))
+      tf.logging.info("label: %s (id = %s)", example.label, feature.label_id)
+    features.append(feature)
+  return features
+
+
+def pad_examples(examples, batch_size):
+  """`examples` followed by PaddingInputExamples up to a multiple of batch_size."""
+  remainder = len(examples) % batch_size
+  if remainder == 0:
+    return list(examples)
+  return list(examples) + [PaddingInputExample()] * (batch_size - remainder)
+
+
+def _file_digest(path):
+  """sha256 of a file's bytes, or "" for no file."""
+  if not path:
+    return ""
+  digest = hashlib.sha256()
+  with tf.gfile.GFile(path, "rb") as reader:
+    while True:
+      chunk = reader.read(1 << 20)
+      if not chunk:
+        break
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def tokenizer_fingerprint(vocab_file=None, spm_model_file=None,
+                          do_lower_case=True):
+  """A string that changes whenever the tokenizer's behaviour can change."""
+  return json.dumps({"vocab": _file_digest(vocab_file),
+                     "spm_model": _file_digest(spm_model_file),
+                     "do_lower_case": bool(do_lower_case)}, sort_keys=True)
+
+
+def examples_fingerprint(examples, label_list, max_seq_length,
+                         tokenizer_settings):
+  """sha256 over everything that determines the featurised records."""
+  digest = hashlib.sha256()
+  digest.update(json.dumps({
+      "format_version": _RECORD_FORMAT_VERSION,
+      "labels": list(label_list),
+      "max_seq_length": max_seq_length,
+      "tokenizer": tokenizer_settings,
+  }, sort_keys=True).encode("utf-8"))
+  for example in examples:
+    if isinstance(example, PaddingInputExample):
+      fields = ["<padding>"]
+    else:
+      fields = [example.guid, example.text_a, example.text_b, example.label]
+    digest.update(json.dumps(fields).encode("utf-8"))
+    digest.update(b"\n")
+  return digest.hexdigest()
+
+
+def _int_feature(values):
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
+def _float_feature(values):
+  return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+
+def write_tfrecord(features, output_file, is_regression):
+  """Writes InputFeatures as tf.train.Examples (keys as the original's)."""
+  with tf.python_io.TFRecordWriter(output_file) as writer:
+    for feature in features:
+      record = collections.OrderedDict()
+      record["input_ids"] = _int_feature(feature.input_ids)
+      record["input_mask"] = _int_feature(feature.input_mask)
+      record["segment_ids"] = _int_feature(feature.segment_ids)
+      if is_regression:
+        record["label_ids"] = _float_feature([feature.label_id])
+      else:
+        record["label_ids"] = _int_feature([feature.label_id])
+      record["is_real_example"] = _int_feature([int(feature.is_real_example)])
+      writer.write(tf.train.Example(
+          features=tf.train.Features(feature=record)).SerializeToString())
+
+
+def cached_tfrecord(examples, label_list, max_seq_length, tokenizer,
+                    tokenizer_settings, output_file):
+  """Featurises `examples` into `output_file` unless an up-to-date copy exists.
+
+  The fingerprint of the examples and settings is stored beside the records
+  in `<output_file>.fingerprint`; a missing or different fingerprint means the
+  records are stale (other data, vocabulary, casing or sequence length) and
+  they are rebuilt.
+
+  Returns:
+    True if the file was (re)written, False if the cache was reused.
+  """
+  fingerprint = examples_fingerprint(examples, label_list, max_seq_length,
+                                     tokenizer_settings)
+  fingerprint_file = output_file + ".fingerprint"
+  if tf.gfile.Exists(output_file) and tf.gfile.Exists(fingerprint_file):
+    with tf.gfile.GFile(fingerprint_file, "r") as reader:
+      if reader.read().strip() == fingerprint:
+        tf.logging.info("Reusing cached features %s", output_file)
+        return False
+    tf.logging.info("Settings changed since %s was written; rebuilding it",
+                    output_file)
+  features = convert_examples_to_features(examples, label_list,
+                                          max_seq_length, tokenizer)
+  output_dir = os.path.dirname(output_file)
+  if output_dir:
+    tf.gfile.MakeDirs(output_dir)
+  # Write under a temporary name so an interrupted run never leaves a
+  # truncated file that a later run would take for a valid cache.
+  partial_file = output_file + ".partial"
+  write_tfrecord(features, partial_file, is_regression=not label_list)
+  tf.gfile.Rename(partial_file, output_file, overwrite=True)
+  with tf.gfile.GFile(fingerprint_file, "w") as writer:
+    writer.write(fingerprint + "\n")
+  tf.logging.info("Wrote %d features to %s", len(features), output_file)
+  return True
+
+
+def input_fn_builder(input_file, seq_length, is_training, drop_remainder,
+                     is_regression):
+  """An Estimator input_fn over a TFRecord written by cached_tfrecord.
+
+  Features: input_ids, input_mask, segment_ids [batch, seq_length] int32,
+  label_ids [batch] (int32, float32 for regression), is_real_example [batch]
+  int32.  Training repeats and shuffles.
+  """
+  name_to_features = {
+      "input_ids": tf.FixedLenFeature([seq_length], tf.int64),
+      "input_mask": tf.FixedLenFeature([seq_length], tf.int64),
+      "segment_ids": tf.FixedLenFeature([seq_length], tf.int64),
+      "label_ids": tf.FixedLenFeature(
+          [], tf.float32 if is_regression else tf.int64),
+      "is_real_example": tf.FixedLenFeature([], tf.int64),
+  }
+
+  def _decode_record(record):
+    # TPUs only support int32, so int64 features are cast down.
+    example = tf.parse_single_example(record, name_to_features)
+    for name in list(example.keys()):
+      if example[name].dtype == tf.int64:
+        example[name] = tf.cast(example[name], tf.int32)
+    return example
+
+  def input_fn(params):
+    dataset = tf.data.TFRecordDataset(input_file)
+    if is_training:
+      dataset = dataset.repeat()
+      dataset = dataset.shuffle(buffer_size=100)
+    dataset = dataset.map(_decode_record)
+    return dataset.batch(params["batch_size"], drop_remainder=drop_remainder)
+
+  return input_fn
+
+
+def format_prediction(prediction, label_list):
+  """A prediction as written in GLUE submissions: label string or score."""
+  if not label_list:
+    return "%.6f" % float(prediction)
+  return label_list[int(prediction)]
+
+
+def write_submission_file(output_file, predictions, label_list):
+  """Writes GLUE's "index<TAB>prediction" file for one test set.
+
+  Args:
+    output_file: e.g. output_dir/MNLI-m.tsv.
+    predictions: per real test example, in file order: class ids, or scores
+      for regression.
+    label_list: label strings in id order; empty for regression.
+  """
+  with tf.gfile.GFile(output_file, "w") as writer:
+    writer.write("index\tprediction\n")
+    for index, prediction in enumerate(predictions):
+      writer.write("%d\t%s\n" % (index, format_prediction(prediction,
+                                                          label_list)))

@@ -1,0 +1,114 @@
+"""Fine-tuning heads on top of `modeling.BertModel`.
+
+Shared by the training scripts and by the TF-Lite export, so the graph that is
+trained and the graph that is exported are built by the same code.  Variable
+names are those of the original scripts: `cls/squad/output_{weights,bias}` for
+SQuAD and top-level `output_{weights,bias}` for classification.
+"""
+
+import tensorflow.compat.v1 as tf
+
+import modeling
+
+CLASSIFIER_DROPOUT_PROB = 0.1
+
+
+def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
+                 use_one_hot_embeddings=False, use_einsum=False,
+                 use_quantized_training=False):
+  """Span start/end logits for extractive question answering.
+
+  Args:
+    bert_config: modeling.BertConfig.
+    is_training: enables dropout (and QAT range updates).
+    input_ids: int32 Tensor [batch, seq].
+    input_mask: int32 Tensor [batch, seq].
+    segment_ids: int32 Tensor [batch, seq].
+    use_one_hot_embeddings: one-hot word lookup (TPU).
+    use_einsum: einsum maths; False (the original SQuAD default) gives plain
+      MatMul ops, which TF-Lite converts best.
+    use_quantized_training: fake-quant nodes in the encoder.
+
+  Returns:
+    (start_logits, end_logits): float32 Tensors [batch, seq], named
+    "start_logits" and "end_logits" so exports can find them by name.
+  """
+  model = modeling.BertModel(
+      config=bert_config,
+      is_training=is_training,
+      input_ids=input_ids,
+      input_mask=input_mask,
+      token_type_ids=segment_ids,
+      use_one_hot_embeddings=use_one_hot_embeddings,
+      use_einsum=use_einsum,
+      use_quantized_training=use_quantized_training)
+  sequence_output = model.get_sequence_output()
+  batch_size, seq_length, hidden_size = modeling.get_shape_list(
+      sequence_output, expected_rank=3)
+
+  output_weights = tf.get_variable(
+      "cls/squad/output_weights", [2, hidden_size],
+      initializer=tf.truncated_normal_initializer(stddev=0.02))
+  output_bias = tf.get_variable(
+      "cls/squad/output_bias", [2], initializer=tf.zeros_initializer())
+
+  flat_sequence = tf.reshape(sequence_output, [-1, hidden_size])
+  logits = tf.matmul(flat_sequence, output_weights, transpose_b=True)
+  logits = tf.nn.bias_add(logits, output_bias)
+  logits = tf.reshape(logits, [batch_size, seq_length, 2])
+  start_logits, end_logits = tf.unstack(logits, axis=2)
+  return (tf.identity(start_logits, name="start_logits"),
+          tf.identity(end_logits, name="end_logits"))
+
+
+def classifier_logits(bert_config, is_training, input_ids, input_mask,
+                      segment_ids, num_labels, use_one_hot_embeddings=False,
+                      use_einsum=False, use_quantized_training=False):
+  """Sentence(-pair) classification or regression logits.
+
+  The pooled output follows `classifier_activation`: the tanh pooler when it
+  is set, the raw [CLS] state otherwise (all published MobileBERT configs).
+
+  Args:
+    bert_config: modeling.BertConfig.
+    is_training: enables dropout (and QAT range updates).
+    input_ids: int32 Tensor [batch, seq].
+    input_mask: int32 Tensor [batch, seq].
+    segment_ids: int32 Tensor [batch, seq].
+    num_labels: classes; 1 means regression (STS-B).
+    use_one_hot_embeddings: one-hot word lookup (TPU).
+    use_einsum: einsum maths in the encoder.
+    use_quantized_training: fake-quant nodes in the encoder.
+
+  Returns:
+    (logits [batch, num_labels], probabilities [batch, num_labels]); the
+    second is named "probabilities" and is the softmax, or for regression the
+    raw score.
+  """
+  model = modeling.BertModel(
+      config=bert_config,
+      is_training=is_training,
+      input_ids=input_ids,
+      input_mask=input_mask,
+      token_type_ids=segment_ids,
+      use_one_hot_embeddings=use_one_hot_embeddings,
+      use_einsum=use_einsum,
+      use_quantized_training=use_quantized_training)
+  pooled_output = model.get_pooled_output()
+  hidden_size = modeling.get_shape_list(pooled_output, expected_rank=2)[1]
+
+  output_weights = tf.get_variable(
+      "output_weights", [num_labels, hidden_size],
+      initializer=tf.truncated_normal_initializer(stddev=0.02))
+  output_bias = tf.get_variable(
+      "output_bias", [num_labels], initializer=tf.zeros_initializer())
+
+  if is_training:
+    pooled_output = modeling.dropout(pooled_output, CLASSIFIER_DROPOUT_PROB)
+  logits = tf.matmul(pooled_output, output_weights, transpose_b=True)
+  logits = tf.nn.bias_add(logits, output_bias)
+  if num_labels == 1:
+    probabilities = tf.identity(logits, name="probabilities")
+  else:
+    probabilities = tf.nn.softmax(logits, axis=-1, name="probabilities")
+  return logits, probabilities

@@ -1,0 +1,1079 @@
+"""MobileBERT and BERT models, checkpoint-compatible with the released MobileBERT.
+
+One `BertModel` builds every published architecture from its `BertConfig`:
+
+* MobileBERT (OPT): trigram embedding input, bottleneck blocks with a shared
+  key/query bottleneck, four stacked FFNs, NoNorm, relu;
+* MobileBERT-tiny: bottleneck attention (query, key and value all read the
+  bottleneck input), two FFNs;
+* the IB-BERT teacher: bottleneck width 1024, LayerNorm, gelu, pooler;
+* plain BERT (no bottleneck).
+
+Variable names and shapes equal those of the original code
+(reference_spec 2.8), so `init_from_checkpoint` loads the released
+`mobilebert_variables.ckpt` with nothing left at random.
+"""
+
+import collections
+import copy
+import difflib
+import json
+import math
+import re
+
+import numpy as np
+import six
+import tensorflow.compat.v1 as tf
+
+import quantization
+
+# The additive mask of the released checkpoint's code (v2020-original) and of
+# standard BERT: masked keys get -10000 before the softmax.
+MASK_MODE_ADDITIVE = "additive"
+# The QAT-era mask: scores are zeroed at masked keys, then set to -6, and under
+# QAT clipped to [-6, 60] so that an int8 range can hold them.
+MASK_MODE_NEG6 = "neg6"
+MASK_MODES = (MASK_MODE_ADDITIVE, MASK_MODE_NEG6)
+
+NORMALIZATION_TYPES = ("layer_norm", "no_norm", "manual_layer_norm")
+ACTIVATIONS = ("linear", "relu", "relu6", "gelu", "tanh")
+QAT_SCORE_CLIP = (-6.0, 60.0)
+
+
+class BertConfig(object):
+  """Configuration for `BertModel`; the keys of the published JSON configs."""
+
+  def __init__(self,
+               vocab_size,
+               hidden_size=768,
+               num_hidden_layers=12,
+               num_attention_heads=12,
+               intermediate_size=3072,
+               hidden_act="gelu",
+               hidden_dropout_prob=0.1,
+               attention_probs_dropout_prob=0.1,
+               max_position_embeddings=512,
+               type_vocab_size=16,
+               initializer_range=0.02,
+               embedding_size=None,
+               trigram_input=False,
+               use_bottleneck=False,
+               intra_bottleneck_size=None,
+               use_bottleneck_attention=False,
+               key_query_shared_bottleneck=False,
+               num_feedforward_networks=1,
+               normalization_type="layer_norm",
+               classifier_activation=True,
+               mask_mode=None):
+    """Constructs BertConfig.
+
+    Args:
+      vocab_size: rows of the word-embedding table.
+      hidden_size: width of the inter-block residual stream (512 in MobileBERT).
+      num_hidden_layers: number of transformer blocks.
+      num_attention_heads: attention heads per block.
+      intermediate_size: inner width of every feed-forward network.
+      hidden_act: "linear", "relu", "relu6", "gelu" (tanh form) or "tanh".
+      hidden_dropout_prob: dropout on embeddings and residual branches.
+      attention_probs_dropout_prob: dropout on attention probabilities.
+      max_position_embeddings: longest supported sequence.
+      type_vocab_size: rows of the token-type table.
+      initializer_range: stddev of the truncated-normal initializers.
+      embedding_size: word-embedding width; None means `hidden_size`.
+      trigram_input: feed the concatenated embeddings of the next, current and
+        previous token to the embedding projection.
+      use_bottleneck: project each block's input to `intra_bottleneck_size`.
+      intra_bottleneck_size: block-internal width; None means `hidden_size`.
+      use_bottleneck_attention: query, key and value read the bottleneck input.
+      key_query_shared_bottleneck: a second bottleneck feeds query and key;
+        value reads the raw block input.
+      num_feedforward_networks: stacked FFNs per block.
+      normalization_type: "layer_norm", "no_norm" or "manual_layer_norm".
+      classifier_activation: if True, the pooler is tanh(dense(h[:, 0])); if
+        False the pooled output is h[:, 0] and there are no pooler variables.
+      mask_mode: "additive" (-10000 on masked keys, what the released
+        checkpoint was trained with) or "neg6" (the QAT-era scheme). None
+        means "neg6" under quantization-aware training, "additive" otherwise.
+    """
+    self.vocab_size = vocab_size
+    self.hidden_size = hidden_size
+    self.num_hidden_layers = num_hidden_layers
+    self.num_attention_heads = num_attention_heads
+    self.intermediate_size = intermediate_size
+    self.hidden_act = hidden_act
+    self.hidden_dropout_prob = hidden_dropout_prob
+    self.attention_probs_dropout_prob = attention_probs_dropout_prob
+    self.max_position_embeddings = max_position_embeddings
+    self.type_vocab_size = type_vocab_size
+    self.initializer_range = initializer_range
+    self.embedding_size = embedding_size
+    self.trigram_input = trigram_input
+    self.use_bottleneck = use_bottleneck
+    self.intra_bottleneck_size = intra_bottleneck_size
+    self.use_bottleneck_attention = use_bottleneck_attention
+    self.key_query_shared_bottleneck = key_query_shared_bottleneck
+    self.num_feedforward_networks = num_feedforward_networks
+    self.normalization_type = normalization_type
+    self.classifier_activation = classifier_activation
+    self.mask_mode = mask_mode
+    self._fill_defaults()
+    self.validate()
+
+  def _fill_defaults(self):
+    if self.embedding_size is None:
+      self.embedding_size = self.hidden_size
+    if self.intra_bottleneck_size is None:
+      self.intra_bottleneck_size = self.hidden_size
+
+  @property
+  def true_hidden_size(self):
+    """Width inside a block: the bottleneck width, or `hidden_size`."""
+    if self.use_bottleneck:
+      return self.intra_bottleneck_size
+    return self.hidden_size
+
+  def validate(self):
+    """Raises ValueError on values the model cannot be built with."""
+    if isinstance(self.hidden_act, six.string_types):
+      if self.hidden_act.lower() not in ACTIVATIONS:
+        raise ValueError("Unsupported hidden_act %r; expected one of %s." %
+                         (self.hidden_act, ", ".join(ACTIVATIONS)))
+    if self.normalization_type not in NORMALIZATION_TYPES:
+      raise ValueError("Unknown normalization_type %r; expected one of %s." %
+                       (self.normalization_type, ", ".join(NORMALIZATION_TYPES)))
+    if self.mask_mode is not None and self.mask_mode not in MASK_MODES:
+      raise ValueError("Unknown mask_mode %r; expected one of %s." %
+                       (self.mask_mode, ", ".join(MASK_MODES)))
+    if self.true_hidden_size % self.num_attention_heads != 0:
+      raise ValueError(
+          "The block width (%d) is not a multiple of the number of attention "
+          "heads (%d)." % (self.true_hidden_size, self.num_attention_heads))
+    if self.num_feedforward_networks < 1:
+      raise ValueError("num_feedforward_networks must be at least 1, got %d." %
+                       self.num_feedforward_networks)
+
+  @classmethod
+  def from_dict(cls, json_object, source="config"):
+    """Builds a config from a dict; unknown keys are kept but reported.
+
+    Args:
+      json_object: dict of config keys.
+      source: where the dict came from, for messages.
+
+    Returns:
+      BertConfig.
+    """
+    known_keys = _constructor_keys()
+    unknown = sorted(set(json_object) - set(known_keys))
+    for key in unknown:
+      suggestion = difflib.get_close_matches(key, known_keys, n=1)
+      tf.logging.warning(
+          "%s: unknown key %r%s; it is ignored by the model.", source, key,
+          " (did you mean %r?)" % suggestion[0] if suggestion else "")
+    if "vocab_size" not in json_object:
+      raise ValueError("%s: missing required key 'vocab_size'." % source)
+    config = cls(**{k: v for k, v in json_object.items() if k in known_keys})
+    for key in unknown:
+      setattr(config, key, json_object[key])
+    return config
+
+  @classmethod
+  def from_json_file(cls, json_file):
+    """Reads a config JSON file, with errors that name the file."""
+    if not tf.gfile.Exists(json_file):
+      raise ValueError("Config file not found: %s" % json_file)
+    with tf.gfile.GFile(json_file, "r") as reader:
+      text = reader.read()
+    try:
+      json_object = json.loads(text)
+    except ValueError as e:
+      raise ValueError("Config file %s is not valid JSON: %s" % (json_file, e))
+    if not isinstance(json_object, dict):
+      raise ValueError("Config file %s must hold a JSON object." % json_file)
+    return cls.from_dict(json_object, source=json_file)
+
+  def to_dict(self):
+    return copy.deepcopy(self.__dict__)
+
+  def to_json_string(self):
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _constructor_keys():
+  import inspect  # pylint: disable=g-import-not-at-top
+  if six.PY2:
+    arg_names = inspect.getargspec(BertConfig.__init__).args
+  else:
+    arg_names = list(inspect.signature(BertConfig.__init__).parameters)
+  return [name for name in arg_names if name != "self"]
+
+
+class BertModel(object):
+  """BERT / MobileBERT encoder.
+
+  Example:
+
+  ```python
+  config = modeling.BertConfig.from_json_file(
+      "config/uncased_L-24_H-128_B-512_A-4_F-4_OPT.json")
+  model = modeling.BertModel(config=config, is_training=False,
+                             input_ids=input_ids, input_mask=input_mask,
+                             token_type_ids=segment_ids)
+  sequence_output = model.get_sequence_output()  # [batch, seq, 512]
+  ```
+  """
+
+  def __init__(self,
+               config,
+               is_training,
+               input_ids,
+               input_mask=None,
+               token_type_ids=None,
+               use_one_hot_embeddings=False,
+               use_einsum=True,
+               use_quantized_training=False,
+               scope=None):
+    """Builds the encoder graph.
+
+    Args:
+      config: BertConfig.
+      is_training: enables dropout (and, under QAT, range updates).
+      input_ids: int32 Tensor [batch, seq].
+      input_mask: optional int32 Tensor [batch, seq]; 1 on real tokens.
+      token_type_ids: optional int32 Tensor [batch, seq].
+      use_one_hot_embeddings: look words up with a one-hot matmul (TPU).
+      use_einsum: use einsum for dense and attention maths; the alternative
+        reshape+matmul path is numerically identical and TF-Lite friendly.
+      use_quantized_training: insert fake-quant nodes (QAT) in the encoder;
+        requires `hidden_act` relu6 and `normalization_type` no_norm.
+      scope: variable scope; defaults to "bert".
+
+    Raises:
+      ValueError: invalid config or input shapes.
+    """
+    config = copy.deepcopy(config)
+    if not is_training:
+      config.hidden_dropout_prob = 0.0
+      config.attention_probs_dropout_prob = 0.0
+    if use_quantized_training:
+      check_quantizable(config)
+    mask_mode = config.mask_mode or (
+        MASK_MODE_NEG6 if use_quantized_training else MASK_MODE_ADDITIVE)
+
+    input_shape = get_shape_list(input_ids, expected_rank=2, name="input_ids")
+    batch_size, seq_length = input_shape[0], input_shape[1]
+    if (isinstance(seq_length, int) and
+        seq_length > config.max_position_embeddings):
+      raise ValueError(
+          "Sequence length %d exceeds max_position_embeddings %d of the "
+          "config." % (seq_length, config.max_position_embeddings))
+    if input_mask is None:
+      input_mask = tf.ones(shape=[batch_size, seq_length], dtype=tf.int32)
+    if token_type_ids is None:
+      token_type_ids = tf.zeros(shape=[batch_size, seq_length], dtype=tf.int32)
+
+    with tf.variable_scope(scope, default_name="bert"):
+      with tf.variable_scope("embeddings"):
+        (self.word_embedding_output,
+         self.embedding_table) = embedding_lookup(
+             input_ids=input_ids,
+             vocab_size=config.vocab_size,
+             embedding_size=config.embedding_size,
+             initializer_range=config.initializer_range,
+             word_embedding_name="word_embeddings",
+             use_one_hot_embeddings=use_one_hot_embeddings)
+        self.embedding_output = embedding_postprocessor(
+            word_embeddings=self.word_embedding_output,
+            config=config,
+            token_type_ids=token_type_ids,
+            use_einsum=use_einsum)
+
+      with tf.variable_scope("encoder"):
+        attention_mask = create_attention_mask_from_input_mask(
+            input_ids, input_mask)
+        self.all_encoder_layers, self.all_attention_maps = transformer_model(
+            input_tensor=self.embedding_output,
+            attention_mask=attention_mask,
+            config=config,
+            mask_mode=mask_mode,
+            use_einsum=use_einsum,
+            use_quantized_training=use_quantized_training,
+            is_training=is_training)
+      self.sequence_output = self.all_encoder_layers[-1]
+
+      with tf.variable_scope("pooler"):
+        first_token_tensor = self.sequence_output[:, 0, :]
+        if config.classifier_activation:
+          self.pooled_output = dense_layer_2d(
+              first_token_tensor, config.hidden_size,
+              create_initializer(config.initializer_range), tf.tanh,
+              use_einsum=use_einsum, name="dense")
+        else:
+          self.pooled_output = first_token_tensor
+
+  def get_pooled_output(self):
+    """[batch, hidden]: the pooler output, or the [CLS] state without pooler."""
+    return self.pooled_output
+
+  def get_sequence_output(self):
+    """[batch, seq, hidden]: the last encoder layer."""
+    return self.sequence_output
+
+  def get_all_encoder_layers(self):
+    """num_layers + 1 Tensors [batch, seq, hidden]; index 0 is the embedding output."""
+    return self.all_encoder_layers
+
+  def get_all_attention_maps(self):
+    """num_layers Tensors [batch, heads, seq, seq] of masked pre-softmax scores."""
+    return self.all_attention_maps
+
+  def get_word_embedding_output(self):
+    """[batch, seq, embedding_size]: the raw word lookup, before trigram input."""
+    return self.word_embedding_output
+
+  def get_embedding_output(self):
+    """[batch, seq, hidden]: embeddings after normalization and dropout."""
+    return self.embedding_output
+
+  def get_embedding_table(self):
+    """The word-embedding variable [vocab, embedding_size]."""
+    return self.embedding_table
+
+
+def check_quantizable(config):
+  """Raises ValueError unless QAT can be applied to `config` (relu6 + no_norm)."""
+  problems = []
+  if get_activation(config.hidden_act) is not tf.nn.relu6:
+    problems.append("hidden_act must be relu6 (got %r)" % config.hidden_act)
+  if config.normalization_type != "no_norm":
+    problems.append("normalization_type must be no_norm (got %r)" %
+                    config.normalization_type)
+  if problems:
+    raise ValueError(
+        "Quantization-aware training needs a QAT config such as "
+        "config/uncased_L-24_H-128_B-512_A-4_F-4_OPT_QAT.json: " +
+        "; ".join(problems) + ".")
+
+
+def gelu(x):
+  """Gaussian Error Linear Unit, tanh approximation (as the original)."""
+  cdf = 0.5 * (1.0 + tf.tanh(
+      (math.sqrt(2 / math.pi) * (x + 0.044715 * tf.pow(x, 3)))))
+  return x * cdf
+
+
+def get_activation(activation_string):
+  """Maps an activation name to a function; None/"" means no activation.
+
+  A non-string argument is returned unchanged, so callables pass through.
+  """
+  if not isinstance(activation_string, six.string_types):
+    return activation_string
+  if not activation_string:
+    return None
+  act = activation_string.lower()
+  if act == "linear":
+    return None
+  if act == "relu":
+    return tf.nn.relu
+  if act == "relu6":
+    return tf.nn.relu6
+  if act == "gelu":
+    return gelu
+  if act == "tanh":
+    return tf.tanh
+  raise ValueError("Unsupported activation: %s" % act)
+
+
+def dropout(input_tensor, dropout_prob):
+  """Dropout with drop probability `dropout_prob`; a no-op for 0 or None."""
+  if dropout_prob is None or dropout_prob == 0.0:
+    return input_tensor
+  return tf.nn.dropout(input_tensor, rate=dropout_prob)
+
+
+def layer_norm(input_tensor, normalization_type="layer_norm", name=None,
+               use_quantized_training=False, is_training=False):
+  """Normalizes the last axis of `input_tensor`.
+
+  Args:
+    input_tensor: float Tensor [..., width].
+    normalization_type: "layer_norm" (epsilon 1e-12, biased variance, scope
+      `LayerNorm` uniquified like the original's contrib layer), "no_norm"
+      (x * gamma + beta, scope `FakeLayerNorm`) or "manual_layer_norm"
+      (epsilon 1e-6, scope `LayerNorm`).
+    name: scope name instead of the default.
+    use_quantized_training: fake-quantize the NoNorm input, beta, gamma and the
+      product x * gamma (reference_spec 6.3).
+    is_training: passed to the quantizers.
+
+  Returns:
+    Tensor of the same shape.
+  """
+  width = get_shape_list(input_tensor)[-1]
+  if normalization_type == "no_norm":
+    if use_quantized_training:
+      input_tensor = quantization.quantize_activation(input_tensor, is_training)
+    with tf.variable_scope(name or "FakeLayerNorm"):
+      beta = tf.get_variable("beta", [width], initializer=tf.zeros_initializer())
+      gamma = tf.get_variable("gamma", [width], initializer=tf.ones_initializer())
+      if use_quantized_training:
+        beta = quantization.quantize_activation(beta, is_training)
+        gamma = quantization.quantize_activation(gamma, is_training)
+        scaled = quantization.quantize_activation(
+            input_tensor * gamma, is_training)
+      else:
+        scaled = input_tensor * gamma
+      return scaled + beta
+  if normalization_type == "layer_norm":
+    epsilon = 1e-12
+    scope = tf.variable_scope(name, default_name="LayerNorm")
+  elif normalization_type == "manual_layer_norm":
+    epsilon = 1e-6
+    scope = tf.variable_scope(name or "LayerNorm")
+  else:
+    raise ValueError("Unknown normalization_type %r." % normalization_type)
+  with scope:
+    beta = tf.get_variable("beta", [width], initializer=tf.zeros_initializer())
+    gamma = tf.get_variable("gamma", [width], initializer=tf.ones_initializer())
+    mean, variance = tf.nn.moments(input_tensor, [-1], keep_dims=True)
+    return tf.nn.batch_normalization(
+        input_tensor, mean, variance, offset=beta, scale=gamma,
+        variance_epsilon=epsilon)
+
+
+def create_initializer(initializer_range=0.02):
+  """Truncated normal initializer with stddev `initializer_range`."""
+  return tf.truncated_normal_initializer(stddev=initializer_range)
+
+
+def _dense_kernel(input_tensor, kernel_shape, output_bias_size, initializer,
+                  use_quantized_training, is_training):
+  """Creates kernel and bias in the current scope; quantizes the input/kernel."""
+  kernel = tf.get_variable("kernel", shape=kernel_shape,
+                           initializer=initializer)
+  bias = tf.get_variable("bias", shape=[output_bias_size],
+                         initializer=tf.zeros_initializer())
+  if use_quantized_training:
+    input_tensor = quantization.quantize_activation(input_tensor, is_training)
+    kernel = quantization.quantize_weight(kernel, is_training)
+  return input_tensor, kernel, bias
+
+
+def dense_layer_2d(input_tensor, output_size, initializer, activation,
+                   use_einsum, num_attention_heads=1, name=None,
+                   use_quantized_training=False, is_training=False):
+  """Dense layer on the last axis.
+
+  Args:
+    input_tensor: float Tensor [batch, seq, in] or [batch, in].
+    output_size: output width.
+    initializer: kernel initializer.
+    activation: function or None.
+    use_einsum: einsum instead of reshape + matmul.
+    num_attention_heads: unused by the maths; kept for the original signature.
+    name: scope of `kernel` [in, out] and `bias` [out].
+    use_quantized_training: fake-quantize the input and kernel.
+    is_training: passed to the quantizers.
+
+  Returns:
+    float Tensor [batch, seq, out] or [batch, out].
+  """
+  del num_attention_heads
+  input_shape = get_shape_list(input_tensor, expected_rank=[2, 3])
+  input_width = input_shape[-1]
+  with tf.variable_scope(name):
+    input_tensor, kernel, bias = _dense_kernel(
+        input_tensor, [input_width, output_size], output_size, initializer,
+        use_quantized_training, is_training)
+    if use_einsum and len(input_shape) == 3:
+      output = tf.einsum("BFH,HO->BFO", input_tensor, kernel)
+    elif len(input_shape) == 3:
+      flat = tf.reshape(input_tensor, [-1, input_width])
+      output = tf.reshape(tf.matmul(flat, kernel),
+                          input_shape[:-1] + [output_size])
+    else:
+      output = tf.matmul(input_tensor, kernel)
+    output += bias
+  if activation is not None:
+    return activation(output)
+  return output
+
+
+def dense_layer_3d(input_tensor, num_attention_heads, head_size, initializer,
+                   activation, use_einsum, name=None,
+                   use_quantized_training=False, is_training=False):
+  """Dense layer producing per-head outputs (query, key, value).
+
+  Args:
+    input_tensor: float Tensor [batch, seq, in].
+    num_attention_heads: N.
+    head_size: H.
+    initializer: kernel initializer.
+    activation: function or None.
+    use_einsum: einsum instead of reshape + matmul.
+    name: scope of `kernel` [in, N*H] and `bias` [N*H].
+    use_quantized_training: fake-quantize the input and kernel.
+    is_training: passed to the quantizers.
+
+  Returns:
+    float Tensor [batch, seq, N, H]; head n uses kernel columns n*H..(n+1)*H-1.
+  """
+  input_shape = get_shape_list(input_tensor, expected_rank=3)
+  input_width = input_shape[-1]
+  output_width = num_attention_heads * head_size
+  with tf.variable_scope(name):
+    input_tensor, kernel, bias = _dense_kernel(
+        input_tensor, [input_width, output_width], output_width, initializer,
+        use_quantized_training, is_training)
+    if use_einsum:
+      per_head_kernel = tf.reshape(
+          kernel, [input_width, num_attention_heads, head_size])
+      output = tf.einsum("BFH,HND->BFND", input_tensor, per_head_kernel)
+      output += tf.reshape(bias, [num_attention_heads, head_size])
+    else:
+      flat = tf.reshape(input_tensor, [-1, input_width])
+      output = tf.matmul(flat, kernel) + bias
+      output = tf.reshape(output, input_shape[:2] +
+                          [num_attention_heads, head_size])
+  if activation is not None:
+    return activation(output)
+  return output
+
+
+def dense_layer_3d_proj(input_tensor, hidden_size, head_size, initializer,
+                        activation, use_einsum, name=None,
+                        use_quantized_training=False, is_training=False):
+  """Dense layer merging attention heads (the attention output projection).
+
+  Args:
+    input_tensor: float Tensor [batch, seq, N, H].
+    hidden_size: output width.
+    head_size: H (the original recomputed it as hidden_size // N, which only
+      agrees because N*H == hidden_size in every published config).
+    initializer: kernel initializer.
+    activation: function or None.
+    use_einsum: einsum instead of reshape + matmul.
+    name: scope of `kernel` [N*H, hidden] and `bias` [hidden].
+    use_quantized_training: fake-quantize the input and kernel.
+    is_training: passed to the quantizers.
+
+  Returns:
+    float Tensor [batch, seq, hidden].
+  """
+  input_shape = get_shape_list(input_tensor, expected_rank=4)
+  num_attention_heads = input_shape[2]
+  input_width = num_attention_heads * head_size
+  with tf.variable_scope(name):
+    input_tensor, kernel, bias = _dense_kernel(
+        input_tensor, [input_width, hidden_size], hidden_size, initializer,
+        use_quantized_training, is_training)
+    if use_einsum:
+      per_head_kernel = tf.reshape(
+          kernel, [num_attention_heads, head_size, hidden_size])
+      output = tf.einsum("BFND,NDH->BFH", input_tensor, per_head_kernel)
+    else:
+      flat = tf.reshape(input_tensor, [-1, input_width])
+      output = tf.reshape(tf.matmul(flat, kernel),
+                          input_shape[:2] + [hidden_size])
+    output += bias
+  if activation is not None:
+    return activation(output)
+  return output
+
+
+def embedding_lookup(input_ids, vocab_size, embedding_size=128,
+                     initializer_range=0.02,
+                     word_embedding_name="word_embeddings",
+                     use_one_hot_embeddings=False):
+  """Looks up word embeddings.
+
+  Args:
+    input_ids: int32 Tensor [batch, seq].
+    vocab_size: rows of the table.
+    embedding_size: columns of the table.
+    initializer_range: stddev of the initializer.
+    word_embedding_name: variable name of the table.
+    use_one_hot_embeddings: one-hot matmul instead of a gather (TPU-friendly).
+
+  Returns:
+    (float Tensor [batch, seq, embedding_size], table [vocab, embedding_size]).
+  """
+  input_shape = get_shape_list(input_ids, expected_rank=2, name="input_ids")
+  embedding_table = tf.get_variable(
+      name=word_embedding_name, shape=[vocab_size, embedding_size],
+      initializer=create_initializer(initializer_range))
+  if use_one_hot_embeddings:
+    flat_ids = tf.reshape(input_ids, [-1])
+    one_hot_ids = tf.one_hot(flat_ids, depth=vocab_size)
+    output = tf.matmul(one_hot_ids, embedding_table)
+  else:
+    output = tf.gather(embedding_table, input_ids)
+  output = tf.reshape(output, input_shape + [embedding_size])
+  return output, embedding_table
+
+
+def trigram_embeddings(word_embeddings):
+  """Concatenates the next, current and previous token embeddings.
+
+  Zeros stand in past the true sequence ends (positions 0 and seq-1); padded
+  positions inside the sequence still contribute their [PAD] embedding, as in
+  the original.
+
+  Args:
+    word_embeddings: float Tensor [batch, seq, width].
+
+  Returns:
+    float Tensor [batch, seq, 3 * width] ordered (next, current, previous).
+  """
+  next_tokens = tf.pad(word_embeddings[:, 1:], [[0, 0], [0, 1], [0, 0]])
+  previous_tokens = tf.pad(word_embeddings[:, :-1], [[0, 0], [1, 0], [0, 0]])
+  return tf.concat([next_tokens, word_embeddings, previous_tokens], axis=2)
+
+
+def embedding_postprocessor(word_embeddings, config, token_type_ids,
+                            use_einsum=True):
+  """Projects word embeddings to `hidden_size` and adds type and position.
+
+  Args:
+    word_embeddings: float Tensor [batch, seq, embedding_size].
+    config: BertConfig.
+    token_type_ids: int32 Tensor [batch, seq].
+    use_einsum: passed to the projection.
+
+  Returns:
+    float Tensor [batch, seq, hidden], normalized, with dropout applied.
+  """
+  input_shape = get_shape_list(word_embeddings, expected_rank=3)
+  seq_length = input_shape[1]
+  output = word_embeddings
+  if config.trigram_input:
+    output = trigram_embeddings(output)
+  if config.trigram_input or config.embedding_size != config.hidden_size:
+    output = dense_layer_2d(
+        output, config.hidden_size,
+        create_initializer(config.initializer_range), None,
+        use_einsum=use_einsum, name="embedding_transformation")
+
+  token_type_table = tf.get_variable(
+      name="token_type_embeddings",
+      shape=[config.type_vocab_size, config.hidden_size],
+      initializer=create_initializer(config.initializer_range))
+  output += tf.gather(token_type_table, token_type_ids)
+
+  position_table = tf.get_variable(
+      name="position_embeddings",
+      shape=[config.max_position_embeddings, config.hidden_size],
+      initializer=create_initializer(config.initializer_range))
+  assert_op = tf.assert_less_equal(seq_length, config.max_position_embeddings)
+  with tf.control_dependencies([assert_op]):
+    position_embeddings = tf.slice(position_table, [0, 0], [seq_length, -1])
+  output += tf.expand_dims(position_embeddings, 0)
+
+  output = layer_norm(output, config.normalization_type)
+  return dropout(output, config.hidden_dropout_prob)
+
+
+def create_attention_mask_from_input_mask(from_tensor, to_mask):
+  """Builds the attention mask that hides padded keys.
+
+  Args:
+    from_tensor: Tensor [batch, from_seq, ...].
+    to_mask: int32 Tensor [batch, to_seq]; 1 on real tokens.
+
+  Returns:
+    float Tensor [batch, from_seq, to_seq]; padded queries are still computed.
+  """
+  from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
+  to_shape = get_shape_list(to_mask, expected_rank=2)
+  to_mask = tf.cast(tf.reshape(to_mask, [to_shape[0], 1, to_shape[1]]),
+                    tf.float32)
+  broadcast_ones = tf.ones(shape=[from_shape[0], from_shape[1], 1],
+                           dtype=tf.float32)
+  return broadcast_ones * to_mask
+
+
+def _mask_attention_scores(attention_scores, attention_mask, mask_mode,
+                           use_quantized_training, is_training):
+  """Applies the key mask to scaled scores [batch, heads, from, to]."""
+  if mask_mode == MASK_MODE_ADDITIVE:
+    return attention_scores + (1.0 - attention_mask) * -10000.0
+  attention_scores = attention_scores * attention_mask
+  if use_quantized_training:
+    attention_scores = quantization.quantize_activation(
+        attention_scores, is_training)
+  attention_scores += (1.0 - attention_mask) * -6.0
+  if use_quantized_training:
+    attention_scores = quantization.quantize_activation(
+        attention_scores, is_training)
+    attention_scores = tf.clip_by_value(attention_scores, *QAT_SCORE_CLIP)
+  return attention_scores
+
+
+def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
+                    num_attention_heads, size_per_head,
+                    attention_probs_dropout_prob, initializer_range,
+                    mask_mode=MASK_MODE_ADDITIVE, use_einsum=True,
+                    use_quantized_training=False, is_training=False):
+  """Multi-headed scaled dot-product attention.
+
+  Args:
+    from_tensor: float Tensor [batch, from_seq, query_width] (query input).
+    to_tensor: float Tensor [batch, to_seq, key_width] (key input).
+    value_tensor: float Tensor [batch, to_seq, value_width] (value input).
+    attention_mask: float Tensor [batch, from_seq, to_seq], 1 = attend.
+    num_attention_heads: N.
+    size_per_head: H.
+    attention_probs_dropout_prob: dropout on the probabilities.
+    initializer_range: kernel initializer stddev.
+    mask_mode: MASK_MODE_ADDITIVE or MASK_MODE_NEG6.
+    use_einsum: einsum instead of transpose + matmul.
+    use_quantized_training: fake-quantize scores and context.
+    is_training: passed to the quantizers.
+
+  Returns:
+    (context [batch, from_seq, N, H],
+     masked pre-softmax scores [batch, N, from_seq, to_seq]).
+  """
+  initializer = create_initializer(initializer_range)
+  query = dense_layer_3d(from_tensor, num_attention_heads, size_per_head,
+                         initializer, None, use_einsum, "query",
+                         use_quantized_training, is_training)
+  key = dense_layer_3d(to_tensor, num_attention_heads, size_per_head,
+                       initializer, None, use_einsum, "key",
+                       use_quantized_training, is_training)
+  value = dense_layer_3d(value_tensor, num_attention_heads, size_per_head,
+                         initializer, None, use_einsum, "value",
+                         use_quantized_training, is_training)
+
+  if use_einsum:
+    attention_scores = tf.einsum("BTNH,BFNH->BNFT", key, query)
+  else:
+    attention_scores = tf.matmul(tf.transpose(query, [0, 2, 1, 3]),
+                                 tf.transpose(key, [0, 2, 1, 3]),
+                                 transpose_b=True)
+  if use_quantized_training:
+    attention_scores = quantization.quantize_activation(
+        attention_scores, is_training)
+  attention_scores *= 1.0 / math.sqrt(float(size_per_head))
+
+  attention_mask = tf.expand_dims(attention_mask, axis=1)
+  attention_scores = _mask_attention_scores(
+      attention_scores, attention_mask, mask_mode, use_quantized_training,
+      is_training)
+
+  attention_probs = tf.nn.softmax(attention_scores)
+  attention_probs = dropout(attention_probs, attention_probs_dropout_prob)
+
+  if use_einsum:
+    context = tf.einsum("BNFT,BTNH->BFNH", attention_probs, value)
+  else:
+    context = tf.matmul(attention_probs, tf.transpose(value, [0, 2, 1, 3]))
+    context = tf.transpose(context, [0, 2, 1, 3])
+  if use_quantized_training:
+    context = quantization.quantize_activation(context, is_training)
+  return context, attention_scores
+
+
+def transformer_model(input_tensor, attention_mask, config,
+                      mask_mode=MASK_MODE_ADDITIVE, use_einsum=True,
+                      use_quantized_training=False, is_training=False):
+  """The stack of (bottleneck) transformer blocks.
+
+  Args:
+    input_tensor: float Tensor [batch, seq, hidden] (the embedding output).
+    attention_mask: float Tensor [batch, seq, seq].
+    config: BertConfig (dropout already zeroed when not training).
+    mask_mode: MASK_MODE_ADDITIVE or MASK_MODE_NEG6.
+    use_einsum: einsum instead of reshape + matmul.
+    use_quantized_training: insert fake-quant nodes.
+    is_training: passed to the quantizers.
+
+  Returns:
+    (list of num_layers + 1 Tensors [batch, seq, hidden], embedding output
+     first; list of num_layers attention score Tensors [batch, N, seq, seq]).
+
+  Raises:
+    ValueError: the input width differs from `hidden_size`.
+  """
+  input_width = get_shape_list(input_tensor, expected_rank=3)[2]
+  if input_width != config.hidden_size:
+    raise ValueError("The embedding output width (%d) must equal hidden_size "
+                     "(%d)." % (input_width, config.hidden_size))
+  block_width = config.true_hidden_size
+  num_heads = config.num_attention_heads
+  head_size = block_width // num_heads
+  initializer = create_initializer(config.initializer_range)
+  activation = get_activation(config.hidden_act)
+  norm = config.normalization_type
+  qat = dict(use_quantized_training=use_quantized_training,
+             is_training=is_training)
+
+  def dense(tensor, width, name, act=None):
+    return dense_layer_2d(tensor, width, initializer, act, use_einsum,
+                          name=name, **qat)
+
+  def normalize(tensor):
+    return layer_norm(tensor, norm, **qat)
+
+  layer_output = input_tensor
+  all_layer_outputs = [input_tensor]
+  all_attention_maps = []
+  for layer_idx in range(config.num_hidden_layers):
+    with tf.variable_scope("layer_%d" % layer_idx):
+      block_input = layer_output
+      if config.use_bottleneck:
+        with tf.variable_scope("bottleneck"):
+          with tf.variable_scope("input"):
+            bottleneck_input = normalize(dense(block_input, block_width,
+                                               "dense"))
+          if config.use_bottleneck_attention:
+            query_key_input = value_input = bottleneck_input
+          elif config.key_query_shared_bottleneck:
+            with tf.variable_scope("attention"):
+              query_key_input = normalize(dense(block_input, block_width,
+                                                "dense"))
+            value_input = block_input
+          else:
+            query_key_input = value_input = block_input
+      else:
+        bottleneck_input = query_key_input = value_input = block_input
+
+      with tf.variable_scope("attention"):
+        with tf.variable_scope("self"):
+          context, attention_scores = attention_layer(
+              from_tensor=query_key_input,
+              to_tensor=query_key_input,
+              value_tensor=value_input,
+              attention_mask=attention_mask,
+              num_attention_heads=num_heads,
+              size_per_head=head_size,
+              attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+              initializer_range=config.initializer_range,
+              mask_mode=mask_mode,
+              use_einsum=use_einsum,
+              **qat)
+        all_attention_maps.append(attention_scores)
+        with tf.variable_scope("output"):
+          attention_output = dense_layer_3d_proj(
+              context, block_width, head_size, initializer, None, use_einsum,
+              "dense", **qat)
+          if not config.use_bottleneck:
+            attention_output = dropout(attention_output,
+                                       config.hidden_dropout_prob)
+          # The residual is the bottleneck input, not the block input.
+          attention_output = normalize(attention_output + bottleneck_input)
+
+      # Stacked FFNs never use dropout, with or without a bottleneck.
+      for ffn_idx in range(config.num_feedforward_networks - 1):
+        with tf.variable_scope("ffn_layer_%d" % ffn_idx):
+          with tf.variable_scope("intermediate"):
+            intermediate_output = dense(attention_output,
+                                        config.intermediate_size, "dense",
+                                        activation)
+          with tf.variable_scope("output"):
+            ffn_output = dense(intermediate_output, block_width, "dense")
+            attention_output = normalize(ffn_output + attention_output)
+
+      with tf.variable_scope("intermediate"):
+        intermediate_output = dense(attention_output, config.intermediate_size,
+                                    "dense", activation)
+      with tf.variable_scope("output"):
+        ffn_output = dense(intermediate_output, block_width, "dense")
+        if not config.use_bottleneck:
+          ffn_output = dropout(ffn_output, config.hidden_dropout_prob)
+        layer_output = normalize(ffn_output + attention_output)
+        if config.use_bottleneck:
+          with tf.variable_scope("bottleneck"):
+            projected = dense(layer_output, config.hidden_size, "dense")
+            projected = dropout(projected, config.hidden_dropout_prob)
+            layer_output = normalize(projected + block_input)
+      all_layer_outputs.append(layer_output)
+  return all_layer_outputs, all_attention_maps
+
+
+def get_shape_list(tensor, expected_rank=None, name=None):
+  """Returns the shape as a list, static ints where known, scalar Tensors else.
+
+  Args:
+    tensor: Tensor.
+    expected_rank: int or list of ints; raises ValueError on another rank.
+    name: name for the error message.
+
+  Returns:
+    list of ints / scalar int32 Tensors.
+  """
+  if expected_rank is not None:
+    assert_rank(tensor, expected_rank, name)
+  shape = tensor.shape.as_list()
+  dynamic_dims = [i for i, dim in enumerate(shape) if dim is None]
+  if not dynamic_dims:
+    return shape
+  dynamic_shape = tf.shape(tensor)
+  for index in dynamic_dims:
+    shape[index] = dynamic_shape[index]
+  return shape
+
+
+def assert_rank(tensor, expected_rank, name=None):
+  """Raises ValueError if `tensor` does not have one of `expected_rank`."""
+  if isinstance(expected_rank, six.integer_types):
+    expected_rank = [expected_rank]
+  actual_rank = tensor.shape.ndims
+  if actual_rank not in expected_rank:
+    raise ValueError(
+        "Tensor %s has rank %s (shape %s); expected rank %s." %
+        (name or tensor.name, actual_rank, tensor.shape,
+         " or ".join(str(rank) for rank in expected_rank)))
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+_CHECKPOINT_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
+
+
+def resolve_checkpoint_path(path):
+  """Turns what a user may pass as --init_checkpoint into a checkpoint prefix.
+
+  Accepts a prefix (`mobilebert_variables.ckpt`), a path ending in `.index`,
+  `.meta` or `.data-00000-of-00001` (which the original passed on unchanged,
+  silently loading nothing), or a directory (its latest checkpoint).
+
+  Raises:
+    ValueError: nothing loadable at `path`.
+  """
+  if tf.gfile.IsDirectory(path):
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+      raise ValueError("No checkpoint found in directory %s." % path)
+    return latest
+  prefix = _CHECKPOINT_SUFFIX.sub("", path)
+  if not tf.gfile.Exists(prefix + ".index"):
+    raise ValueError(
+        "No checkpoint at %s (expected %s.index and its .data files)." %
+        (path, prefix))
+  return prefix
+
+
+def _graph_variable_name(variable):
+  return re.sub(r":\d+$", "", variable.name)
+
+
+def get_assignment_map_from_checkpoint(tvars, init_checkpoint,
+                                       init_from_teacher=False,
+                                       init_embedding=False):
+  """Maps checkpoint variables onto graph variables, checking shapes.
+
+  Args:
+    tvars: graph variables that may be initialized.
+    init_checkpoint: checkpoint prefix, .index/.data path or directory.
+    init_from_teacher: map checkpoint name X onto graph variable `teacher/X`.
+    init_embedding: map only names outside `bert/encoder` (embeddings and
+      heads), as used to seed a student from its teacher.
+
+  Returns:
+    (assignment_map {checkpoint name: graph name},
+     initialized_variable_names {graph name: 1}).
+
+  Raises:
+    ValueError: a mapped pair differs in shape; names the variables and both
+      shapes so a config/checkpoint mismatch is obvious.
+  """
+  checkpoint = resolve_checkpoint_path(init_checkpoint)
+  graph_variables = collections.OrderedDict(
+      (_graph_variable_name(var), var) for var in tvars)
+  assignment_map = collections.OrderedDict()
+  initialized_variable_names = collections.OrderedDict()
+  for checkpoint_name, checkpoint_shape in tf.train.list_variables(checkpoint):
+    if init_from_teacher:
+      graph_name = "teacher/" + checkpoint_name
+    elif init_embedding and checkpoint_name.startswith("bert/encoder"):
+      continue
+    else:
+      graph_name = checkpoint_name
+    if graph_name not in graph_variables:
+      continue
+    graph_shape = graph_variables[graph_name].shape.as_list()
+    if list(checkpoint_shape) != graph_shape:
+      raise ValueError(
+          "Checkpoint %s does not match the model: variable %s has shape %s in "
+          "the checkpoint but %s has shape %s in the graph. Check that "
+          "--bert_config_file describes the checkpoint." %
+          (checkpoint, checkpoint_name, list(checkpoint_shape), graph_name,
+           graph_shape))
+    assignment_map[checkpoint_name] = graph_name
+    initialized_variable_names[graph_name] = 1
+  return assignment_map, initialized_variable_names
+
+
+def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
+                         init_from_teacher=False, init_embedding=False):
+  """Initializes graph variables from a checkpoint and logs what was loaded.
+
+  Call inside a model_fn after the graph is built.  Several calls may be made
+  with different modes (e.g. a student's embeddings and the whole teacher from
+  one teacher checkpoint); each logs its own report.
+
+  Args:
+    init_checkpoint: checkpoint prefix, .index/.data path or directory.
+    tvars: candidate variables; defaults to the trainable variables.
+    use_tpu: if True, return a scaffold_fn that does the initialization (TPU
+      needs it inside the scaffold); otherwise initialize directly.
+    init_from_teacher: see get_assignment_map_from_checkpoint.
+    init_embedding: see get_assignment_map_from_checkpoint.
+
+  Returns:
+    scaffold_fn for TPUEstimatorSpec, or None when not on TPU.
+  """
+  if tvars is None:
+    tvars = tf.trainable_variables()
+  checkpoint = resolve_checkpoint_path(init_checkpoint)
+  assignment_map, initialized = get_assignment_map_from_checkpoint(
+      tvars, checkpoint, init_from_teacher=init_from_teacher,
+      init_embedding=init_embedding)
+  log_loading_report(tvars, checkpoint, initialized)
+  if not assignment_map:
+    return None
+
+  def _init():
+    tf.train.init_from_checkpoint(checkpoint, assignment_map)
+
+  if use_tpu:
+    def scaffold_fn():
+      _init()
+      return tf.train.Scaffold()
+    return scaffold_fn
+  _init()
+  return None
+
+
+def log_loading_report(tvars, checkpoint, initialized_variable_names):
+  """Logs which variables were loaded from `checkpoint` and which were not."""
+  names = [_graph_variable_name(var) for var in tvars]
+  missing = [name for name in names if name not in initialized_variable_names]
+  tf.logging.info("Loaded %d of %d variables from %s.",
+                  len(names) - len(missing), len(names), checkpoint)
+  if missing:
+    tf.logging.info("%d variables keep their initial values (not in the "
+                    "checkpoint under this mapping):", len(missing))
+    for name in missing:
+      tf.logging.info("  %s", name)
+
+
+def count_parameters(variables):
+  """Total number of scalars in `variables`."""
+  return int(sum(np.prod(var.shape.as_list()) for var in variables))
+
+
+def latest_checkpoint_step(model_dir):
+  """global_step of the latest checkpoint in `model_dir`, or 0 if none."""
+  latest = tf.train.latest_checkpoint(model_dir) if tf.gfile.IsDirectory(
+      model_dir) else None
+  if latest is None:
+    return 0
+  reader = tf.train.load_checkpoint(latest)
+  if not reader.has_tensor("global_step"):
+    return 0
+  return int(reader.get_tensor("global_step"))

@@ -1,0 +1,271 @@
+# coding=utf-8
+"""Optimizer construction and BERT's Adam with decoupled weight decay.
+
+`create_optimizer` is shared by pretraining and every fine-tuning script.  It
+builds the learning-rate schedule (linear warm-up, then linear decay to
+`end_lr_rate * init_lr`), picks AdamW or LAMB, freezes every variable under
+the `teacher` scope, clips the global gradient norm to 1.0 and returns a train
+op that also increments the global step.
+
+Both optimizers implement the `tf.train.Optimizer` slot/update hooks instead
+of overriding `apply_gradients`, so that the base class performs the
+cross-replica gradient reduction under `tf.distribute` strategies and the
+same code runs on one device, several GPUs or (through CrossShardOptimizer) a
+TPU.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import re
+
+import tensorflow.compat.v1 as tf
+
+# Variables whose name matches one of these regexes get no weight decay (and,
+# for LAMB, no trust-ratio adaptation): the frozen teacher, every
+# normalisation parameter and every bias.
+EXCLUDE_FROM_WEIGHT_DECAY = ["teacher", "LayerNorm", "layer_norm", "bias",
+                             "FakeLayerNorm"]
+
+OPTIMIZERS = ("adamw", "lamb")
+
+ADAM_BETA_1 = 0.9
+ADAM_BETA_2 = 0.999
+ADAM_EPSILON = 1e-6
+GRADIENT_CLIP_NORM = 1.0
+
+TEACHER_SCOPE = "teacher"
+
+
+def learning_rate_schedule(global_step, init_lr, num_train_steps,
+                           num_warmup_steps, end_lr_rate=0.0001):
+  """The learning rate at `global_step` as a scalar float32 tensor.
+
+  lr(s) = (init_lr - end) * (1 - min(s, T) / T) + end, with
+  end = init_lr * end_lr_rate and T = num_train_steps; for s < num_warmup_steps
+  the linear ramp init_lr * s / num_warmup_steps replaces it.
+
+  Args:
+    global_step: scalar integer tensor.
+    init_lr: float, the peak learning rate.
+    num_train_steps: int > 0, the length of the decay.
+    num_warmup_steps: int >= 0; 0 disables the warm-up ramp.
+    end_lr_rate: float, the final learning rate as a fraction of init_lr.
+
+  Returns:
+    A scalar float32 tensor.
+  """
+  if num_train_steps <= 0:
+    raise ValueError("num_train_steps must be positive, got %d" %
+                     num_train_steps)
+  if num_warmup_steps < 0:
+    raise ValueError("num_warmup_steps must be >= 0, got %d" %
+                     num_warmup_steps)
+  step = tf.cast(global_step, tf.float32)
+  end_lr = init_lr * end_lr_rate
+  progress = tf.minimum(step, float(num_train_steps)) / float(num_train_steps)
+  decayed_lr = (init_lr - end_lr) * (1.0 - progress) + end_lr
+  if num_warmup_steps == 0:
+    return decayed_lr
+  warmup_lr = init_lr * step / float(num_warmup_steps)
+  return tf.where(step < float(num_warmup_steps), warmup_lr, decayed_lr)
+
+
+def matches_any(name, patterns):
+  """Whether a variable name matches (re.search) any of `patterns`."""
+  return any(re.search(p, name) is not None for p in patterns or [])
+
+
+def variable_name(var):
+  """The name of a variable without the ":0" suffix."""
+  return var.op.name
+
+
+def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
+                     optimizer="adamw", weight_decay_rate=0.01,
+                     end_lr_rate=0.0001, use_layer_wise_warmup=False,
+                     total_warmup_phases=0):
+  """Builds the train op for `loss`.
+
+  Args:
+    loss: scalar float32 loss tensor.
+    init_lr: float, peak learning rate.
+    num_train_steps: int, length of the learning-rate schedule.
+    num_warmup_steps: int, linear warm-up steps (0 for none).
+    use_tpu: bool; wraps the optimizer in CrossShardOptimizer.
+    optimizer: "adamw" or "lamb".
+    weight_decay_rate: float, decoupled weight decay for non-excluded variables.
+    end_lr_rate: float, final learning rate as a fraction of init_lr.
+    use_layer_wise_warmup: bool, progressive layer-wise gating (LAMB only).
+    total_warmup_phases: int, number of layer-wise stages (the student's
+      layer count); the stage length is num_train_steps // total_warmup_phases.
+
+  Returns:
+    A train op that applies one update and increments the global step.
+
+  Raises:
+    ValueError: on an unknown optimizer, layer-wise warm-up without LAMB, or
+      when there is nothing to train.
+  """
+  if optimizer not in OPTIMIZERS:
+    raise ValueError("optimizer must be one of %s, got %r" %
+                     (", ".join(OPTIMIZERS), optimizer))
+  if use_layer_wise_warmup and optimizer != "lamb":
+    raise ValueError(
+        "use_layer_wise_warmup needs optimizer='lamb'; %r cannot gate layers "
+        "(the original silently ignored it)" % optimizer)
+  if use_layer_wise_warmup and total_warmup_phases <= 0:
+    raise ValueError("use_layer_wise_warmup needs total_warmup_phases > 0")
+
+  global_step = tf.train.get_or_create_global_step()
+  learning_rate = learning_rate_schedule(global_step, init_lr, num_train_steps,
+                                         num_warmup_steps, end_lr_rate)
+
+  if optimizer == "lamb":
+    # Imported here because lamb_optimizer builds on this module's helpers.
+    import lamb_optimizer  # pylint: disable=g-import-not-at-top
+    steps_per_phase = (num_train_steps // total_warmup_phases
+                       if total_warmup_phases > 0 else 1)
+    opt = lamb_optimizer.LAMBOptimizer(
+        learning_rate=learning_rate,
+        weight_decay_rate=weight_decay_rate,
+        beta_1=ADAM_BETA_1,
+        beta_2=ADAM_BETA_2,
+        epsilon=ADAM_EPSILON,
+        exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY,
+        use_layer_wise_warmup=use_layer_wise_warmup,
+        steps_per_phase=steps_per_phase)
+  else:
+    opt = AdamWeightDecayOptimizer(
+        learning_rate=learning_rate,
+        weight_decay_rate=weight_decay_rate,
+        beta_1=ADAM_BETA_1,
+        beta_2=ADAM_BETA_2,
+        epsilon=ADAM_EPSILON,
+        exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY)
+
+  if use_tpu:
+    opt = tf.tpu.CrossShardOptimizer(opt)
+
+  # The teacher is frozen by never differentiating with respect to it.
+  tvars = [v for v in tf.trainable_variables()
+           if not variable_name(v).startswith(TEACHER_SCOPE)]
+  if not tvars:
+    raise ValueError("create_optimizer found no trainable non-teacher "
+                     "variables")
+  grads = tf.gradients(loss, tvars, colocate_gradients_with_ops=True)
+  grads = scale_for_replicas(grads)
+  grads, _ = tf.clip_by_global_norm(grads, clip_norm=GRADIENT_CLIP_NORM)
+  return opt.apply_gradients(zip(grads, tvars), global_step=global_step)
+
+
+def scale_for_replicas(grads):
+  """Divides gradients by the replica count of a tf.distribute strategy.
+
+  The base optimizer sums gradients over replicas; each replica's loss is a
+  mean over its share of the global batch, so 1/num_replicas turns the sum
+  into the mean over the global batch.  A no-op without a strategy.
+
+  Args:
+    grads: list of gradient tensors / IndexedSlices / None.
+
+  Returns:
+    The list with every non-None gradient scaled.
+  """
+  replica_context = tf.distribute.get_replica_context()
+  num_replicas = (replica_context.num_replicas_in_sync
+                  if replica_context is not None else 1)
+  if num_replicas == 1:
+    return grads
+  scale = 1.0 / num_replicas
+  scaled = []
+  for grad in grads:
+    if grad is None:
+      scaled.append(None)
+    elif isinstance(grad, tf.IndexedSlices):
+      scaled.append(tf.IndexedSlices(grad.values * scale, grad.indices,
+                                     grad.dense_shape))
+    else:
+      scaled.append(grad * scale)
+  return scaled
+
+
+class AdamWeightDecayOptimizer(tf.train.Optimizer):
+  """BERT's Adam: no bias correction, decoupled L2 weight decay.
+
+  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
+  u = m / (sqrt(v) + eps) + wd * w (unless excluded);  w <- w - lr * u.
+  Slots are named <var>/adam_m and <var>/adam_v, as in released checkpoints.
+  Sparse (embedding) gradients are applied as dense updates, exactly like the
+  original: every row's moments decay every step.
+  """
+
+  def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9,
+               beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
+               name="AdamWeightDecayOptimizer"):
+    super(AdamWeightDecayOptimizer, self).__init__(False, name)
+    self.learning_rate = learning_rate
+    self.weight_decay_rate = weight_decay_rate
+    self.beta_1 = beta_1
+    self.beta_2 = beta_2
+    self.epsilon = epsilon
+    self.exclude_from_weight_decay = exclude_from_weight_decay
+
+  def _create_slots(self, var_list):
+    for var in var_list:
+      self._zeros_slot(var, "m", "adam_m")
+      self._zeros_slot(var, "v", "adam_v")
+
+  def _prepare(self):
+    self._lr_t = tf.convert_to_tensor(self.learning_rate, name="learning_rate")
+
+  def _use_weight_decay(self, var):
+    return (self.weight_decay_rate != 0.0 and
+            not matches_any(variable_name(var), self.exclude_from_weight_decay))
+
+  def adam_update(self, grad, var, gate=None):
+    """Updates the moments of `var` and returns (update direction, assigns).
+
+    Args:
+      grad: dense gradient, same shape as `var`.
+      var: the variable.
+      gate: optional scalar float tensor in {0, 1} multiplying the new
+        moments and the decay term (LAMB's layer-wise warm-up).
+
+    Returns:
+      (u, [m_assign, v_assign]) with u = m/(sqrt(v)+eps) [+ wd * w].
+    """
+    m = self.get_slot(var, "m")
+    v = self.get_slot(var, "v")
+    grad = tf.cast(grad, var.dtype.base_dtype)
+    next_m = (tf.multiply(self.beta_1, m) +
+              tf.multiply(1.0 - self.beta_1, grad))
+    next_v = (tf.multiply(self.beta_2, v) +
+              tf.multiply(1.0 - self.beta_2, tf.square(grad)))
+    if gate is not None:
+      next_m = tf.multiply(gate, next_m)
+      next_v = tf.multiply(gate, next_v)
+    update = next_m / (tf.sqrt(next_v) + self.epsilon)
+    if self._use_weight_decay(var):
+      decay = tf.multiply(self.weight_decay_rate, var)
+      if gate is not None:
+        decay = tf.multiply(gate, decay)
+      update += decay
+    return update, [m.assign(next_m), v.assign(next_v)]
+
+  def _apply_dense(self, grad, var):
+    update, moment_assigns = self.adam_update(grad, var)
+    lr = tf.cast(self._lr_t, var.dtype.base_dtype)
+    return tf.group(var.assign_sub(lr * update), *moment_assigns)
+
+  def _resource_apply_dense(self, grad, var):
+    return self._apply_dense(grad, var)
+
+  def _apply_sparse(self, grad, var):
+    return self._apply_dense(tf.convert_to_tensor(grad), var)
+
+  def _resource_apply_sparse(self, grad, var, indices):
+    num_rows = tf.shape(var)[0]
+    return self._apply_dense(
+        tf.math.unsorted_segment_sum(grad, indices, num_rows), var)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make test`: build both runtimes from nothing (or reuse them) and run the
+# whole suite on each.  Extra arguments go to pytest.
+#
+# Each suite gets MOBILEBERT_PEER_PYTHON pointing at the other runtime so the
+# cross-runtime checkpoint tests can run the other TensorFlow in a subprocess.
+# Off CI a missing Python 3.7 skips the TF 1.15 suite with one line; under
+# CI=true it is a failure.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+tf2_python="$(scripts/setup_venv.sh tf2)" || { echo "make test: could not set up the TF 2.15 runtime" >&2; exit 1; }
+tf1_python="$(scripts/setup_venv.sh tf1)"; tf1_status=$?
+if [ $tf1_status -ne 0 ]; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "make test: the TF 1.15 runtime (Python 3.7) is required under CI" >&2; exit 1
+  fi
+  echo "make test: no Python 3.7 on this machine, running the TF 2.15 suite only" >&2
+  tf1_python=""
+fi
+
+declare -A results
+run_suite() {
+  local name="$1" python="$2" peer="$3"; shift 3
+  echo "=== $name: $("$python" -c 'import sys, tensorflow as t; print("Python %d.%d, TensorFlow %s" % (sys.version_info[0], sys.version_info[1], t.__version__))' 2>/dev/null) ==="
+  MOBILEBERT_PEER_PYTHON="$peer" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m pytest -p no:cacheprovider tests "$@"
+  results[$name]=$?
+}
+
+run_suite tf2 "$tf2_python" "$tf1_python" "$@"
+if [ -n "$tf1_python" ]; then
+  run_suite tf1 "$tf1_python" "$tf2_python" "$@"
+fi
+
+status=0
+for name in "${!results[@]}"; do
+  echo "make test: $name suite exit code ${results[$name]}"
+  [ "${results[$name]}" -eq 0 ] || status=1
+done
+exit $status

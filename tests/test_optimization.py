@@ -1,0 +1,271 @@
+"""optimization.create_optimizer, AdamW and LAMB against numpy re-implementations."""
+
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+
+import lamb_optimizer  # pylint: disable=g-import-not-at-top
+import optimization  # pylint: disable=g-import-not-at-top
+
+B1, B2, EPS = 0.9, 0.999, 1e-6
+EXCLUDED = ("teacher", "LayerNorm", "layer_norm", "bias", "FakeLayerNorm")
+
+# name -> (shape, gradient coefficient); loss = sum_v 0.5 * coef * ||v||^2
+# plus a linear term through an embedding gather for the embedding table.
+VARIABLES = {
+    "bert/embeddings/word_embeddings": ((6, 3), 0.0),
+    "bert/encoder/layer_0/attention/self/query/kernel": ((3, 4), 2.0),
+    "bert/encoder/layer_0/attention/self/query/bias": ((4,), 1.5),
+    "bert/encoder/layer_1/output/FakeLayerNorm/gamma": ((4,), 0.7),
+    "bert/encoder/layer_1/intermediate/dense/kernel": ((4, 2), 3.0),
+    "cls/predictions/output_bias": ((5,), 0.5),
+    "teacher/bert/encoder/layer_0/attention/self/query/kernel": ((3, 4), 1.0),
+}
+EMBED_IDS = np.array([1, 4, 1], dtype=np.int32)
+EMBED_COEF = np.array([[0.3, -0.2, 0.5], [1.0, 0.1, -0.4], [0.2, 0.2, 0.2]],
+                      dtype=np.float32)
+
+
+def initial_values():
+  rng = np.random.RandomState(3)
+  return {n: rng.uniform(-1.0, 1.0, size=s).astype(np.float32)
+          for n, (s, _) in VARIABLES.items()}
+
+
+def numpy_gradients(values):
+  """Gradients of the test loss for every non-teacher variable."""
+  grads = {}
+  for name, (_, coef) in VARIABLES.items():
+    if name.startswith("teacher"):
+      continue
+    grads[name] = coef * values[name]
+  table_grad = np.zeros_like(values["bert/embeddings/word_embeddings"])
+  for row, token in enumerate(EMBED_IDS):
+    table_grad[token] += EMBED_COEF[row]
+  grads["bert/embeddings/word_embeddings"] = table_grad
+  return grads
+
+
+def clip(grads):
+  norm = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2))
+                       for g in grads.values()))
+  scale = 1.0 / max(norm, 1.0)
+  return {n: g * scale for n, g in grads.items()}
+
+
+def lr_at(step, init_lr, total, warmup, end_rate):
+  end = init_lr * end_rate
+  lr = (init_lr - end) * (1.0 - min(step, total) / total) + end
+  if warmup and step < warmup:
+    lr = init_lr * step / warmup
+  return lr
+
+
+def excluded(name):
+  return any(p in name for p in EXCLUDED)
+
+
+def numpy_layer_wise(name, step, spp):
+  """(lr_mult, gate) of reference_spec 4.3 written from the formulas."""
+  if not name.startswith("bert/encoder/layer_"):
+    return 0.0, 0.0
+  layer = int(name.split("/")[2][len("layer_"):])
+  if spp > 1:
+    t = (step % spp) / spp
+    background = min(0.9 + 0.1 * math.sqrt(1.0 - t), 10.0 * t)
+  else:
+    background = 1.0
+  if step <= spp * layer:
+    stage = 0.0
+  elif step <= spp * (layer + 1):
+    stage = 1.0
+  else:
+    stage = 0.1
+  lr_mult = 3.0 * background * stage
+  return lr_mult, (1.0 if lr_mult > 0 else 0.0)
+
+
+def numpy_run(kind, steps, init_lr, total, warmup, end_rate, wd,
+              layer_wise=False, spp=1):
+  values = initial_values()
+  m = {n: np.zeros_like(v) for n, v in values.items()}
+  v2 = {n: np.zeros_like(v) for n, v in values.items()}
+  history = []
+  for step in range(steps):
+    lr = lr_at(step, init_lr, total, warmup, end_rate)
+    grads = clip(numpy_gradients(values))
+    for name, g in grads.items():
+      w = values[name]
+      lr_mult, gate = (numpy_layer_wise(name, step, spp) if layer_wise
+                       else (1.0, 1.0))
+      m[name] = gate * (B1 * m[name] + (1 - B1) * g)
+      v2[name] = gate * (B2 * v2[name] + (1 - B2) * g * g)
+      u = m[name] / (np.sqrt(v2[name]) + EPS)
+      if not excluded(name):
+        u = u + gate * wd * w
+      if kind == "lamb":
+        ratio = 1.0
+        if not excluded(name):
+          wn, un = np.linalg.norm(w), np.linalg.norm(u)
+          ratio = wn / un if wn > 0 and un > 0 else 1.0
+        values[name] = w - lr_mult * ratio * lr * u
+      else:
+        values[name] = w - lr * u
+    history.append({n: x.copy() for n, x in values.items()})
+  return history, m
+
+
+def tf_run(kind, steps, init_lr, total, warmup, end_rate, wd,
+           layer_wise=False, phases=0):
+  """Runs create_optimizer on the same loss; returns values after each step."""
+  graph = tf.Graph()
+  with graph.as_default():
+    start = initial_values()
+    tf_vars = {}
+    for name in VARIABLES:
+      scope, var_name = name.rsplit("/", 1)
+      with tf.variable_scope(scope):
+        tf_vars[name] = tf.get_variable(
+            var_name, initializer=tf.constant(start[name]))
+    loss = 0.0
+    for name, (_, coef) in VARIABLES.items():
+      loss += 0.5 * coef * tf.reduce_sum(tf.square(tf_vars[name]))
+    rows = tf.gather(tf_vars["bert/embeddings/word_embeddings"], EMBED_IDS)
+    loss += tf.reduce_sum(rows * EMBED_COEF)
+    train_op = optimization.create_optimizer(
+        loss, init_lr, total, warmup, use_tpu=False, optimizer=kind,
+        weight_decay_rate=wd, end_lr_rate=end_rate,
+        use_layer_wise_warmup=layer_wise, total_warmup_phases=phases)
+    slots = {v.op.name: v for v in tf.global_variables()
+             if "adam_" in v.op.name}
+    slot_names = sorted(slots)
+    step_t = tf.train.get_global_step()
+    history = []
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      for _ in range(steps):
+        sess.run(train_op)
+        history.append(sess.run(tf_vars))
+      final_step = sess.run(step_t)
+      moments = {n: sess.run(slots[n + "/adam_m"])
+                 for n in VARIABLES if not n.startswith("teacher")}
+  return history, slot_names, final_step, moments
+
+
+def assert_histories_close(expected, actual):
+  for step, (exp, act) in enumerate(zip(expected, actual)):
+    for name in VARIABLES:
+      np.testing.assert_allclose(act[name], exp[name], rtol=2e-5, atol=2e-6,
+                                 err_msg="%s at step %d" % (name, step))
+
+
+def test_learning_rate_schedule_matches_hand_values():
+  with tf.Graph().as_default():
+    step = tf.placeholder(tf.int64, [])
+    lr = optimization.learning_rate_schedule(step, 1e-3, 100, 10, 0.0001)
+    with tf.Session() as sess:
+      got = [sess.run(lr, {step: s}) for s in (0, 5, 10, 55, 100, 150)]
+  end = 1e-7
+  expected = [0.0, 5e-4, (1e-3 - end) * 0.9 + end, (1e-3 - end) * 0.45 + end,
+              end, end]
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-12)
+
+
+def test_adamw_matches_numpy_with_decay_exclusions_and_frozen_teacher():
+  args = dict(steps=4, init_lr=0.05, total=10, warmup=2, end_rate=0.0001,
+              wd=0.03)
+  expected, _ = numpy_run("adamw", **args)
+  actual, slots, final_step, _ = tf_run("adamw", **args)
+  assert_histories_close(expected, actual)
+  teacher = "teacher/bert/encoder/layer_0/attention/self/query/kernel"
+  np.testing.assert_array_equal(actual[-1][teacher], initial_values()[teacher])
+  assert final_step == 4
+  assert "bert/embeddings/word_embeddings/adam_m" in slots
+  assert "bert/embeddings/word_embeddings/adam_v" in slots
+  assert not any(s.startswith("teacher") for s in slots)
+
+
+def test_weight_decay_rate_is_honoured():
+  name = "bert/encoder/layer_1/intermediate/dense/kernel"
+  args = dict(steps=2, init_lr=0.05, total=10, warmup=0, end_rate=1.0)
+  no_decay, _, _, _ = tf_run("adamw", wd=0.0, **args)
+  decay, _, _, _ = tf_run("adamw", wd=0.5, **args)
+  expected, _ = numpy_run("adamw", wd=0.5, **args)
+  assert not np.allclose(no_decay[-1][name], decay[-1][name])
+  np.testing.assert_allclose(decay[-1][name], expected[-1][name], rtol=2e-5)
+
+
+def test_lamb_matches_numpy_without_layer_wise_warmup():
+  args = dict(steps=4, init_lr=0.05, total=10, warmup=0, end_rate=0.0001,
+              wd=0.01)
+  expected, _ = numpy_run("lamb", **args)
+  actual, _, _, _ = tf_run("lamb", **args)
+  assert_histories_close(expected, actual)
+
+
+def test_lamb_layer_wise_gating_and_moment_reset():
+  # Two stages of 3 steps: steps 1-3 train layer 0, steps 4-6 layer 1 (and
+  # layer 0 at 0.1); step 3 is a stage boundary (background 0) -> reset.
+  args = dict(steps=7, init_lr=0.01, total=6, warmup=0, end_rate=1.0, wd=0.01)
+  expected, expected_m = numpy_run("lamb", layer_wise=True, spp=3, **args)
+  actual, _, _, moments = tf_run("lamb", layer_wise=True, phases=2, **args)
+  assert_histories_close(expected, actual)
+  start = initial_values()
+  layer0 = "bert/encoder/layer_0/attention/self/query/kernel"
+  layer1 = "bert/encoder/layer_1/intermediate/dense/kernel"
+  # Step 0 (index 0) changes nothing; stage 0 (steps 1-2) moves layer 0 only.
+  np.testing.assert_array_equal(actual[0][layer0], start[layer0])
+  assert not np.allclose(actual[2][layer0], start[layer0])
+  np.testing.assert_array_equal(actual[2][layer1], start[layer1])
+  # The boundary step 3 leaves every variable where it was.
+  for name in VARIABLES:
+    np.testing.assert_array_equal(actual[3][name], actual[2][name])
+  assert not np.allclose(actual[5][layer1], start[layer1])
+  for frozen in ("bert/embeddings/word_embeddings",
+                 "cls/predictions/output_bias"):
+    np.testing.assert_array_equal(actual[-1][frozen], start[frozen])
+    np.testing.assert_array_equal(moments[frozen], 0.0)
+  for name, value in expected_m.items():
+    if name in moments:
+      np.testing.assert_allclose(moments[name], value, rtol=2e-5, atol=1e-7)
+
+
+def test_moments_are_zero_right_after_a_stage_boundary():
+  args = dict(steps=4, init_lr=0.01, total=6, warmup=0, end_rate=1.0, wd=0.01)
+  _, _, _, moments = tf_run("lamb", layer_wise=True, phases=2, **args)
+  # After steps 0..3 the last applied step was the boundary s=3.
+  for name, value in moments.items():
+    np.testing.assert_array_equal(value, 0.0, err_msg=name)
+
+
+def test_layer_wise_warmup_needs_lamb():
+  with tf.Graph().as_default():
+    w = tf.get_variable("w", initializer=tf.constant([1.0]))
+    with pytest.raises(ValueError, match="lamb"):
+      optimization.create_optimizer(tf.reduce_sum(w), 0.1, 10, 0, False,
+                                    optimizer="adamw",
+                                    use_layer_wise_warmup=True,
+                                    total_warmup_phases=2)
+    with pytest.raises(ValueError, match="optimizer"):
+      optimization.create_optimizer(tf.reduce_sum(w), 0.1, 10, 0, False,
+                                    optimizer="sgd")
+
+
+def test_loss_gate_matches_stage_definition():
+  with tf.Graph().as_default():
+    step = tf.placeholder(tf.int64, [])
+    gates = [lamb_optimizer.layer_loss_gate(step, l, 5) for l in range(3)]
+    with tf.Session() as sess:
+      for s in range(0, 17):
+        got = sess.run(gates, {step: s})
+        expected = [1.0 if 5 * l < s <= 5 * (l + 1) else 0.0
+                    for l in range(3)]
+        assert got == expected, (s, got)

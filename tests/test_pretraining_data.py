@@ -1,0 +1,197 @@
+"""create_pretraining_data.py output and the pretraining input_fn."""
+
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
+
+import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+
+import create_pretraining_data  # pylint: disable=g-import-not-at-top
+import pretraining_data  # pylint: disable=g-import-not-at-top
+import tokenization  # pylint: disable=g-import-not-at-top
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ["w%d" % i for i in range(60)]
+PIECES = ["##a", "##b", "##c"]
+SEQ = 32
+MAX_PRED = 8
+
+
+def write_corpus(tmp_path, num_docs=12, seed=0):
+  """Vocab + corpus: documents of 3-8 sentences of 3-10 words (some split)."""
+  rng = random.Random(seed)
+  vocab_file = str(tmp_path / "vocab.txt")
+  with open(vocab_file, "w") as f:
+    f.write("\n".join(SPECIALS + WORDS + PIECES) + "\n")
+  corpus = str(tmp_path / "corpus.txt")
+  with open(corpus, "w") as f:
+    for _ in range(num_docs):
+      for _ in range(rng.randint(3, 8)):
+        words = []
+        for _ in range(rng.randint(3, 10)):
+          word = rng.choice(WORDS)
+          if rng.random() < 0.3:
+            word += rng.choice(["a", "b", "c"])  # -> w12 ##a
+          words.append(word)
+        f.write(" ".join(words) + "\n")
+      f.write("\n")
+  return vocab_file, corpus
+
+
+def run_script(args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "create_pretraining_data.py"] + args,
+                        cwd=REPO, env=env, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, universal_newlines=True,
+                        timeout=120)
+
+
+def read_examples(path):
+  examples = []
+  for record in tf.python_io.tf_record_iterator(path):
+    example = tf.train.Example.FromString(record)
+    feats = example.features.feature
+    examples.append({
+        k: (np.array(v.int64_list.value) if v.HasField("int64_list")
+            else np.array(v.float_list.value))
+        for k, v in feats.items()})
+  return examples
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp("cpd")
+  vocab_file, corpus = write_corpus(tmp_path)
+  output = str(tmp_path / "out.tfrecord")
+  result = run_script([
+      "--input_file=" + corpus, "--output_file=" + output,
+      "--vocab_file=" + vocab_file, "--do_lower_case=true",
+      "--max_seq_length=%d" % SEQ, "--max_predictions_per_seq=%d" % MAX_PRED,
+      "--masked_lm_prob=0.15", "--dupe_factor=5", "--short_seq_prob=0.1",
+      "--random_seed=7"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  vocab = {w: i for i, w in enumerate(SPECIALS + WORDS + PIECES)}
+  return read_examples(output), vocab, result.stdout, vocab_file, corpus
+
+
+def test_features_and_layout(generated):
+  examples, vocab, stdout, _, _ = generated
+  assert "documents: 12" in stdout
+  assert ("instances: %d" % len(examples)) in stdout
+  assert len(examples) > 20
+  expected_lengths = {"input_ids": SEQ, "input_mask": SEQ, "segment_ids": SEQ,
+                      "masked_lm_positions": MAX_PRED,
+                      "masked_lm_ids": MAX_PRED, "masked_lm_weights": MAX_PRED,
+                      "next_sentence_labels": 1}
+  labels = []
+  for ex in examples:
+    assert {k: len(v) for k, v in ex.items()} == expected_lengths
+    length = int(ex["input_mask"].sum())
+    np.testing.assert_array_equal(ex["input_mask"][:length], 1)
+    np.testing.assert_array_equal(ex["input_mask"][length:], 0)
+    np.testing.assert_array_equal(ex["input_ids"][length:], 0)
+    ids = ex["input_ids"][:length]
+    assert ids[0] == vocab["[CLS]"] and ids[-1] == vocab["[SEP]"]
+    seps = np.where(ids == vocab["[SEP]"])[0]
+    assert len(seps) == 2
+    # Segment A (with [CLS] and first [SEP]) is 0, segment B is 1.
+    segments = ex["segment_ids"][:length]
+    np.testing.assert_array_equal(segments[:seps[0] + 1], 0)
+    np.testing.assert_array_equal(segments[seps[0] + 1:], 1)
+    np.testing.assert_array_equal(ex["segment_ids"][length:], 0)
+    labels.append(int(ex["next_sentence_labels"][0]))
+  assert set(labels) == {0, 1}
+  assert 0.3 < np.mean(labels) < 0.7
+
+
+def test_masking_rate_and_specials(generated):
+  examples, vocab, _, _, _ = generated
+  special_ids = {vocab["[CLS]"], vocab["[SEP]"], vocab["[PAD]"]}
+  num_masked = num_tokens = num_mask_token = num_unchanged = 0
+  for ex in examples:
+    length = int(ex["input_mask"].sum())
+    weights = ex["masked_lm_weights"]
+    count = int(weights.sum())
+    np.testing.assert_array_equal(weights[:count], 1.0)
+    np.testing.assert_array_equal(weights[count:], 0.0)
+    assert count == min(MAX_PRED, max(1, int(round(length * 0.15))))
+    positions = ex["masked_lm_positions"][:count]
+    labels = ex["masked_lm_ids"][:count]
+    assert list(positions) == sorted(set(positions))
+    assert all(0 < p < length for p in positions)
+    assert not set(labels) & special_ids
+    # [CLS] and [SEP] are never replaced.
+    ids = ex["input_ids"]
+    assert ids[0] == vocab["[CLS]"]
+    assert int(np.sum(ids == vocab["[SEP]"])) == 2
+    num_mask_token += int(np.sum(ids[positions] == vocab["[MASK]"]))
+    num_unchanged += int(np.sum(ids[positions] == labels))
+    num_masked += count
+    num_tokens += length
+  assert 0.11 < num_masked / num_tokens < 0.19
+  assert 0.7 < num_mask_token / num_masked < 0.9
+  assert 0.04 < num_unchanged / num_masked < 0.18
+
+
+def test_whole_word_masking_masks_every_piece(tmp_path):
+  vocab_file, corpus = write_corpus(tmp_path, num_docs=6, seed=3)
+  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  instances, num_docs = create_pretraining_data.create_training_instances(
+      [corpus], tokenizer, SEQ, 4, 0.1, 0.15, MAX_PRED, random.Random(1),
+      do_whole_word_mask=True)
+  assert num_docs == 6
+  continuation_masked = 0
+  for inst in instances:
+    original = list(inst.tokens)
+    for pos, label in zip(inst.masked_lm_positions, inst.masked_lm_labels):
+      original[pos] = label
+    masked = set(inst.masked_lm_positions)
+    for pos in masked:
+      if original[pos].startswith("##"):
+        continuation_masked += 1
+        assert pos - 1 in masked, (original, sorted(masked))
+      if pos + 1 < len(original) and original[pos + 1].startswith("##"):
+        assert pos + 1 in masked
+  assert continuation_masked > 0
+
+
+def test_input_fn_batches(generated, tmp_path):
+  examples, _, _, vocab_file, corpus = generated
+  output = str(tmp_path / "again.tfrecord")
+  tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
+  instances, _ = create_pretraining_data.create_training_instances(
+      [corpus], tokenizer, SEQ, 1, 0.1, 0.15, MAX_PRED, random.Random(2))
+  written = create_pretraining_data.write_instance_to_example_files(
+      instances, tokenizer, SEQ, MAX_PRED, [output])
+  assert written == len(instances)
+  with tf.Graph().as_default():
+    input_fn = pretraining_data.input_fn_builder(
+        [output], SEQ, MAX_PRED, is_training=False)
+    features = tf.data.make_one_shot_iterator(
+        input_fn({"batch_size": 3})).get_next()
+    with tf.Session() as sess:
+      batch = sess.run(features)
+  first = read_examples(output)[:3]
+  for name, value in batch.items():
+    expected_dtype = np.float32 if name == "masked_lm_weights" else np.int32
+    assert value.dtype == expected_dtype, name
+    np.testing.assert_array_equal(value, np.stack([e[name] for e in first]))
+  assert batch["input_ids"].shape == (3, SEQ)
+  assert batch["next_sentence_labels"].shape == (3, 1)
+
+
+def test_missing_input_is_reported(tmp_path):
+  vocab_file, _ = write_corpus(tmp_path, num_docs=2)
+  result = run_script(["--input_file=" + str(tmp_path / "nope*.txt"),
+                       "--output_file=" + str(tmp_path / "o.tfrecord"),
+                       "--vocab_file=" + vocab_file])
+  assert result.returncode != 0
+  assert "--input_file" in result.stderr and "nope*.txt" in result.stderr
