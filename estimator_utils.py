@@ -3,9 +3,15 @@
 With `use_tpu=False` the TPUEstimator runs the same model_fn on CPU or GPU,
 which is how every script runs off TPU.  It logs the loss and global_step/sec
 every `log_step_count_steps` steps and writes them to TensorBoard.
+
+Several GPUs (or machines) use a tf.distribute strategy instead: the same
+model_fn, returning a TPUEstimatorSpec, runs under a plain tf.estimator.Estimator
+with `RunConfig(train_distribute=...)`; see `make_distribution_strategy`.
 """
 
 import tensorflow.compat.v1 as tf
+
+DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker")
 
 
 def make_estimator(model_fn,
@@ -68,3 +74,77 @@ def make_estimator(model_fn,
       train_batch_size=train_batch_size,
       eval_batch_size=eval_batch_size,
       predict_batch_size=predict_batch_size)
+
+
+def make_distribution_strategy(name, devices=None):
+  """A tf.distribute strategy for training on several GPUs or machines.
+
+  Args:
+    name: "none" (returns None), "mirrored" (all local GPUs, or `devices`) or
+      "multi_worker" (MultiWorkerMirroredStrategy; the cluster comes from the
+      TF_CONFIG environment variable).
+    devices: optional list of device names for "mirrored", e.g.
+      ["/gpu:0", "/gpu:1"].
+
+  Returns:
+    tf.distribute.Strategy or None.
+
+  Raises:
+    ValueError: unknown name.
+  """
+  if name not in DISTRIBUTION_STRATEGIES:
+    raise ValueError("distribution strategy must be one of %s, got %r" %
+                     (", ".join(DISTRIBUTION_STRATEGIES), name))
+  if name == "none":
+    return None
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy(devices=devices or None)
+  return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+
+
+def make_distributed_estimator(model_fn,
+                               model_dir,
+                               strategy,
+                               save_checkpoints_steps=1000,
+                               keep_checkpoint_max=5,
+                               log_step_count_steps=100,
+                               session_config=None):
+  """A tf.estimator.Estimator training `model_fn` under `strategy`.
+
+  The model_fn may return a TPUEstimatorSpec (as for TPUEstimator); it is
+  converted to an EstimatorSpec.  It must not use host_call.  Unlike
+  TPUEstimator, no params["batch_size"] is set: input functions must bring
+  their own per-replica batch size (global batch / num_replicas_in_sync).
+  Evaluation runs on one device.
+
+  Args:
+    model_fn: model_fn(features, labels, mode, params).
+    model_dir: checkpoints and summaries; training resumes from here.
+    strategy: a tf.distribute strategy (see make_distribution_strategy).
+    save_checkpoints_steps: checkpoint frequency.
+    keep_checkpoint_max: checkpoints kept; 0 or None keeps all.
+    log_step_count_steps: how often loss and steps/sec are logged.
+    session_config: optional tf.ConfigProto.
+
+  Returns:
+    tf.estimator.Estimator.
+  """
+
+  def estimator_model_fn(features, labels, mode, params):
+    spec = model_fn(features, labels, mode, params)
+    if isinstance(spec, tf.estimator.tpu.TPUEstimatorSpec):
+      if spec.host_call is not None:
+        raise ValueError("host_call is not supported under a distribution "
+                         "strategy; write summaries with tf.summary instead")
+      spec = spec.as_estimator_spec()
+    return spec
+
+  run_config = tf.estimator.RunConfig(
+      model_dir=model_dir,
+      save_checkpoints_steps=save_checkpoints_steps,
+      keep_checkpoint_max=keep_checkpoint_max,
+      log_step_count_steps=log_step_count_steps,
+      session_config=session_config,
+      train_distribute=strategy)
+  return tf.estimator.Estimator(model_fn=estimator_model_fn, config=run_config,
+                                params={"use_tpu": False})

@@ -56,7 +56,8 @@ class InputFeatures(object):
 
 
 # Where the fields of one TSV layout live.  num_columns None means "as many
-# as the header row has"; label None means the file carries no labels.
+# as the header row has"; label None means the file carries no labels; a
+# negative index counts from the last column.
 TsvLayout = collections.namedtuple(
     "TsvLayout", ["has_header", "num_columns", "text_a", "text_b", "label"])
 
@@ -146,15 +147,17 @@ def _read_tsv(path, layout):
                if i is not None) + 1
   with tf.gfile.GFile(path, "r") as reader:
     rows = csv.reader(reader, delimiter="\t", quotechar=None)
+    header_pending = layout.has_header
     for row in rows:
       if not row:
         continue
-      if layout.has_header and num_columns is None:
-        num_columns = len(row)
-        if num_columns < needed:
+      if header_pending:
+        header_pending = False
+        num_columns = num_columns or len(row)
+        if len(row) < needed:
           raise ValueError(
               "%s line %d: header has %d columns, this task's layout needs at "
-              "least %d" % (path, rows.line_num, num_columns, needed))
+              "least %d" % (path, rows.line_num, len(row), needed))
         continue
       if len(row) != num_columns:
         raise ValueError("%s line %d: expected %d tab-separated columns, found "

@@ -65,10 +65,12 @@ def decode_record(record, name_to_features):
 
 
 def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq,
-                     is_training, num_cpu_threads=4):
+                     is_training, num_cpu_threads=4, batch_size=None):
   """An input_fn(params) for TPUEstimator / Estimator.
 
-  Batches have params["batch_size"] examples: input_ids, input_mask,
+  Batches have `batch_size` examples (default: params["batch_size"], which
+  TPUEstimator sets; under a tf.distribute strategy pass the per-replica
+  batch): input_ids, input_mask,
   segment_ids [batch, max_seq_length] int32; masked_lm_positions,
   masked_lm_ids [batch, max_predictions_per_seq] int32; masked_lm_weights
   [batch, max_predictions_per_seq] float32; next_sentence_labels [batch, 1]
@@ -78,7 +80,7 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq,
   name_to_features = feature_spec(max_seq_length, max_predictions_per_seq)
 
   def input_fn(params):
-    batch_size = params["batch_size"]
+    batch = batch_size or params["batch_size"]
     if is_training:
       dataset = tf.data.Dataset.from_tensor_slices(tf.constant(input_files))
       dataset = dataset.repeat()
@@ -95,6 +97,6 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq,
     dataset = dataset.map(lambda record: decode_record(record,
                                                        name_to_features),
                           num_parallel_calls=num_cpu_threads)
-    return dataset.batch(batch_size, drop_remainder=True)
+    return dataset.batch(batch, drop_remainder=True)
 
   return input_fn

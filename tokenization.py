@@ -88,17 +88,8 @@ def printable_text(text):
   return convert_to_unicode(text)
 
 
-def load_vocab(vocab_file):
-  """Reads a WordPiece vocabulary file, one token per line.
-
-  Ids are line indices.  If a token appears on several lines the first line
-  gives its id; every line still has an entry in the id -> token direction.
-
-  Args:
-    vocab_file: path of the vocabulary (any tf.gfile path).
-
-  Returns:
-    (vocab, inv_vocab): an OrderedDict token -> id and a dict id -> token.
+def _read_vocab_tokens(vocab_file):
+  """The stripped lines of a vocabulary file; a token's id is its index.
 
   Raises:
     ValueError: the file does not exist or holds no token.
@@ -106,17 +97,36 @@ def load_vocab(vocab_file):
   if not vocab_file or not tf.gfile.Exists(vocab_file):
     raise ValueError("Vocabulary file %r does not exist (check --vocab_file)."
                      % (vocab_file,))
-  vocab = collections.OrderedDict()
-  inv_vocab = {}
   with tf.gfile.GFile(vocab_file, "r") as reader:
-    for index, line in enumerate(reader):
-      token = convert_to_unicode(line).strip()
-      inv_vocab[index] = token
-      vocab.setdefault(token, index)
-  if not any(vocab):
+    tokens = [convert_to_unicode(line).strip() for line in reader]
+  if not any(tokens):
     raise ValueError("Vocabulary file %r is empty: expected one token per line."
                      % (vocab_file,))
-  return vocab, inv_vocab
+  return tokens
+
+
+def _token_to_id(tokens):
+  """OrderedDict token -> index in `tokens`; repeated tokens keep the first."""
+  vocab = collections.OrderedDict()
+  for index, token in enumerate(tokens):
+    vocab.setdefault(token, index)
+  return vocab
+
+
+def load_vocab(vocab_file):
+  """Reads a WordPiece vocabulary file (one token per line) into a dict.
+
+  Args:
+    vocab_file: path of the vocabulary (any tf.gfile path).
+
+  Returns:
+    An OrderedDict token -> id, ids being line indices.  If a token appears
+    on several lines the first line gives its id.
+
+  Raises:
+    ValueError: the file does not exist or holds no token.
+  """
+  return _token_to_id(_read_vocab_tokens(vocab_file))
 
 
 def convert_by_vocab(vocab, items):
@@ -169,7 +179,11 @@ class FullTokenizer(object):
   """
 
   def __init__(self, vocab_file, do_lower_case=True):
-    self.vocab, self.inv_vocab = load_vocab(vocab_file)
+    tokens = _read_vocab_tokens(vocab_file)
+    self.vocab = _token_to_id(tokens)
+    # Built from the lines rather than from `vocab` so that every id, even the
+    # line of a repeated token, maps back to a token.
+    self.inv_vocab = dict(enumerate(tokens))
     if UNK_TOKEN not in self.vocab:
       raise ValueError(
           "Vocabulary file %r has no %s token, which WordPiece needs for "
@@ -333,7 +347,7 @@ class WordpieceTokenizer(object):
 
 
 class SentencePieceTokenizer(object):
-  """Tokenizer backed by a SentencePiece model, interchangeable with FullTokenizer.
+  """A SentencePiece tokenizer with FullTokenizer's interface.
 
   `tokenize` returns SentencePiece pieces (word-initial pieces start with
   "\u2581"); a character the model does not know comes out as "[UNK]", as
@@ -354,6 +368,10 @@ class SentencePieceTokenizer(object):
   default <unk>/<s>/</s> pieces and add all five tokens with
   `user_defined_symbols=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]`; those
   pieces are then also matched in raw text.
+
+  Train in a process that has not imported TensorFlow 1.15 (or with the
+  `spm_train` command): SentencePiece training crashes with a segmentation
+  fault inside a TF 1.15 process.  Loading and encoding are not affected.
 
   Attributes:
     vocab: OrderedDict piece -> id.
@@ -410,6 +428,83 @@ class SentencePieceTokenizer(object):
 
   def convert_ids_to_tokens(self, ids):
     return convert_by_vocab(self.inv_vocab, ids)
+
+
+# A word-final piece is only worth an entry if it ends several different
+# words; otherwise the tails of one frequent word ("##ecause", "##cause", ...)
+# would crowd out productive suffixes.
+_MIN_WORDS_PER_SUFFIX = 2
+
+
+def _rank(counts):
+  """Keys of `counts`, most frequent first, ties in alphabetical order."""
+  return sorted(counts, key=lambda token: (-counts[token], token))
+
+
+def build_wordpiece_vocab(texts, vocab_size, do_lower_case=True):
+  """Builds a WordPiece vocabulary covering every character of `texts`.
+
+  The vocabulary is, in order: SPECIAL_TOKENS (ids 0..4); every character
+  seen, most frequent first; the "##" form of each of those characters, so
+  that every word of `texts` can be segmented without [UNK]; then whole words
+  (two or more characters) and word-final "##" pieces, ranked by the number of
+  word occurrences containing them, until vocab_size entries.  A word-final
+  piece qualifies only if it ends at least two different words.  Ties are
+  broken alphabetically, so the result is deterministic.  build_vocab.py is
+  the command-line front end.
+
+  Args:
+    texts: an iterable of strings (lines or documents).
+    vocab_size: maximum number of entries, special tokens included.
+    do_lower_case: pre-tokenize with BasicTokenizer(do_lower_case).
+
+  Returns:
+    The list of tokens; a token's id is its index.  It is shorter than
+    vocab_size when the texts have fewer candidates.
+
+  Raises:
+    ValueError: the texts have no words, or vocab_size cannot hold the
+      special tokens plus every character and its "##" form.
+  """
+  basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case)
+  word_counts = collections.Counter()
+  for text in texts:
+    word_counts.update(basic_tokenizer.tokenize(text))
+  if not word_counts:
+    raise ValueError("The input texts contain no words to build a vocab from.")
+
+  char_counts = collections.Counter()
+  for word, count in word_counts.items():
+    for char in word:
+      char_counts[char] += count
+  chars = _rank(char_counts)
+  vocab = list(SPECIAL_TOKENS)
+  vocab.extend(chars)
+  vocab.extend("##" + char for char in chars)
+  if vocab_size < len(vocab):
+    raise ValueError(
+        "vocab_size=%d is too small: the %d special tokens and the %d distinct "
+        "characters of the input (each also as a \"##\" piece) need %d "
+        "entries." % (vocab_size, len(SPECIAL_TOKENS),
+                      len(chars), len(vocab)))
+
+  piece_counts = collections.Counter()
+  words_per_suffix = collections.Counter()
+  for word, count in word_counts.items():
+    if len(word) < 2:
+      continue
+    piece_counts[word] += count
+    for start in range(1, len(word) - 1):
+      suffix = "##" + word[start:]
+      piece_counts[suffix] += count
+      words_per_suffix[suffix] += 1
+  candidates = [
+      piece for piece in _rank(piece_counts)
+      if not piece.startswith("##") or
+      words_per_suffix[piece] >= _MIN_WORDS_PER_SUFFIX
+  ]
+  vocab.extend(candidates[:vocab_size - len(vocab)])
+  return vocab
 
 
 def _is_whitespace(char):

@@ -45,7 +45,12 @@ fi
 echo "setting up $venv with $python ($("$python" --version 2>&1))" >&2
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade "pip<24.1" >&2
-"$venv/bin/python" -m pip install --quiet -r "$root/requirements.txt" -r "$root/requirements-test.txt" >&2
+# Some machines list local package mirrors that do not carry every package;
+# pip warns once per package about them, which is noise here.
+quiet_pip() {
+  "$venv/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+}
+quiet_pip --upgrade "pip<24.1"
+quiet_pip -r "$root/requirements.txt" -r "$root/requirements-test.txt"
 echo "$stamp_value" > "$venv/.requirements-stamp"
 echo "$venv/bin/python"

@@ -162,6 +162,11 @@ def test_malformed_row_names_file_and_line(tmp_path):
   assert path in str(error.value)
   assert "line 4" in str(error.value)
   assert "expected 4" in str(error.value) and "found 3" in str(error.value)
+  # Header-less CoLA: the layout fixes four columns.
+  path = _write(tmp_path, "dev.tsv", ["gj04\t1\t\tFine.", "gj04\t1\tNo source."])
+  with pytest.raises(ValueError, match="dev.tsv line 2: expected 4 tab-separated "
+                     "columns, found 3"):
+    glue_data.get_processor("cola").get_examples(str(tmp_path), "dev")
 
 
 def test_bad_labels_and_missing_files_are_reported(tmp_path):

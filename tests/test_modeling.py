@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
 sys.path.insert(0, REPO_ROOT)
+sys.path.insert(0, TESTS_DIR)
 
 import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
 
 import modeling  # pylint: disable=g-import-not-at-top
-from tests import numpy_mobilebert  # pylint: disable=g-import-not-at-top
+import numpy_mobilebert  # pylint: disable=g-import-not-at-top
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
 
@@ -395,8 +397,16 @@ def _assert_outputs_close(actual, expected):
     _assert_close(got, want, "attention_maps[%d]" % k)
 
 
-@pytest.mark.parametrize("mask_mode", [None, "additive", "neg6"])
-@pytest.mark.parametrize("config_name", sorted(FORWARD_CONFIGS))
+@pytest.mark.parametrize("config_name, mask_mode", [
+    ("opt_like", None),
+    ("opt_like", "neg6"),
+    ("bottleneck_attention", "additive"),
+    ("bottleneck_attention", "neg6"),
+    ("teacher_like", "additive"),
+    ("teacher_like", "neg6"),
+    ("plain_bert", "additive"),
+    ("plain_bert", "neg6"),
+])
 def test_forward_matches_numpy_reference(config_name, mask_mode):
   config = dict(FORWARD_CONFIGS[config_name])
   if mask_mode is not None:
@@ -420,16 +430,39 @@ def test_forward_matches_numpy_reference(config_name, mask_mode):
     assert np.all(masked_scores < -9000.0)
 
 
-def test_mask_modes_differ_only_with_padding():
-  config = dict(TINY_OPT_LIKE, mask_mode="neg6")
-  inputs = _example_inputs(50, 2)
-  weights, neg6 = _run_model(config, inputs)
-  _, additive = _run_model(dict(config, mask_mode="additive"), inputs, weights)
-  # Row 0 has no padding: identical; row 1 sees e^-6 weight on padded keys.
-  _assert_close(neg6["sequence_output"][0], additive["sequence_output"][0],
-                "unpadded row")
-  assert np.max(np.abs(neg6["sequence_output"][1] -
-                       additive["sequence_output"][1])) > 1e-3
+def test_layer_norm_epsilon_is_1e_12():
+  """Embeddings with variance ~1e-8: an epsilon of 1e-6 would shrink them ~10x."""
+  config = TINY_PLAIN_BERT
+  inputs = _example_inputs(config["vocab_size"], config["type_vocab_size"])
+  weights, _ = _run_model(config, inputs)
+  for name in ("bert/embeddings/word_embeddings",
+               "bert/embeddings/token_type_embeddings",
+               "bert/embeddings/position_embeddings"):
+    weights[name] = weights[name] * 1e-4
+
+  _, outputs = _run_model(config, inputs, weights)
+
+  expected = numpy_mobilebert.forward(config, weights, *inputs)
+  _assert_outputs_close(outputs, expected)
+  # Normalized to unit variance before gamma, so gamma's scale (0.5-1.0)
+  # bounds the spread from below.
+  assert np.std(outputs["embedding_output"]) > 0.3
+
+
+@pytest.mark.parametrize("name", ["linear", "ReLU", "relu6", "gelu", "TANH", ""])
+def test_activations_match_numpy(name):
+  x = np.array([-7.0, -1.0, -0.1, 0.0, 0.5, 1.0, 3.0, 8.0], np.float32)
+  function = modeling.get_activation(name)
+  if function is None:
+    got = x
+  else:
+    with tf.Graph().as_default(), tf.Session() as sess:
+      got = sess.run(function(tf.constant(x)))
+  want = numpy_mobilebert.activation(name)(x.astype(np.float64))
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  if name == "gelu":
+    # Tanh form at x = 1 (the erf form would give 0.8413447).
+    assert abs(got[5] - 0.8411920) < 1e-6
 
 
 def test_trigram_order_and_sequence_end_padding():
@@ -476,3 +509,296 @@ def test_trigram_order_and_sequence_end_padding():
       [1, 2, 41, 42, 11, 12],
       [0, 0, 1, 2, 41, 42],
   ]])
+
+
+def test_einsum_matmul_and_lookup_paths_agree():
+  config = TINY_OPT_LIKE
+  inputs = _example_inputs(config["vocab_size"], config["type_vocab_size"])
+  weights, einsum_gather = _run_model(config, inputs, use_einsum=True,
+                                      use_one_hot_embeddings=False)
+  _, matmul_gather = _run_model(config, inputs, weights, use_einsum=False,
+                                use_one_hot_embeddings=False)
+  _, einsum_one_hot = _run_model(config, inputs, weights, use_einsum=True,
+                                 use_one_hot_embeddings=True)
+
+  _assert_outputs_close(matmul_gather, einsum_gather)
+  _assert_outputs_close(einsum_one_hot, einsum_gather)
+
+
+def test_accessors_are_consistent():
+  config = TINY_OPT_LIKE
+  inputs = _example_inputs(50, 2)
+  with tf.Graph().as_default():
+    model = modeling.BertModel(
+        config=modeling.BertConfig.from_dict(config), is_training=True,
+        input_ids=tf.constant(inputs[0]), input_mask=tf.constant(inputs[1]),
+        token_type_ids=tf.constant(inputs[2]))
+    assert model.get_embedding_table().op.name == (
+        "bert/embeddings/word_embeddings")
+    assert model.get_embedding_table().shape.as_list() == [50, 8]
+    assert model.get_all_encoder_layers()[0] is model.get_embedding_output()
+    assert model.get_all_encoder_layers()[-1] is model.get_sequence_output()
+    assert model.get_pooled_output().shape.as_list() == [2, 16]
+    assert model.get_word_embedding_output().shape.as_list() == [2, 7, 8]
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints.
+# ---------------------------------------------------------------------------
+
+CHECKPOINT_CONFIG = dict(TINY_OPT_LIKE, num_hidden_layers=1)
+
+
+def _save_random_checkpoint(config, prefix, seed=0):
+  """Saves a BertModel with random weights; returns (weights, checkpoint prefix)."""
+  inputs = _example_inputs(config["vocab_size"], config["type_vocab_size"])
+  with tf.Graph().as_default():
+    modeling.BertModel(
+        config=modeling.BertConfig.from_dict(config), is_training=False,
+        input_ids=tf.constant(inputs[0]), input_mask=tf.constant(inputs[1]),
+        token_type_ids=tf.constant(inputs[2]))
+    weights = _random_weights(tf.global_variables(), seed)
+    with tf.Session() as sess:
+      _load_weights(sess, weights)
+      saved = tf.train.Saver().save(sess, prefix)
+  return weights, saved
+
+
+def _variables_after_init_from_checkpoint(config, init_checkpoint):
+  """Builds BertModel, runs modeling.init_from_checkpoint, returns name -> value."""
+  inputs = _example_inputs(config["vocab_size"], config["type_vocab_size"])
+  with tf.Graph().as_default():
+    modeling.BertModel(
+        config=modeling.BertConfig.from_dict(config), is_training=False,
+        input_ids=tf.constant(inputs[0]), input_mask=tf.constant(inputs[1]),
+        token_type_ids=tf.constant(inputs[2]))
+    assert modeling.init_from_checkpoint(init_checkpoint) is None
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      variables = tf.global_variables()
+      values = sess.run(variables)
+  return {var.op.name: value for var, value in zip(variables, values)}
+
+
+@pytest.fixture(scope="module")
+def saved_checkpoint(tmp_path_factory):
+  """(weights, prefix) of one random CHECKPOINT_CONFIG checkpoint per module."""
+  directory = tmp_path_factory.mktemp("checkpoint")
+  return _save_random_checkpoint(CHECKPOINT_CONFIG,
+                                 str(directory / "model.ckpt"))
+
+
+def test_init_from_checkpoint_accepts_prefix_index_data_and_directory(
+    saved_checkpoint):
+  weights, prefix = saved_checkpoint
+  for init_checkpoint in (prefix, prefix + ".index",
+                          prefix + ".data-00000-of-00001",
+                          os.path.dirname(prefix)):
+    loaded = _variables_after_init_from_checkpoint(CHECKPOINT_CONFIG,
+                                                   init_checkpoint)
+    assert sorted(loaded) == sorted(weights)
+    for name, value in weights.items():
+      np.testing.assert_array_equal(
+          loaded[name], value, err_msg="%s via %s" % (name, init_checkpoint))
+
+
+def test_init_from_checkpoint_shape_mismatch_names_variable_and_shapes(
+    saved_checkpoint):
+  _, prefix = saved_checkpoint
+  narrower = dict(CHECKPOINT_CONFIG, intermediate_size=10)
+  with pytest.raises(ValueError) as error:
+    _variables_after_init_from_checkpoint(narrower, prefix)
+  message = str(error.value)
+  assert "bert/encoder/layer_0/" in message
+  assert "intermediate/dense/" in message
+  # The checkpoint's width 12 and the graph's width 10, on whichever variable
+  # of the intermediate layer the check reached first.
+  assert ("[8, 12]" in message and "[8, 10]" in message) or (
+      "[12]" in message and "[10]" in message)
+
+
+def test_init_from_checkpoint_missing_file_is_a_clear_error(tmp_path):
+  missing = str(tmp_path / "no_such_model.ckpt")
+  with pytest.raises(ValueError, match="no_such_model.ckpt"):
+    modeling.resolve_checkpoint_path(missing)
+  with tf.Graph().as_default():
+    tf.get_variable("bert/embeddings/word_embeddings", [4, 2])
+    with pytest.raises(ValueError, match="no_such_model.ckpt"):
+      modeling.init_from_checkpoint(missing + ".index")
+
+
+# A child process on the other runtime: loads this runtime's checkpoint and
+# reports the outputs, then saves its own random weights and reports their
+# outputs, so one subprocess covers both directions.
+_PEER_SCRIPT = r"""
+import json
+import sys
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+import modeling
+
+config_path, inputs_path, load_prefix, save_prefix, result_path = sys.argv[1:]
+with open(inputs_path) as f:
+  inputs = json.load(f)
+
+
+def build():
+  model = modeling.BertModel(
+      config=modeling.BertConfig.from_json_file(config_path),
+      is_training=False,
+      input_ids=tf.constant(inputs["input_ids"], dtype=tf.int32),
+      input_mask=tf.constant(inputs["input_mask"], dtype=tf.int32),
+      token_type_ids=tf.constant(inputs["token_type_ids"], dtype=tf.int32))
+  return model.get_all_encoder_layers() + [model.get_pooled_output()]
+
+
+result = {"tf_version": tf.__version__}
+with tf.Graph().as_default():
+  outputs = build()
+  modeling.init_from_checkpoint(load_prefix)
+  with tf.Session() as sess:
+    sess.run(tf.global_variables_initializer())
+    result["loaded_outputs"] = [o.tolist() for o in sess.run(outputs)]
+
+with tf.Graph().as_default():
+  outputs = build()
+  rng = np.random.RandomState(11)
+  with tf.Session() as sess:
+    for var in tf.global_variables():
+      shape = var.shape.as_list()
+      value = rng.normal(0.0, 0.3, shape)
+      if var.op.name.endswith("gamma"):
+        value += 1.0
+      var.load(value.astype(np.float32), sess)
+    tf.train.Saver().save(sess, save_prefix)
+    result["saved_outputs"] = [o.tolist() for o in sess.run(outputs)]
+
+with open(result_path, "w") as f:
+  json.dump(result, f)
+"""
+
+
+def _peer_python():
+  peer = os.environ.get("MOBILEBERT_PEER_PYTHON", "")
+  if not peer:
+    if os.environ.get("CI") == "true":
+      pytest.fail("CI=true but MOBILEBERT_PEER_PYTHON is empty: the "
+                  "cross-runtime checkpoint test needs the other runtime.")
+    pytest.skip("MOBILEBERT_PEER_PYTHON is not set (no second runtime).")
+  return peer
+
+
+def _local_outputs(config, inputs, init_checkpoint):
+  """Sequence of all encoder layers + pooled output after loading a checkpoint."""
+  with tf.Graph().as_default():
+    model = modeling.BertModel(
+        config=modeling.BertConfig.from_dict(config), is_training=False,
+        input_ids=tf.constant(inputs[0]), input_mask=tf.constant(inputs[1]),
+        token_type_ids=tf.constant(inputs[2]))
+    modeling.init_from_checkpoint(init_checkpoint)
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      return sess.run(model.get_all_encoder_layers() +
+                      [model.get_pooled_output()])
+
+
+def test_checkpoint_round_trip_across_runtimes(tmp_path, saved_checkpoint):
+  peer = _peer_python()
+  config = CHECKPOINT_CONFIG
+  inputs = _example_inputs(config["vocab_size"], config["type_vocab_size"])
+  config_path = str(tmp_path / "bert_config.json")
+  with open(config_path, "w") as f:
+    json.dump(config, f)
+  inputs_path = str(tmp_path / "inputs.json")
+  with open(inputs_path, "w") as f:
+    json.dump({"input_ids": inputs[0].tolist(),
+               "input_mask": inputs[1].tolist(),
+               "token_type_ids": inputs[2].tolist()}, f)
+  weights, local_prefix = saved_checkpoint
+  local_outputs = _local_outputs(config, inputs, local_prefix)
+  peer_prefix = str(tmp_path / "peer" / "model.ckpt")
+  result_path = str(tmp_path / "peer_result.json")
+
+  env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  child = subprocess.run(
+      [peer, "-c", _PEER_SCRIPT, config_path, inputs_path, local_prefix,
+       peer_prefix, result_path],
+      cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, universal_newlines=True, timeout=600)
+  assert child.returncode == 0, child.stderr[-3000:]
+  with open(result_path) as f:
+    peer_result = json.load(f)
+
+  assert peer_result["tf_version"].split(".")[0] != tf.__version__.split(".")[0]
+  num_outputs = config["num_hidden_layers"] + 2
+  # This runtime's checkpoint on the peer runtime.
+  assert len(peer_result["loaded_outputs"]) == num_outputs
+  for k, (peer_output, local_output) in enumerate(
+      zip(peer_result["loaded_outputs"], local_outputs)):
+    _assert_close(np.array(peer_output), local_output, "output %d" % k)
+  expected = numpy_mobilebert.forward(config, weights, *inputs)
+  _assert_close(np.array(peer_result["loaded_outputs"][-2]),
+                expected["sequence_output"], "peer sequence output vs numpy")
+  # The peer runtime's checkpoint on this runtime.
+  assert len(peer_result["saved_outputs"]) == num_outputs
+  for k, (peer_output, local_output) in enumerate(
+      zip(peer_result["saved_outputs"],
+          _local_outputs(config, inputs, peer_prefix))):
+    _assert_close(local_output, np.array(peer_output), "output %d" % k)
+
+
+# ---------------------------------------------------------------------------
+# Bad input.
+# ---------------------------------------------------------------------------
+
+
+def _build_from_dict(config_dict):
+  with tf.Graph().as_default():
+    modeling.BertModel(
+        config=modeling.BertConfig.from_dict(config_dict), is_training=False,
+        input_ids=tf.constant([[1, 2, 3]]))
+
+
+def test_unknown_activation_is_a_value_error_naming_it():
+  with pytest.raises(ValueError, match="swishy"):
+    _build_from_dict(dict(TINY_PLAIN_BERT, hidden_act="swishy"))
+
+
+def test_unknown_normalization_type_is_a_value_error_naming_it():
+  with pytest.raises(ValueError, match="batch_norm"):
+    _build_from_dict(dict(TINY_PLAIN_BERT, normalization_type="batch_norm"))
+
+
+def test_misspelled_config_key_is_reported_by_name(monkeypatch):
+  warnings = []
+
+  def record(message, *args):
+    warnings.append(message % args if args else message)
+
+  monkeypatch.setattr(tf.logging, "warning", record)
+  config = dict(TINY_PLAIN_BERT)
+  config["num_hiden_layers"] = config.pop("num_hidden_layers")
+
+  modeling.BertConfig.from_dict(config)
+
+  assert any("num_hiden_layers" in w for w in warnings), warnings
+  assert not any("vocab_size" in w for w in warnings), warnings
+
+
+def test_malformed_config_json_is_a_value_error_naming_the_file(tmp_path):
+  path = tmp_path / "broken_config.json"
+  path.write_text(u'{"vocab_size": 50, "hidden_size": 16,')
+  with pytest.raises(ValueError, match="broken_config.json"):
+    modeling.BertConfig.from_json_file(str(path))
+
+
+def test_config_json_round_trip(tmp_path):
+  path = tmp_path / "config.json"
+  path.write_text(modeling.BertConfig.from_dict(TINY_OPT_LIKE).to_json_string())
+  loaded = modeling.BertConfig.from_json_file(str(path)).to_dict()
+  for key, value in TINY_OPT_LIKE.items():
+    assert loaded[key] == value, key
+  with open(str(path)) as f:
+    assert json.load(f)["num_feedforward_networks"] == 4

@@ -1,11 +1,16 @@
 # coding=utf-8
 """Tests for tokenization.py and build_vocab.py.
 
+build_vocab.py is only run as a command: importing a script would define its
+absl flags in the test process, where they clash with other scripts' flags of
+the same name (--do_lower_case).
+
 Expected tokens are written out by hand from BERT's documented behaviour
 (reference_spec section 8); SentencePiece results are checked against the
 sentencepiece library itself.
 """
 
+import json
 import os
 import random
 import subprocess
@@ -13,7 +18,6 @@ import sys
 
 import pytest
 
-import build_vocab
 import tokenization
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -157,10 +161,11 @@ def test_id_round_trip(hand_tokenizer):
 def test_duplicate_vocab_line_keeps_first_id(tmp_path):
   vocab_file = _write_lines(tmp_path / "vocab.txt",
                             ["[UNK]", "a", "b", "a", "c"])
-  vocab, inv_vocab = tokenization.load_vocab(vocab_file)
-  assert vocab["a"] == 1
-  assert vocab["c"] == 4
-  assert inv_vocab[3] == "a"
+  vocab = tokenization.load_vocab(vocab_file)
+  assert list(vocab.items()) == [("[UNK]", 0), ("a", 1), ("b", 2), ("c", 4)]
+  tokenizer = tokenization.FullTokenizer(vocab_file)
+  assert tokenizer.convert_tokens_to_ids(["a", "c"]) == [1, 4]
+  assert tokenizer.convert_ids_to_tokens([3, 4]) == ["a", "c"]
 
 
 def test_missing_vocab_file_names_the_path(tmp_path):
@@ -193,7 +198,8 @@ def test_validate_case_matches_checkpoint():
     tokenization.validate_case_matches_checkpoint(True, cased)
   # MobileBERT checkpoint names are not recognised, as in BERT.
   tokenization.validate_case_matches_checkpoint(
-      False, "/m/uncased_L-24_H-128_B-512_A-4_F-4_OPT/mobilebert_variables.ckpt")
+      False,
+      "/m/uncased_L-24_H-128_B-512_A-4_F-4_OPT/mobilebert_variables.ckpt")
   tokenization.validate_case_matches_checkpoint(False, None)
 
 
@@ -203,22 +209,36 @@ _SPM_WORDS = ("the quick brown fox jumps over a lazy dog while many small "
               "birds sing in green trees near quiet rivers").split()
 
 
+# Trains one SentencePiece model per JSON argument.  It runs in a separate
+# process because SentencePiece training segfaults in a process that has
+# imported TensorFlow 1.15 (loading and encoding are fine).
+_SPM_TRAIN_SCRIPT = """
+import json, sys
+import sentencepiece
+corpus, prefix, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sentencepiece.SentencePieceTrainer.train(
+    input=corpus, model_prefix=prefix, vocab_size=60, hard_vocab_limit=False,
+    character_coverage=1.0, minloglevel=2, **options)
+"""
+
+
 @pytest.fixture(scope="module")
 def spm_models(tmp_path_factory):
   """Trains three tiny SentencePiece models on generated lower-case text."""
-  spm = pytest.importorskip("sentencepiece")
+  pytest.importorskip("sentencepiece")
   model_dir = tmp_path_factory.mktemp("spm")
   rng = random.Random(1234)
   sentences = [" ".join(rng.choice(_SPM_WORDS) for _ in range(8))
                for _ in range(300)]
   corpus = _write_lines(model_dir / "corpus.txt", sentences)
 
-  def train(name, **kwargs):
+  def train(name, **options):
     prefix = str(model_dir / name)
-    spm.SentencePieceTrainer.train(
-        input=corpus, model_prefix=prefix, vocab_size=60,
-        hard_vocab_limit=False, character_coverage=1.0, minloglevel=2,
-        **kwargs)
+    subprocess.run(
+        [sys.executable, "-c", _SPM_TRAIN_SCRIPT, corpus, prefix,
+         json.dumps(options)],
+        check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        timeout=120)
     return prefix + ".model"
 
   return {
@@ -337,20 +357,21 @@ WALK_VOCAB = (SPECIALS + WALK_CHARS + ["##" + c for c in WALK_CHARS] +
 
 
 def test_build_wordpiece_vocab_hand_computed():
-  assert build_vocab.build_wordpiece_vocab(WALK_TEXT, 1000, True) == WALK_VOCAB
-  assert build_vocab.build_wordpiece_vocab(WALK_TEXT, 29, True) == (
+  assert tokenization.build_wordpiece_vocab(WALK_TEXT, 1000, True) == (
+      WALK_VOCAB)
+  assert tokenization.build_wordpiece_vocab(WALK_TEXT, 29, True) == (
       WALK_VOCAB[:29])
   # Without lower-casing, "Walking" and "talking" share no two-letter tail
   # with "TALKED", and capitals are separate characters.
-  cased = build_vocab.build_wordpiece_vocab(WALK_TEXT, 1000, False)
+  cased = tokenization.build_wordpiece_vocab(WALK_TEXT, 1000, False)
   assert "W" in cased and "##D" in cased and "TALKED" in cased
 
 
 def test_build_wordpiece_vocab_too_small():
   with pytest.raises(ValueError, match="vocab_size=20 .*27 entries"):
-    build_vocab.build_wordpiece_vocab(WALK_TEXT, 20, True)
+    tokenization.build_wordpiece_vocab(WALK_TEXT, 20, True)
   with pytest.raises(ValueError, match="no words"):
-    build_vocab.build_wordpiece_vocab(["", "  \t"], 100, True)
+    tokenization.build_wordpiece_vocab(["", "  \t"], 100, True)
 
 
 def test_built_vocab_covers_its_text(tmp_path):
@@ -360,7 +381,7 @@ def test_built_vocab_covers_its_text(tmp_path):
            "distillation transfers feature maps and attention. Ünïcode "
            "words, 中文 and numbers like 2020 appear too!").split()
   lines = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(200)]
-  vocab = build_vocab.build_wordpiece_vocab(lines, 80, True)
+  vocab = tokenization.build_wordpiece_vocab(lines, 80, True)
   assert len(vocab) == 80
   assert vocab[:5] == SPECIALS
   assert len(set(vocab)) == len(vocab)

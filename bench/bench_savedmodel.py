@@ -1,0 +1,158 @@
+"""Latency of our SQuAD SavedModel run as a TensorFlow graph (tf.Session).
+
+The TF-graph row of `make bench`: the SavedModel that export_tflite.export
+writes (inputs int32 [1, seq], outputs start_logits / end_logits), loaded with
+the v1 loader and run with `session.run` on --num_threads intra-op threads
+(inter-op 1), batch 1, random weights, at each --seq_lengths value.  Latency
+is the median of --runs timed calls after --warmup_runs untimed ones.  Each
+measurement runs in a fresh subprocess so its peak resident memory is its own.
+
+Writes JSON to --output_file (bench/results/bench_savedmodel.json):
+  {"tensorflow_version": ..., "seq_lengths": {"128": {"status": "ok",
+   "latency_ms": {"median": ..., ...}, "peak_rss_mb": ...}, ...}}
+"""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, REPO_ROOT)
+import bench_tf_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import export_tflite  # pylint: disable=g-import-not-at-top
+import modeling  # pylint: disable=g-import-not-at-top
+
+flags = tf.flags
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "bert_config_file",
+    os.path.join(REPO_ROOT, "config",
+                 "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
+    "Model config; the weights are random.")
+flags.DEFINE_list("seq_lengths", ["128", "384"],
+                  "Sequence lengths (batch 1) to time.")
+flags.DEFINE_integer("runs", 20, "Timed calls per sequence length (median).")
+flags.DEFINE_integer("warmup_runs", 5, "Untimed calls before timing.")
+flags.DEFINE_integer("num_threads", 2, "Intra-op threads.")
+flags.DEFINE_integer("timeout", 1800,
+                     "Seconds one measurement may take before it is recorded "
+                     "as failed.")
+flags.DEFINE_string("work_dir",
+                    os.path.join(BENCH_DIR, "results", "savedmodel_work"),
+                    "Where the random checkpoint and the SavedModels go.")
+flags.DEFINE_string("output_file",
+                    os.path.join(BENCH_DIR, "results", "bench_savedmodel.json"),
+                    "Where the JSON result goes.")
+# Child mode: time one SavedModel in this process.
+flags.DEFINE_string("measure_saved_model", None,
+                    "Internal: SavedModel directory to time in this process.")
+flags.DEFINE_string("result_file", None,
+                    "Internal: where the child writes its result.")
+
+
+def time_saved_model(saved_model_dir, num_threads, runs, warmup_runs):
+  """Loads a SavedModel into a session and times its serving signature.
+
+  Returns:
+    dict with "latency_ms" (bench_util.latency_summary).
+  """
+  session_config = tf.ConfigProto(intra_op_parallelism_threads=num_threads,
+                                  inter_op_parallelism_threads=1)
+  graph = tf.Graph()
+  with tf.Session(graph=graph, config=session_config) as session:
+    meta_graph = tf.saved_model.loader.load(
+        session, [tf.saved_model.tag_constants.SERVING], saved_model_dir)
+    signature = meta_graph.signature_def[
+        tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY]
+    seq_length = signature.inputs["input_ids"].tensor_shape.dim[1].size
+    vocab_size = modeling.BertConfig.from_json_file(
+        FLAGS.bert_config_file).vocab_size
+    inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32)
+    feed = {graph.get_tensor_by_name(signature.inputs[name].name): value
+            for name, value in inputs.items()}
+    fetches = [graph.get_tensor_by_name(signature.outputs[name].name)
+               for name in export_tflite.OUTPUT_NAMES["squad"]]
+    summary = bench_util.time_calls(lambda: session.run(fetches, feed), runs,
+                                    warmup_runs)
+  return {"latency_ms": summary}
+
+
+def validate_flags():
+  """Checks the flags before any graph is built; returns the seq lengths."""
+  seq_lengths = []
+  for value in FLAGS.seq_lengths:
+    if not value.isdigit() or int(value) < 1:
+      raise ValueError("--seq_lengths must be positive integers, got %r" %
+                       value)
+    seq_lengths.append(int(value))
+  for name in ("runs", "num_threads", "timeout"):
+    if getattr(FLAGS, name) < 1:
+      raise ValueError("--%s must be >= 1, got %d" % (name, getattr(FLAGS,
+                                                                    name)))
+  if FLAGS.warmup_runs < 0:
+    raise ValueError("--warmup_runs must be >= 0, got %d" % FLAGS.warmup_runs)
+  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+  for s in seq_lengths:
+    if s > bert_config.max_position_embeddings:
+      raise ValueError("--seq_lengths value %d exceeds max_position_embeddings "
+                       "%d of %s" % (s, bert_config.max_position_embeddings,
+                                     FLAGS.bert_config_file))
+  return bert_config, seq_lengths
+
+
+def measure_in_subprocess(saved_model_dir, seq_length):
+  """Times one SavedModel in a fresh interpreter (own peak RSS)."""
+  result_file = os.path.join(FLAGS.work_dir, "latency_seq%d.json" % seq_length)
+  command = [sys.executable, os.path.abspath(__file__),
+             "--measure_saved_model", saved_model_dir,
+             "--result_file", result_file,
+             "--bert_config_file", FLAGS.bert_config_file,
+             "--seq_lengths", str(seq_length),
+             "--runs", str(FLAGS.runs),
+             "--warmup_runs", str(FLAGS.warmup_runs),
+             "--num_threads", str(FLAGS.num_threads)]
+  return bench_util.run_child(command, result_file, FLAGS.timeout)
+
+
+def main(_):
+  tf.logging.set_verbosity(tf.logging.INFO)
+  bert_config, seq_lengths = validate_flags()
+  if FLAGS.measure_saved_model:
+    result = time_saved_model(FLAGS.measure_saved_model, FLAGS.num_threads,
+                              FLAGS.runs, FLAGS.warmup_runs)
+    result["peak_rss_mb"] = bench_util.peak_rss_mb()
+    bench_util.write_json(FLAGS.result_file, result)
+    return
+
+  tf.gfile.MakeDirs(FLAGS.work_dir)
+  checkpoint = bench_tf_util.write_random_checkpoint(
+      bert_config, os.path.join(FLAGS.work_dir, "random", "model.ckpt"))
+  result = {"tensorflow_version": tf.__version__,
+            "bert_config_file": os.path.abspath(FLAGS.bert_config_file),
+            "num_threads": FLAGS.num_threads,
+            "runs": FLAGS.runs,
+            "warmup_runs": FLAGS.warmup_runs,
+            "seq_lengths": {}}
+  for seq_length in seq_lengths:
+    export_dir = os.path.join(FLAGS.work_dir, "export_seq%d" % seq_length)
+    paths = export_tflite.export(bert_config, checkpoint, export_dir,
+                                 seq_length, task="squad")
+    measurement = measure_in_subprocess(paths["saved_model"], seq_length)
+    result["seq_lengths"][str(seq_length)] = measurement
+    if measurement["status"] == "ok":
+      tf.logging.info("SavedModel seq %d: %.1f ms median, peak RSS %.0f MB",
+                      seq_length, measurement["latency_ms"]["median"],
+                      measurement["peak_rss_mb"])
+    else:
+      tf.logging.error("SavedModel seq %d failed: %s", seq_length,
+                       measurement["error"])
+  bench_util.write_json(FLAGS.output_file, result)
+
+
+if __name__ == "__main__":
+  tf.app.run()

@@ -1,0 +1,225 @@
+"""Single-example latency and file size of our TF-Lite SQuAD models.
+
+For the published OPT config with random weights (a temporary checkpoint),
+at each --seq_lengths value, export_tflite.export writes the float,
+dynamic-range and calibrated int8 models (batch 1, inputs int32 [1, seq]);
+each model is then timed in a fresh subprocess through export_tflite.LiteModel
+on --num_threads threads: the median of --runs calls after --warmup_runs
+untimed ones, with bench_util.make_inputs (no padding).  The int8 model is
+calibrated on --calibration_features random features; latency does not depend
+on the weights' values.
+
+Prints a table and writes JSON to --output_file
+(bench/results/bench_tflite.json):
+  {"tensorflow_version": ..., "models": {"float": {"size_bytes": ...,
+   "128": {"status": "ok", "latency_ms": {"median": ..., ...},
+           "peak_rss_mb": ...}, "384": {...}}, "dynamic_range": {...},
+   "int8": {...}}}
+
+Integer export needs TF 2.15; on TF 1.15 only float and dynamic-range are
+measured.  BENCH_QUICK=1 (run_all.py --quick) uses the tiny config at seq 32.
+"""
+
+import os
+import sys
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, REPO_ROOT)
+import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import export_tflite  # pylint: disable=g-import-not-at-top
+import heads  # pylint: disable=g-import-not-at-top
+import modeling  # pylint: disable=g-import-not-at-top
+import tf_compat  # pylint: disable=g-import-not-at-top
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+
+flags = tf.flags
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "bert_config_file",
+    os.path.join(REPO_ROOT, "config",
+                 "tiny_mobilebert.json" if QUICK else
+                 "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
+    "Model config; the weights are random.")
+flags.DEFINE_list("seq_lengths", ["32"] if QUICK else ["128", "384"],
+                  "Sequence lengths (batch 1) to time.")
+flags.DEFINE_integer("runs", 3 if QUICK else 20,
+                     "Timed calls per model and sequence length (median).")
+flags.DEFINE_integer("warmup_runs", 1 if QUICK else 5,
+                     "Untimed calls before timing.")
+flags.DEFINE_integer("num_threads", 2, "TF-Lite interpreter threads.")
+flags.DEFINE_integer("calibration_features", 2 if QUICK else 8,
+                     "Random features calibrating the int8 model.")
+flags.DEFINE_integer("timeout", 1800,
+                     "Seconds one measurement may take before it is recorded "
+                     "as failed.")
+flags.DEFINE_string("work_dir",
+                    os.path.join(BENCH_DIR, "results", "tflite_work"),
+                    "Where the random checkpoint and the exports go.")
+flags.DEFINE_string("output_file",
+                    os.path.join(BENCH_DIR, "results", "bench_tflite.json"),
+                    "Where the JSON result goes.")
+# Child mode: time one TF-Lite model in this process.
+flags.DEFINE_string("measure_model", None,
+                    "Internal: TF-Lite model to time in this process.")
+flags.DEFINE_string("result_file", None,
+                    "Internal: where the child writes its result.")
+
+
+def validate_flags():
+  """Checks the flags before any graph is built.
+
+  Returns:
+    (bert_config, [sequence lengths]).
+  """
+  seq_lengths = []
+  for value in FLAGS.seq_lengths:
+    if not value.isdigit() or int(value) < 1:
+      raise ValueError("--seq_lengths must be positive integers, got %r" %
+                       value)
+    seq_lengths.append(int(value))
+  for name in ("runs", "num_threads", "timeout", "calibration_features"):
+    if getattr(FLAGS, name) < 1:
+      raise ValueError("--%s must be >= 1, got %d" %
+                       (name, getattr(FLAGS, name)))
+  if FLAGS.warmup_runs < 0:
+    raise ValueError("--warmup_runs must be >= 0, got %d" % FLAGS.warmup_runs)
+  if FLAGS.measure_model and not FLAGS.result_file:
+    raise ValueError("--measure_model needs --result_file.")
+  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+  for seq_length in seq_lengths:
+    if seq_length > bert_config.max_position_embeddings:
+      raise ValueError(
+          "--seq_lengths value %d exceeds max_position_embeddings %d of %s" %
+          (seq_length, bert_config.max_position_embeddings,
+           FLAGS.bert_config_file))
+  return bert_config, seq_lengths
+
+
+def write_random_checkpoint(bert_config, path):
+  """Saves initialised SQuAD-model variables (graph seed 0) to `path`.
+
+  Returns:
+    The checkpoint prefix.
+  """
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.set_random_seed(0)
+    ids = tf.placeholder(tf.int32, [1, 8])
+    heads.squad_logits(bert_config, False, ids, ids, ids)
+    with tf.Session(graph=graph) as session:
+      session.run(tf.global_variables_initializer())
+      return tf.train.Saver().save(session, path)
+
+
+def calibration_features(vocab_size, seq_length, count):
+  """`count` random features in export_tflite.export's format."""
+  features = []
+  for seed in range(1, count + 1):
+    inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32,
+                                    seed=seed)
+    features.append({name: value[0].tolist() for name, value in inputs.items()})
+  return features
+
+
+def time_model(path, num_threads, runs, warmup_runs):
+  """Times LiteModel.run on one example.
+
+  Returns:
+    dict with "latency_ms" (bench_util.latency_summary).
+  """
+  lite_model = export_tflite.LiteModel(path, num_threads=num_threads)
+  vocab_size = modeling.BertConfig.from_json_file(
+      FLAGS.bert_config_file).vocab_size
+  inputs = bench_util.make_inputs(vocab_size, 1, lite_model.sequence_length,
+                                  np.int32)
+  summary = bench_util.time_calls(
+      lambda: lite_model.run(inputs["input_ids"], inputs["input_mask"],
+                             inputs["segment_ids"]), runs, warmup_runs)
+  return {"latency_ms": summary}
+
+
+def measure_in_subprocess(path, label):
+  """Times one model in a fresh interpreter (its own peak RSS)."""
+  result_file = os.path.join(FLAGS.work_dir, "latency_%s.json" % label)
+  command = [sys.executable, os.path.abspath(__file__),
+             "--measure_model", path,
+             "--result_file", result_file,
+             "--bert_config_file", FLAGS.bert_config_file,
+             "--seq_lengths", ",".join(FLAGS.seq_lengths),
+             "--runs", str(FLAGS.runs),
+             "--warmup_runs", str(FLAGS.warmup_runs),
+             "--num_threads", str(FLAGS.num_threads)]
+  return bench_util.run_child(command, result_file, FLAGS.timeout)
+
+
+def format_table(result, seq_lengths):
+  """The result as a plain-text table (one row per model kind)."""
+  header = ["model", "size MB"] + ["seq %d median ms" % s for s in seq_lengths]
+  rows = [header]
+  for kind, entry in result["models"].items():
+    row = [kind, "%.2f" % (entry["size_bytes"] / 1e6)]
+    for seq_length in seq_lengths:
+      measurement = entry.get(str(seq_length), {})
+      if measurement.get("status") == "ok":
+        row.append("%.1f" % measurement["latency_ms"]["median"])
+      else:
+        row.append(measurement.get("error", "not run")[:40])
+    rows.append(row)
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  return "\n".join("  ".join(cell.ljust(width) for cell, width in
+                             zip(row, widths)) for row in rows)
+
+
+def main(_):
+  tf.logging.set_verbosity(tf.logging.INFO)
+  bert_config, seq_lengths = validate_flags()
+  if FLAGS.measure_model:
+    result = time_model(FLAGS.measure_model, FLAGS.num_threads, FLAGS.runs,
+                        FLAGS.warmup_runs)
+    result["peak_rss_mb"] = bench_util.peak_rss_mb()
+    bench_util.write_json(FLAGS.result_file, result)
+    return
+
+  tf.gfile.MakeDirs(FLAGS.work_dir)
+  checkpoint = write_random_checkpoint(
+      bert_config, os.path.join(FLAGS.work_dir, "random", "model.ckpt"))
+  result = {"tensorflow_version": tf.__version__,
+            "bert_config_file": os.path.abspath(FLAGS.bert_config_file),
+            "num_threads": FLAGS.num_threads,
+            "runs": FLAGS.runs,
+            "warmup_runs": FLAGS.warmup_runs,
+            "models": {}}
+  for seq_length in seq_lengths:
+    export_dir = os.path.join(FLAGS.work_dir, "export_seq%d" % seq_length)
+    paths = export_tflite.export(
+        bert_config, checkpoint, export_dir, seq_length, task="squad",
+        use_post_quantization=True,
+        activation_quantization=tf_compat.IS_TF2,
+        representative_features=calibration_features(
+            bert_config.vocab_size, seq_length, FLAGS.calibration_features))
+    for kind in ("float", "dynamic_range", "int8"):
+      if kind not in paths:
+        continue
+      entry = result["models"].setdefault(kind, {})
+      entry["size_bytes"] = os.path.getsize(paths[kind])
+      measurement = measure_in_subprocess(paths[kind],
+                                          "%s_seq%d" % (kind, seq_length))
+      entry[str(seq_length)] = measurement
+      if measurement["status"] == "ok":
+        tf.logging.info("TF-Lite %s seq %d: %.1f ms median", kind, seq_length,
+                        measurement["latency_ms"]["median"])
+      else:
+        tf.logging.error("TF-Lite %s seq %d failed: %s", kind, seq_length,
+                         measurement["error"])
+  bench_util.write_json(FLAGS.output_file, result)
+  print(format_table(result, seq_lengths))
+
+
+if __name__ == "__main__":
+  tf.app.run()

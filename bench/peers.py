@@ -1,0 +1,416 @@
+"""What users run instead of our TF-Lite models on a CPU: the peer benchmarks.
+
+Hugging Face transformers' PyTorch MobileBERT (`MobileBertForQuestionAnswering`)
+with our published config translated to `MobileBertConfig` and random weights:
+
+  * inference latency, batch 1, at each --seq_lengths value, with
+    - PyTorch fp32 eager,
+    - PyTorch dynamic int8 (`torch.ao.quantization.quantize_dynamic` on every
+      nn.Linear),
+    - the same model exported to ONNX (static [1, seq] inputs, like our
+      TF-Lite files) and run with ONNX Runtime fp32,
+    - ONNX Runtime's dynamic int8 quantisation of that file
+      (`onnxruntime.quantization.quantize_dynamic`, int8 weights);
+  * fine-tuning throughput: forward + backward + AdamW step of the QA model,
+    --train_batch_size x --train_seq_length, examples/s.
+
+Every measurement runs in a fresh subprocess so its peak resident memory
+(the kernel's high-water mark, bench_util.peak_rss_mb) belongs to that
+measurement alone.  Latency is
+the median of --runs timed calls after --warmup_runs untimed ones, on
+--num_threads intra-op threads (inter-op 1).
+
+Runs in its own venv (.venv/bench, bench/requirements.txt); it imports no
+TensorFlow.  Without the peer packages it writes {"status": "not installed"}
+and exits 0, so `make bench` still prints our own numbers.
+
+  .venv/bench/bin/python bench/peers.py                  # full run
+  .venv/bench/bin/python bench/peers.py --bert_config_file config/tiny_mobilebert.json \
+      --seq_lengths 32 --runs 3 --warmup_runs 1 --train_seq_length 32 --train_steps 2
+"""
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import sys
+
+import bench_util
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+PEER_MODULES = ("numpy", "torch", "transformers", "onnx", "onnxruntime")
+
+# Defaults of the original BertConfig (reference_spec 1.1) for keys a JSON
+# config may leave out; transformers' own defaults differ (e.g. hidden_act).
+ORIGINAL_CONFIG_DEFAULTS = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 16,
+    "initializer_range": 0.02,
+    "embedding_size": None,
+    "trigram_input": False,
+    "use_bottleneck": False,
+    "intra_bottleneck_size": None,
+    "use_bottleneck_attention": False,
+    "key_query_shared_bottleneck": False,
+    "num_feedforward_networks": 1,
+    "normalization_type": "layer_norm",
+    "classifier_activation": True,
+}
+# Our activation names -> transformers'; the original's gelu is the tanh form,
+# which transformers calls "gelu_new".
+HF_ACTIVATIONS = {"relu": "relu", "relu6": "relu6", "gelu": "gelu_new",
+                  "tanh": "tanh", "linear": "linear"}
+HF_NORMALIZATIONS = ("no_norm", "layer_norm")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAMES = ("start_logits", "end_logits")
+
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument(
+    "--bert_config_file",
+    default=os.path.join(REPO_ROOT, "config",
+                         "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
+    help="Our JSON model config, translated to transformers' MobileBertConfig.")
+parser.add_argument("--seq_lengths", default="128,384",
+                    help="Comma-separated inference sequence lengths.")
+parser.add_argument("--runs", type=int, default=20,
+                    help="Timed inference calls per measurement (median).")
+parser.add_argument("--warmup_runs", type=int, default=5,
+                    help="Untimed calls before timing.")
+parser.add_argument("--num_threads", type=int, default=2,
+                    help="Intra-op threads for every runtime.")
+parser.add_argument("--train_batch_size", type=int, default=8)
+parser.add_argument("--train_seq_length", type=int, default=384)
+parser.add_argument("--train_steps", type=int, default=10,
+                    help="Timed fine-tuning steps (after 2 warm-up steps).")
+parser.add_argument("--timeout", type=int, default=1800,
+                    help="Seconds one measurement may take before it is "
+                    "recorded as failed.")
+parser.add_argument("--work_dir", default=os.path.join(BENCH_DIR, "results",
+                                                       "peers_work"),
+                    help="Where the ONNX files go.")
+parser.add_argument("--output_file",
+                    default=os.path.join(BENCH_DIR, "results", "peers.json"))
+# One measurement in this process (used by the parent for each subprocess).
+parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
+parser.add_argument("--seq_length", type=int, default=0, help=argparse.SUPPRESS)
+parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
+
+
+def read_config(path):
+  """Our JSON config as a dict with the original's defaults filled in."""
+  try:
+    with open(path) as f:
+      config = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError("--bert_config_file %s cannot be read as JSON: %s" %
+                     (path, e))
+  if not isinstance(config, dict) or "vocab_size" not in config:
+    raise ValueError("--bert_config_file %s must be a JSON object with "
+                     "'vocab_size'" % path)
+  filled = dict(ORIGINAL_CONFIG_DEFAULTS)
+  filled.update(config)
+  if filled["embedding_size"] is None:
+    filled["embedding_size"] = filled["hidden_size"]
+  if filled["intra_bottleneck_size"] is None:
+    filled["intra_bottleneck_size"] = filled["hidden_size"]
+  return filled
+
+
+def mobilebert_config_kwargs(config):
+  """Keyword arguments of transformers.MobileBertConfig for our config dict.
+
+  Args:
+    config: dict from `read_config`.
+
+  Returns:
+    dict of MobileBertConfig arguments describing the same network.
+
+  Raises:
+    ValueError: for an activation or normalisation transformers lacks.
+  """
+  act = config["hidden_act"]
+  if act not in HF_ACTIVATIONS:
+    raise ValueError("hidden_act %r has no transformers equivalent (known: %s)"
+                     % (act, ", ".join(sorted(HF_ACTIVATIONS))))
+  if config["normalization_type"] not in HF_NORMALIZATIONS:
+    raise ValueError("normalization_type %r has no transformers equivalent "
+                     "(known: %s)" % (config["normalization_type"],
+                                      ", ".join(HF_NORMALIZATIONS)))
+  kwargs = {key: config[key] for key in ORIGINAL_CONFIG_DEFAULTS}
+  kwargs["vocab_size"] = config["vocab_size"]
+  kwargs["hidden_act"] = HF_ACTIVATIONS[act]
+  # The original's LayerNorm is contrib's, with epsilon 1e-12.
+  kwargs["layer_norm_eps"] = 1e-12
+  return kwargs
+
+
+def make_inputs(vocab_size, batch_size, seq_length):
+  """bench_util.make_inputs as int64 under transformers' input names."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  inputs = bench_util.make_inputs(vocab_size, batch_size, seq_length, np.int64)
+  return {"input_ids": inputs["input_ids"],
+          "attention_mask": inputs["input_mask"],
+          "token_type_ids": inputs["segment_ids"]}
+
+
+def _torch_setup(num_threads):
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(num_threads)
+  torch.set_num_interop_threads(1)
+  torch.manual_seed(0)
+  return torch
+
+
+def _build_torch_model(args, torch):
+  import transformers  # pylint: disable=g-import-not-at-top
+  config = read_config(args.bert_config_file)
+  hf_config = transformers.MobileBertConfig(**mobilebert_config_kwargs(config))
+  model = transformers.MobileBertForQuestionAnswering(hf_config)
+  return model, config
+
+
+def measure_torch_latency(args, quantized):
+  """PyTorch eager latency of the QA model, fp32 or dynamic int8."""
+  torch = _torch_setup(args.num_threads)
+  model, config = _build_torch_model(args, torch)
+  model.eval()
+  if quantized:
+    model = torch.ao.quantization.quantize_dynamic(
+        model, {torch.nn.Linear}, dtype=torch.qint8)
+  inputs = {name: torch.from_numpy(value) for name, value in make_inputs(
+      config["vocab_size"], 1, args.seq_length).items()}
+
+  def call():
+    with torch.inference_mode():
+      model(**inputs)
+
+  return {"latency_ms": bench_util.time_calls(call, args.runs,
+                                              args.warmup_runs)}
+
+
+def onnx_paths(work_dir, seq_length):
+  return {
+      "fp32": os.path.join(work_dir, "mobilebert_fp32_seq%d.onnx" % seq_length),
+      "dynamic_int8": os.path.join(
+          work_dir, "mobilebert_dynamic_int8_seq%d.onnx" % seq_length),
+  }
+
+
+def export_onnx(args):
+  """Exports the fp32 QA model at [1, seq] and its ORT dynamic int8 copy."""
+  torch = _torch_setup(args.num_threads)
+  from onnxruntime.quantization import QuantType  # pylint: disable=g-import-not-at-top
+  from onnxruntime.quantization import quantize_dynamic  # pylint: disable=g-import-not-at-top
+  model, config = _build_torch_model(args, torch)
+  model.eval()
+  # transformers' output dataclass does not trace; export the two logits.
+  model.config.return_dict = False
+  inputs = tuple(torch.from_numpy(value) for value in make_inputs(
+      config["vocab_size"], 1, args.seq_length).values())
+  paths = onnx_paths(args.work_dir, args.seq_length)
+  os.makedirs(args.work_dir, exist_ok=True)
+  # The TorchScript exporter: the dynamo one needs onnxscript, which is not a
+  # peer requirement, and gives the same graph for this static-shape model.
+  torch.onnx.export(model, inputs, paths["fp32"], dynamo=False,
+                    input_names=list(INPUT_NAMES),
+                    output_names=list(OUTPUT_NAMES), opset_version=17)
+  quantize_dynamic(paths["fp32"], paths["dynamic_int8"],
+                   weight_type=QuantType.QInt8)
+  return {"model_bytes": {kind: os.path.getsize(path)
+                          for kind, path in paths.items()}}
+
+
+def measure_ort_latency(args, kind):
+  """ONNX Runtime latency of an exported file ("fp32" or "dynamic_int8")."""
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  path = onnx_paths(args.work_dir, args.seq_length)[kind]
+  if not os.path.exists(path):
+    raise ValueError("ONNX file %s is missing: its export failed" % path)
+  options = ort.SessionOptions()
+  options.intra_op_num_threads = args.num_threads
+  options.inter_op_num_threads = 1
+  options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+  options.graph_optimization_level = (
+      ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+  session = ort.InferenceSession(path, options,
+                                 providers=["CPUExecutionProvider"])
+  config = read_config(args.bert_config_file)
+  feed = make_inputs(config["vocab_size"], 1, args.seq_length)
+  feed = {i.name: feed[i.name] for i in session.get_inputs()}
+
+  def call():
+    session.run(list(OUTPUT_NAMES), feed)
+
+  return {"latency_ms": bench_util.time_calls(call, args.runs,
+                                              args.warmup_runs),
+          "model_bytes": os.path.getsize(path)}
+
+
+def measure_torch_finetune(args):
+  """Examples/s of forward + backward + AdamW step on the QA model."""
+  torch = _torch_setup(args.num_threads)
+  model, config = _build_torch_model(args, torch)
+  model.train()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=4e-5,
+                                weight_decay=0.01)
+  inputs = {name: torch.from_numpy(value) for name, value in make_inputs(
+      config["vocab_size"], args.train_batch_size,
+      args.train_seq_length).items()}
+  generator = torch.Generator().manual_seed(1)
+  inputs["start_positions"] = torch.randint(
+      0, args.train_seq_length, (args.train_batch_size,), generator=generator)
+  inputs["end_positions"] = torch.randint(
+      0, args.train_seq_length, (args.train_batch_size,), generator=generator)
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(**inputs).loss
+    loss.backward()
+    optimizer.step()
+
+  summary = bench_util.time_calls(step, args.train_steps, 2)
+  return {"step_ms": summary,
+          "examples_per_sec": args.train_batch_size * 1e3 / summary["median"],
+          "batch_size": args.train_batch_size,
+          "seq_length": args.train_seq_length}
+
+
+MEASUREMENTS = {
+    "export_onnx": export_onnx,
+    "torch_fp32": lambda args: measure_torch_latency(args, quantized=False),
+    "torch_dynamic_int8": lambda args: measure_torch_latency(args,
+                                                              quantized=True),
+    "ort_fp32": lambda args: measure_ort_latency(args, "fp32"),
+    "ort_dynamic_int8": lambda args: measure_ort_latency(args,
+                                                         "dynamic_int8"),
+    "torch_finetune": measure_torch_finetune,
+}
+
+
+def run_measurement_here(args):
+  """Child mode: one measurement and its peak RSS, written to --result_file."""
+  result = MEASUREMENTS[args.measure](args)
+  result["peak_rss_mb"] = bench_util.peak_rss_mb()
+  bench_util.write_json(args.result_file, result)
+
+
+def run_in_subprocess(args, measure, seq_length=0):
+  """Runs one measurement in a fresh interpreter; returns its result dict."""
+  os.makedirs(args.work_dir, exist_ok=True)
+  result_file = os.path.join(args.work_dir, "%s_seq%d.json" %
+                             (measure, seq_length))
+  command = [sys.executable, os.path.abspath(__file__),
+             "--measure", measure, "--seq_length", str(seq_length),
+             "--result_file", result_file]
+  for name in ("bert_config_file", "runs", "warmup_runs", "num_threads",
+               "train_batch_size", "train_seq_length", "train_steps",
+               "work_dir"):
+    command += ["--" + name, str(getattr(args, name))]
+  return bench_util.run_child(command, result_file, args.timeout)
+
+
+def missing_peer_modules():
+  """Peer packages that are not installed (found without importing them, so
+  this parent process stays small)."""
+  return [name for name in PEER_MODULES
+          if importlib.util.find_spec(name) is None]
+
+
+def peer_versions():
+  versions = {"python": sys.version.split()[0]}
+  for name in PEER_MODULES:
+    versions[name] = importlib.metadata.version(name)
+  return versions
+
+
+def validate_args(args):
+  """Checks flags before any model is built; raises ValueError naming them."""
+  seq_lengths = []
+  for value in args.seq_lengths.split(","):
+    if not value.strip().isdigit() or int(value) < 1:
+      raise ValueError("--seq_lengths must be comma-separated positive "
+                       "integers, got %r" % args.seq_lengths)
+    seq_lengths.append(int(value))
+  for name in ("runs", "num_threads", "train_batch_size", "train_seq_length",
+               "train_steps", "timeout"):
+    if getattr(args, name) < 1:
+      raise ValueError("--%s must be >= 1, got %d" % (name, getattr(args, name)))
+  if args.warmup_runs < 0:
+    raise ValueError("--warmup_runs must be >= 0, got %d" % args.warmup_runs)
+  config = read_config(args.bert_config_file)
+  mobilebert_config_kwargs(config)
+  longest = max(seq_lengths + [args.train_seq_length])
+  if longest > config["max_position_embeddings"]:
+    raise ValueError("sequence length %d exceeds max_position_embeddings %d of "
+                     "--bert_config_file %s" %
+                     (longest, config["max_position_embeddings"],
+                      args.bert_config_file))
+  return seq_lengths
+
+
+def main():
+  args = parser.parse_args()
+  if args.measure:
+    if args.measure not in MEASUREMENTS:
+      parser.error("--measure must be one of %s" % ", ".join(MEASUREMENTS))
+    run_measurement_here(args)
+    return
+  try:
+    seq_lengths = validate_args(args)
+  except ValueError as e:
+    parser.error(str(e))
+  missing = missing_peer_modules()
+  if missing:
+    print("peers: not installed: %s (pip install -r bench/requirements.txt "
+          "in .venv/bench)" % ", ".join(missing), file=sys.stderr)
+    bench_util.write_json(args.output_file, {"status": "not installed",
+                                  "missing": missing})
+    return
+  measurements = {}
+  for seq_length in seq_lengths:
+    export = run_in_subprocess(args, "export_onnx", seq_length)
+    measurements["export_onnx_seq%d" % seq_length] = export
+    for name in ("torch_fp32", "torch_dynamic_int8", "ort_fp32",
+                 "ort_dynamic_int8"):
+      key = "%s_seq%d" % (name, seq_length)
+      measurements[key] = run_in_subprocess(args, name, seq_length)
+      print("peers: %s: %s" % (key, _describe(measurements[key])),
+            file=sys.stderr)
+  key = "torch_finetune_b%d_seq%d" % (args.train_batch_size,
+                                      args.train_seq_length)
+  measurements[key] = run_in_subprocess(args, "torch_finetune")
+  print("peers: %s: %s" % (key, _describe(measurements[key])),
+        file=sys.stderr)
+  bench_util.write_json(args.output_file, {
+      "status": "ok",
+      "versions": peer_versions(),
+      "bert_config_file": os.path.abspath(args.bert_config_file),
+      "num_threads": args.num_threads,
+      "runs": args.runs,
+      "warmup_runs": args.warmup_runs,
+      "measurements": measurements,
+  })
+
+
+def _describe(result):
+  if result["status"] != "ok":
+    return "FAILED (%s)" % result["error"]
+  if "latency_ms" in result:
+    return "%.1f ms median, peak RSS %.0f MB" % (result["latency_ms"]["median"],
+                                                 result["peak_rss_mb"])
+  return "%.2f examples/s, peak RSS %.0f MB" % (result["examples_per_sec"],
+                                                result["peak_rss_mb"])
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,513 @@
+"""`make bench`: every benchmark in one run, one table against the peers.
+
+Runs, one after another (never in parallel: they share the machine's cores),
+
+  physical_bound.py     peak float32 matmul rate, multiply-adds, latency bound
+  bench_tflite.py       our TF-Lite float / dynamic-range / int8 latency, sizes
+  bench_savedmodel.py   our SavedModel latency as a TF 2.15 graph
+  bench_squad.py        SQuAD featurisation questions/s, fine-tuning examples/s
+  bench_pretraining.py  distillation step and student step examples/s
+  peers.py              PyTorch / ONNX Runtime MobileBERT (in .venv/bench)
+
+each writing bench/results/<name>.json (its log goes to <name>.log), then
+prints one table and writes bench/results/summary.json and summary.md.
+
+Rows pair one of our measurements with the comparable peer measurement.  The
+"speed-up" column is how many times better ours is (peer latency / our
+latency, peer size / our size, or our examples/s / peer examples/s): above 1
+we win.  "/ bound" is an fp32 latency divided by the physical bound (multiply-adds at the measured peak
+matmul rate): 1.0 would use every multiply-add slot of the machine.  A script
+that is missing or fails leaves its rows saying so instead of a number.
+
+  .venv/tf2/bin/python bench/run_all.py            # what `make bench` runs
+  .venv/tf2/bin/python bench/run_all.py --quick    # seconds-scale smoke run
+  .venv/tf2/bin/python bench/run_all.py --skip_runs  # re-tabulate results/
+"""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import sys
+
+import bench_util
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+OPT_CONFIG = os.path.join(REPO_ROOT, "config",
+                          "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json")
+TINY_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
+SEQ_LENGTHS = (128, 384)
+QUICK_SEQ_LENGTH = 32
+# SQuAD v1.1 train has about 88k questions; the goal is featurising it in
+# under 3 minutes (issue 8).
+SQUAD_TRAIN_QUESTIONS = 88000
+FEATURISATION_BUDGET_SECONDS = 180.0
+
+# name -> interpreter ("tf": the TF 2.15 venv, "peer": .venv/bench), the
+# arguments of a full run and of a --quick run, and which of run_all's common
+# flags (--num_threads, --output_file into --results_dir, a --work_dir under
+# it) the script accepts.  Every script also gets BENCH_QUICK=1 in quick mode.
+OPT_ARGS = ["--bert_config_file", OPT_CONFIG, "--seq_lengths", "128,384"]
+TINY_ARGS = ["--bert_config_file", TINY_CONFIG,
+             "--seq_lengths", str(QUICK_SEQ_LENGTH)]
+ALL_COMMON_FLAGS = ("num_threads", "output_file", "work_dir")
+SCRIPTS = collections.OrderedDict([
+    ("physical_bound", {
+        "python": "tf", "full": OPT_ARGS,
+        "quick": TINY_ARGS + ["--matmul_size", "512", "--runs", "2"],
+        "common_flags": ("num_threads", "output_file"),
+    }),
+    ("bench_tflite", {
+        "python": "tf", "full": OPT_ARGS, "quick": [],
+        "common_flags": ALL_COMMON_FLAGS,
+    }),
+    ("bench_savedmodel", {
+        "python": "tf", "full": OPT_ARGS,
+        "quick": TINY_ARGS + ["--runs", "2", "--warmup_runs", "1"],
+        "common_flags": ALL_COMMON_FLAGS,
+    }),
+    ("bench_squad", {"python": "tf", "full": [], "quick": [],
+                     "common_flags": ()}),
+    ("bench_pretraining", {"python": "tf", "full": [], "quick": [],
+                           "common_flags": ()}),
+    ("peers", {
+        "python": "peer", "full": OPT_ARGS,
+        "quick": TINY_ARGS + ["--runs", "2", "--warmup_runs", "1",
+                              "--train_seq_length", str(QUICK_SEQ_LENGTH),
+                              "--train_steps", "2"],
+        "common_flags": ALL_COMMON_FLAGS,
+    }),
+])
+
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--results_dir", default=os.path.join(BENCH_DIR,
+                                                          "results"))
+parser.add_argument("--tf_python", default=sys.executable,
+                    help="Interpreter with TF 2.15 for our scripts.")
+parser.add_argument("--peer_python",
+                    default=os.path.join(REPO_ROOT, ".venv", "bench", "bin",
+                                         "python"),
+                    help="Interpreter with bench/requirements.txt installed.")
+parser.add_argument("--num_threads", type=int, default=2,
+                    help="Thread count every benchmark is held to.")
+parser.add_argument("--only", default="",
+                    help="Comma-separated subset of scripts to run (the "
+                    "others' previous results are tabulated as they are).")
+parser.add_argument("--timeout", type=int, default=4 * 3600,
+                    help="Seconds one script may take.")
+parser.add_argument("--quick", action="store_true",
+                    help="Tiny settings, to check the plumbing; the numbers "
+                    "mean nothing.")
+parser.add_argument("--skip_runs", action="store_true",
+                    help="Only tabulate the JSON already in --results_dir.")
+
+
+def dig(tree, path):
+  """tree[path[0]][path[1]]... or None when any key is absent."""
+  for key in path:
+    if not isinstance(tree, dict) or key not in tree:
+      return None
+    tree = tree[key]
+  return tree
+
+
+def first_number(tree, paths):
+  """The first of `paths` that leads to a number in `tree`, else None."""
+  for path in paths:
+    value = dig(tree, path)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      return float(value)
+  return None
+
+
+class Metric(object):
+  """Where one number lives: a script's JSON and candidate key paths."""
+
+  def __init__(self, script, paths, memory_paths=(), scale=1.0):
+    self.script = script
+    self.paths = paths
+    self.memory_paths = memory_paths
+    # Multiplies the stored value into the row's unit (bytes -> MB).
+    self.scale = scale
+
+  def read(self, runs):
+    """(value, peak MB or None, note) from the scripts' run records."""
+    run = runs.get(self.script)
+    if run is None:
+      return None, None, "not run"
+    if run["status"] != "ok":
+      return None, None, run["status"].split(" (")[0]
+    if dig(run, ("result", "status")) == "not installed":
+      return None, None, "not installed"
+    value = first_number(run["result"], self.paths)
+    if value is None:
+      if any(failed_on_path(run["result"], path) for path in self.paths):
+        return None, None, "failed"
+      return None, None, "not in %s.json" % self.script
+    return (value * self.scale, first_number(run["result"], self.memory_paths),
+            "")
+
+
+def failed_on_path(tree, path):
+  """True if a dict along `path` records {"status": "failed"} (a child
+  measurement that the script could not complete)."""
+  for key in path:
+    if not isinstance(tree, dict):
+      return False
+    if tree.get("status") == "failed":
+      return True
+    tree = tree.get(key)
+  return isinstance(tree, dict) and tree.get("status") == "failed"
+
+
+def tflite_metric(kind, seq):
+  """Our TF-Lite latency of one model kind at one sequence length."""
+  return Metric("bench_tflite",
+                [("models", kind, str(seq), "latency_ms", "median")],
+                [("models", kind, str(seq), "peak_rss_mb")])
+
+
+def peer_latency_metric(name, seq):
+  key = "%s_seq%d" % (name, seq)
+  return Metric("peers", [("measurements", key, "latency_ms", "median")],
+                [("measurements", key, "peak_rss_mb")])
+
+
+def savedmodel_metric(seq):
+  s = str(seq)
+  return Metric("bench_savedmodel",
+                [("seq_lengths", s, "latency_ms", "median")],
+                [("seq_lengths", s, "peak_rss_mb")])
+
+
+def throughput_metric(script, names, unit_key):
+  """A throughput from another developer's JSON, under any of `names`."""
+  paths, memory = [], []
+  for name in names:
+    paths += [(name, unit_key), (name, "value"), (name,)]
+    memory += [(name, "peak_rss_mb")]
+  return Metric(script, paths, memory + [("peak_rss_mb",)])
+
+
+class Row(object):
+  """One line of the table: ours against a peer (or alone)."""
+
+  def __init__(self, label, ours, peer=None, peer_label="", lower_is_better=True,
+               unit="ms", bound_seq=None, target=None):
+    self.label = label
+    self.ours = ours
+    self.peer = peer
+    self.peer_label = peer_label
+    self.lower_is_better = lower_is_better
+    self.unit = unit
+    self.bound_seq = bound_seq
+    # dict of goals: min_speedup, max_bound_ratio, min_value (see
+    # judge_target); None when the issue sets no goal for the row.
+    self.target = target
+
+
+def tflite_size_metric(kind):
+  """Our TF-Lite file size in MB (bytes in the JSON)."""
+  return Metric("bench_tflite", [("models", kind, "size_bytes")], scale=1e-6)
+
+
+def table_rows(seq_lengths, train_seq_length):
+  """The rows of `make bench`, in print order.
+
+  Args:
+    seq_lengths: inference sequence lengths (batch 1).
+    train_seq_length: sequence length of the fine-tuning comparison.
+
+  Returns:
+    list of Row.
+  """
+  rows = []
+  for seq in seq_lengths:
+    pairs = [
+        ("TF-Lite float", tflite_metric("float", seq), True),
+        ("TF-Lite dynamic-range", tflite_metric("dynamic_range", seq), False),
+        ("TF-Lite int8", tflite_metric("int8", seq), False),
+        ("TF SavedModel (TF 2.15)", savedmodel_metric(seq), True),
+    ]
+    for ours_label, ours, is_fp32 in pairs:
+      if is_fp32:
+        peers = [("ONNX Runtime fp32", "ort_fp32"),
+                 ("PyTorch fp32 eager", "torch_fp32")]
+      else:
+        peers = [("ONNX Runtime dynamic int8", "ort_dynamic_int8"),
+                 ("PyTorch dynamic int8", "torch_dynamic_int8")]
+      for peer_label, peer_name in peers:
+        target = None
+        if seq == 384 and peer_name == "ort_dynamic_int8" and (
+            ours_label == "TF-Lite int8"):
+          target = {"min_speedup": 1.3}
+        if seq == 384 and peer_name == "ort_fp32" and (
+            ours_label == "TF-Lite float"):
+          target = {"min_speedup": 1.0, "max_bound_ratio": 1.5}
+        rows.append(Row(
+            "latency seq %d: %s" % (seq, ours_label), ours,
+            peer_latency_metric(peer_name, seq), peer_label,
+            bound_seq=seq if is_fp32 else None, target=target))
+  onnx_export = "export_onnx_seq%d" % seq_lengths[-1]
+  for ours_label, kind, onnx_kind in (
+      ("TF-Lite float", "float", "fp32"),
+      ("TF-Lite dynamic-range", "dynamic_range", "dynamic_int8"),
+      ("TF-Lite int8", "int8", "dynamic_int8")):
+    rows.append(Row(
+        "model file: %s" % ours_label, tflite_size_metric(kind),
+        Metric("peers", [("measurements", onnx_export, "model_bytes",
+                          onnx_kind)], scale=1e-6),
+        "ONNX %s" % onnx_kind.replace("_", " "), unit="MB"))
+  finetune = "torch_finetune_b8_seq%d" % train_seq_length
+  rows.append(Row(
+      "fine-tuning b8 seq %d: TF 2.15 graph" % train_seq_length,
+      throughput_metric("bench_squad",
+                        ["fine_tuning", "finetune", "training", "train"],
+                        "examples_per_sec"),
+      Metric("peers", [("measurements", finetune, "examples_per_sec")],
+             [("measurements", finetune, "peak_rss_mb")]),
+      "PyTorch eager + AdamW", lower_is_better=False, unit="examples/s",
+      target={"min_speedup": 1.2}))
+  rows.append(Row(
+      "distillation step (teacher + student)",
+      throughput_metric("bench_pretraining",
+                        ["distillation_step", "distillation", "distill",
+                         "teacher_student"], "examples_per_sec"),
+      lower_is_better=False, unit="examples/s"))
+  rows.append(Row(
+      "student step",
+      throughput_metric("bench_pretraining", ["student_step", "student"],
+                        "examples_per_sec"),
+      lower_is_better=False, unit="examples/s"))
+  rows.append(Row(
+      "SQuAD featurisation",
+      throughput_metric("bench_squad",
+                        ["featurisation", "featurization", "featurize",
+                         "features"], "questions_per_sec"),
+      lower_is_better=False, unit="questions/s",
+      target={"min_value": SQUAD_TRAIN_QUESTIONS /
+                           FEATURISATION_BUDGET_SECONDS}))
+  return rows
+
+
+def bound_ms(runs, seq):
+  return first_number(dig(runs, ("physical_bound", "result")) or {},
+                      [("seq_lengths", str(seq), "bound_ms")])
+
+
+def evaluate_row(row, runs):
+  """Numbers and verdicts of one row as a JSON-able dict."""
+  ours, ours_mb, ours_note = row.ours.read(runs)
+  entry = collections.OrderedDict([
+      ("measurement", row.label), ("unit", row.unit),
+      ("ours", ours), ("ours_peak_rss_mb", ours_mb), ("ours_note", ours_note),
+      ("peer_name", row.peer_label or None), ("peer", None),
+      ("peer_peak_rss_mb", None), ("peer_note", ""), ("speedup", None),
+      ("ours_over_bound", None), ("peer_over_bound", None), ("target", ""),
+      ("target_met", None)])
+  if row.peer is not None:
+    peer, peer_mb, peer_note = row.peer.read(runs)
+    entry.update(peer=peer, peer_peak_rss_mb=peer_mb, peer_note=peer_note)
+    if ours and peer:
+      entry["speedup"] = peer / ours if row.lower_is_better else ours / peer
+  if row.bound_seq is not None:
+    bound = bound_ms(runs, row.bound_seq)
+    if bound:
+      if ours:
+        entry["ours_over_bound"] = ours / bound
+      if entry["peer"]:
+        entry["peer_over_bound"] = entry["peer"] / bound
+  if row.target:
+    entry["target"], entry["target_met"] = judge_target(row.target, entry)
+  return entry
+
+
+def judge_target(target, entry):
+  """(description, met: True / False / None when not measurable)."""
+  parts, verdicts = [], []
+  if "min_speedup" in target:
+    parts.append("speed-up >= %.1f" % target["min_speedup"])
+    if entry["speedup"] is not None:
+      verdicts.append(entry["speedup"] >= target["min_speedup"])
+  if "max_bound_ratio" in target:
+    parts.append("ours / bound <= %.1f" % target["max_bound_ratio"])
+    if entry["ours_over_bound"] is not None:
+      verdicts.append(entry["ours_over_bound"] <= target["max_bound_ratio"])
+  if "min_value" in target:
+    parts.append(">= %.0f %s" % (target["min_value"], entry["unit"]))
+    if entry["ours"] is not None:
+      verdicts.append(entry["ours"] >= target["min_value"])
+  expected = ("min_speedup" in target) + ("max_bound_ratio" in target) + (
+      "min_value" in target)
+  met = all(verdicts) if len(verdicts) == expected else None
+  return ", ".join(parts), met
+
+
+def _number(value, note, digits=1):
+  if value is None:
+    return note or "n/a"
+  return "%.*f" % (digits, value)
+
+
+def _ratio(value):
+  return "%.2fx" % value if value is not None else "n/a"
+
+
+def format_markdown(entries, header_lines):
+  """The summary table as Markdown (also what is printed)."""
+  lines = list(header_lines) + [""]
+  lines.append("| measurement | ours | peer | peer value | speed-up | "
+               "ours / bound | peer / bound | peak MB ours / peer | target |")
+  lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+  for e in entries:
+    digits = 1 if e["unit"] == "ms" else 2
+    peak = "%s / %s" % (_number(e["ours_peak_rss_mb"], "-", 0),
+                        _number(e["peer_peak_rss_mb"], "-", 0)
+                        if e["peer_name"] else "-")
+    target = e["target"]
+    if target:
+      target += {True: " (met)", False: " (MISSED)",
+                 None: " (not measured)"}[e["target_met"]]
+    lines.append("| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        e["measurement"], e["unit"], _number(e["ours"], e["ours_note"], digits),
+        e["peer_name"] or "-",
+        _number(e["peer"], e["peer_note"], digits) if e["peer_name"] else "-",
+        _ratio(e["speedup"]), _ratio(e["ours_over_bound"]),
+        _ratio(e["peer_over_bound"]), peak, target))
+  return "\n".join(lines) + "\n"
+
+
+def cpu_name():
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown CPU"
+
+
+def run_script(name, spec, args):
+  """Runs one benchmark script; returns {"status", "result"?, "log"}."""
+  script = os.path.join(BENCH_DIR, name + ".py")
+  log_path = os.path.join(args.results_dir, name + ".log")
+  result_path = os.path.join(args.results_dir, name + ".json")
+  if not os.path.exists(script):
+    return {"status": "missing (no bench/%s.py)" % name}
+  python = args.tf_python if spec["python"] == "tf" else args.peer_python
+  if spec["python"] == "peer" and not os.path.exists(python):
+    return {"status": "ok", "result": {"status": "not installed",
+                                       "missing": [python]}}
+  command = [python, script] + spec["quick" if args.quick else "full"]
+  if "num_threads" in spec["common_flags"]:
+    command += ["--num_threads", str(args.num_threads)]
+  if "output_file" in spec["common_flags"]:
+    command += ["--output_file", result_path]
+  if "work_dir" in spec["common_flags"]:
+    command += ["--work_dir", os.path.join(args.results_dir, name + "_work")]
+  env = dict(os.environ)
+  env.update({"OMP_NUM_THREADS": str(args.num_threads),
+              "OPENBLAS_NUM_THREADS": str(args.num_threads),
+              "MKL_NUM_THREADS": str(args.num_threads),
+              "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+              "PYTHONPATH": os.pathsep.join(
+                  p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)})
+  if args.quick:
+    env["BENCH_QUICK"] = "1"
+  if os.path.exists(result_path):
+    os.remove(result_path)
+  print("run_all: %s ..." % " ".join([os.path.basename(python)] +
+                                     [os.path.relpath(script, REPO_ROOT)] +
+                                     command[2:]), file=sys.stderr)
+  with open(log_path, "w") as log:
+    status = bench_util.run_logged(command, log, args.timeout, env=env,
+                                   cwd=REPO_ROOT)
+  if status != "ok":
+    return {"status": "%s (see %s)" % (status,
+                                       os.path.relpath(log_path, REPO_ROOT))}
+  return load_result(name, args.results_dir)
+
+
+def load_result(name, results_dir):
+  """Reads results_dir/<name>.json into a run record."""
+  path = os.path.join(results_dir, name + ".json")
+  if not os.path.exists(path):
+    return {"status": "no %s.json written" % name}
+  try:
+    with open(path) as f:
+      return {"status": "ok", "result": json.load(f)}
+  except ValueError as e:
+    return {"status": "unreadable %s.json (%s)" % (name, e)}
+
+
+def validate_args(args):
+  if args.num_threads < 1 or args.timeout < 1:
+    parser.error("--num_threads and --timeout must be >= 1")
+  only = [n for n in args.only.split(",") if n]
+  unknown = sorted(set(only) - set(SCRIPTS))
+  if unknown:
+    parser.error("--only names unknown scripts %s; known: %s" %
+                 (", ".join(unknown), ", ".join(SCRIPTS)))
+  return only
+
+
+def summarise(runs, args, seq_lengths):
+  """Builds the summary dict and its Markdown from the run records."""
+  entries = [evaluate_row(row, runs)
+             for row in table_rows(seq_lengths, seq_lengths[-1])]
+  bound = dig(runs, ("physical_bound", "result")) or {}
+  peers = dig(runs, ("peers", "result")) or {}
+  header = [
+      "MobileBERT benchmarks (`make bench`%s), %s" % (
+          " --quick: tiny settings, numbers meaningless" if args.quick else "",
+          datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")),
+      "",
+      "CPU: %s, %d threads per benchmark; peak float32 matmul %s GFLOP/s; "
+      "peers: %s." % (
+          cpu_name(), args.num_threads,
+          _number(bound.get("peak_matmul_gflops"), "n/a"),
+          ", ".join("%s %s" % kv for kv in sorted(
+              peers.get("versions", {}).items())) or
+          "not installed (pip install -r bench/requirements.txt in "
+          ".venv/bench)"),
+  ]
+  for name, run in runs.items():
+    if run["status"] != "ok":
+      header.append("%s: %s" % (name, run["status"]))
+  markdown = format_markdown(entries, header)
+  summary = collections.OrderedDict([
+      ("date_utc", datetime.datetime.utcnow().isoformat()),
+      ("cpu", cpu_name()), ("num_threads", args.num_threads),
+      ("quick", args.quick),
+      ("scripts", {name: run["status"] for name, run in runs.items()}),
+      ("physical_bound", bound), ("rows", entries)])
+  return summary, markdown
+
+
+def main():
+  args = parser.parse_args()
+  only = validate_args(args)
+  if not os.path.isdir(args.results_dir):
+    os.makedirs(args.results_dir)
+  runs = collections.OrderedDict()
+  for name, spec in SCRIPTS.items():
+    if args.skip_runs or (only and name not in only):
+      runs[name] = load_result(name, args.results_dir)
+    else:
+      runs[name] = run_script(name, spec, args)
+  seq_lengths = (QUICK_SEQ_LENGTH,) if args.quick else SEQ_LENGTHS
+  summary, markdown = summarise(runs, args, seq_lengths)
+  bench_util.write_json(os.path.join(args.results_dir, "summary.json"),
+                        summary)
+  with open(os.path.join(args.results_dir, "summary.md"), "w") as f:
+    f.write(markdown)
+  print(markdown)
+
+
+if __name__ == "__main__":
+  main()

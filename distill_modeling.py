@@ -1,0 +1,391 @@
+# coding=utf-8
+"""Teacher/student graph, pretraining heads and knowledge-transfer losses.
+
+The student (scope `bert`, heads `cls/...`) and, for distillation, the frozen
+teacher (scope `teacher/bert`, MLM head `teacher/cls/predictions`) read the
+same inputs.  Phase 1 of MobileBERT pretraining (progressive layer-wise
+knowledge transfer) trains the student on the transfer losses of one layer at
+a time; phase 2 trains it on masked-LM (targets mixing the teacher's
+distribution with the ground truth) plus next-sentence prediction.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import collections
+
+import tensorflow.compat.v1 as tf
+
+import lamb_optimizer
+import modeling
+
+TEACHER_SCOPE = "teacher"
+
+FEATURE_MAP_LOSS = "feature_map_transfer_loss"
+ATTENTION_LOSS = "attention_transfer_loss"
+MEAN_LOSS = "mean_transfer_loss"
+VARIANCE_LOSS = "variance_transfer_loss"
+TRANSFER_LOSS_NAMES = (FEATURE_MAP_LOSS, ATTENTION_LOSS, MEAN_LOSS,
+                       VARIANCE_LOSS)
+
+# Standardisation epsilon of the original's (parameter-free) LayerNorm.
+STANDARDIZE_EPSILON = 1e-12
+# Added to the MLM weight sum so a batch without predictions gives loss 0.
+MLM_WEIGHT_EPSILON = 1e-5
+
+DistillFactors = collections.namedtuple(
+    "DistillFactors", ["attention", "hidden", "beta", "gamma"])
+
+
+def check_teacher_compatible(student_config, teacher_config):
+  """Raises ValueError if the teacher cannot be paired with the student.
+
+  Layer-wise transfer pairs student layer l with teacher layer l, so the
+  teacher needs at least as many layers, the same residual width and the same
+  number of heads; the student is seeded with the teacher's embeddings and
+  heads and learns from its MLM distribution, so vocabulary, embedding size
+  and trigram input must agree too.
+  """
+  problems = []
+  if teacher_config.num_hidden_layers < student_config.num_hidden_layers:
+    problems.append("num_hidden_layers: teacher %d < student %d" %
+                    (teacher_config.num_hidden_layers,
+                     student_config.num_hidden_layers))
+  for key in ("hidden_size", "num_attention_heads", "vocab_size",
+              "embedding_size", "trigram_input"):
+    teacher_value = getattr(teacher_config, key)
+    student_value = getattr(student_config, key)
+    if teacher_value != student_value:
+      problems.append("%s: teacher %s != student %s" %
+                      (key, teacher_value, student_value))
+  if problems:
+    raise ValueError(
+        "--bert_teacher_config_file cannot be paired with --bert_config_file: "
+        + "; ".join(problems))
+
+
+def build_models(bert_config, teacher_config, input_ids, input_mask,
+                 segment_ids, is_training, use_one_hot_embeddings, use_einsum):
+  """Builds the student and, if `teacher_config` is set, the teacher.
+
+  The student has no dropout whenever a teacher is present (as in the
+  original); the teacher never has dropout.
+
+  Args:
+    bert_config: student BertConfig.
+    teacher_config: teacher BertConfig or None.
+    input_ids, input_mask, segment_ids: int32 [batch, seq].
+    is_training: bool, training mode (dropout for a lone student).
+    use_one_hot_embeddings: bool, one-hot word lookup (TPU).
+    use_einsum: bool, einsum formulation of dense layers and attention.
+
+  Returns:
+    (student BertModel, teacher BertModel or None).
+  """
+  student = modeling.BertModel(
+      config=bert_config,
+      is_training=is_training and teacher_config is None,
+      input_ids=input_ids,
+      input_mask=input_mask,
+      token_type_ids=segment_ids,
+      use_one_hot_embeddings=use_one_hot_embeddings,
+      use_einsum=use_einsum)
+  if teacher_config is None:
+    return student, None
+  with tf.variable_scope(TEACHER_SCOPE):
+    teacher = modeling.BertModel(
+        config=teacher_config,
+        is_training=False,
+        input_ids=input_ids,
+        input_mask=input_mask,
+        token_type_ids=segment_ids,
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        use_einsum=use_einsum)
+  return student, teacher
+
+
+def gather_indexes(sequence_tensor, positions):
+  """Gathers the vectors at `positions` of every sequence.
+
+  Args:
+    sequence_tensor: float [batch, seq, width].
+    positions: int32 [batch, num_positions].
+
+  Returns:
+    float [batch * num_positions, width].
+  """
+  batch_size, seq_length, width = modeling.get_shape_list(
+      sequence_tensor, expected_rank=3, name="sequence_tensor")
+  flat_offsets = tf.reshape(tf.range(0, batch_size, dtype=tf.int32) *
+                            seq_length, [-1, 1])
+  flat_positions = tf.reshape(positions + flat_offsets, [-1])
+  flat_sequence = tf.reshape(sequence_tensor, [batch_size * seq_length, width])
+  return tf.gather(flat_sequence, flat_positions)
+
+
+def masked_lm_logits(bert_config, sequence_output, embedding_table, positions,
+                     use_einsum=True):
+  """Masked-LM logits at `positions` (variables under `cls/predictions`).
+
+  transform: dense(hidden, hidden_act) + real LayerNorm (epsilon 1e-12, even
+  for no_norm models); output: h . [word_embeddings ; extra_output_weights]^T
+  + output_bias, where extra_output_weights [vocab, hidden - embedding_size]
+  exists only when the widths differ.
+
+  Args:
+    bert_config: BertConfig of the model the head belongs to.
+    sequence_output: float [batch, seq, hidden].
+    embedding_table: the word embedding variable [vocab, embedding_size].
+    positions: int32 [batch, num_predictions].
+    use_einsum: bool.
+
+  Returns:
+    float32 logits [batch * num_predictions, vocab].
+  """
+  input_tensor = gather_indexes(sequence_output, positions)
+  with tf.variable_scope("cls/predictions"):
+    with tf.variable_scope("transform"):
+      input_tensor = modeling.dense_layer_2d(
+          input_tensor, bert_config.hidden_size,
+          modeling.create_initializer(bert_config.initializer_range),
+          modeling.get_activation(bert_config.hidden_act),
+          use_einsum=use_einsum, name="dense")
+      input_tensor = modeling.layer_norm(input_tensor, "layer_norm")
+    output_weights = embedding_table
+    extra_width = bert_config.hidden_size - bert_config.embedding_size
+    if extra_width > 0:
+      extra_output_weights = tf.get_variable(
+          "extra_output_weights",
+          shape=[bert_config.vocab_size, extra_width],
+          initializer=modeling.create_initializer(
+              bert_config.initializer_range))
+      output_weights = tf.concat([embedding_table, extra_output_weights],
+                                 axis=1)
+    output_bias = tf.get_variable(
+        "output_bias", shape=[bert_config.vocab_size],
+        initializer=tf.zeros_initializer())
+    logits = tf.matmul(input_tensor, output_weights, transpose_b=True)
+    return tf.nn.bias_add(logits, output_bias)
+
+
+def teacher_mlm_probabilities(teacher_config, teacher, positions, temperature,
+                              use_einsum=True):
+  """The teacher's MLM distribution at `positions`, [batch * P, vocab].
+
+  As in the original, the temperature multiplies the teacher's sequence
+  output before its transform (whose LayerNorm mostly cancels it).
+  """
+  with tf.variable_scope(TEACHER_SCOPE):
+    logits = masked_lm_logits(
+        teacher_config, temperature * teacher.get_sequence_output(),
+        teacher.get_embedding_table(), positions, use_einsum=use_einsum)
+  return tf.nn.softmax(logits, axis=-1)
+
+
+def masked_lm_targets(label_ids, vocab_size, teacher_probs=None,
+                      ground_truth_ratio=1.0):
+  """MLM target distribution [batch * P, vocab], gradient-free.
+
+  Args:
+    label_ids: int32 [batch, P], the original tokens.
+    vocab_size: int.
+    teacher_probs: float [batch * P, vocab] or None for one-hot targets.
+    ground_truth_ratio: weight r of the one-hot in
+      teacher_probs * (1 - r) + one_hot * r.
+
+  Returns:
+    float32 [batch * P, vocab].
+  """
+  one_hot = tf.one_hot(tf.reshape(label_ids, [-1]), depth=vocab_size,
+                       dtype=tf.float32)
+  if teacher_probs is None or ground_truth_ratio == 1.0:
+    return one_hot
+  mixed = (teacher_probs * (1.0 - ground_truth_ratio) +
+           one_hot * ground_truth_ratio)
+  return tf.stop_gradient(mixed)
+
+
+def masked_lm_loss(logits, targets, label_weights):
+  """Weighted soft-target cross-entropy.
+
+  Args:
+    logits: float [batch * P, vocab].
+    targets: float [batch * P, vocab] (rows sum to 1).
+    label_weights: float [batch, P]; 0 for padding predictions.
+
+  Returns:
+    (loss scalar = sum(w * ce) / (sum(w) + 1e-5), per-example ce [batch * P],
+     log_probs [batch * P, vocab]).
+  """
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  per_example_loss = -tf.reduce_sum(targets * log_probs, axis=-1)
+  weights = tf.reshape(label_weights, [-1])
+  loss = (tf.reduce_sum(weights * per_example_loss) /
+          (tf.reduce_sum(weights) + MLM_WEIGHT_EPSILON))
+  return loss, per_example_loss, log_probs
+
+
+def next_sentence_output(bert_config, pooled_output, labels):
+  """NSP head `cls/seq_relationship` (output_weights [2, hidden], bias [2]).
+
+  Args:
+    bert_config: student BertConfig.
+    pooled_output: float [batch, hidden].
+    labels: int32 [batch, 1] or [batch]; 0 = next, 1 = random.
+
+  Returns:
+    (mean loss, per-example loss [batch], log_probs [batch, 2]).
+  """
+  with tf.variable_scope("cls/seq_relationship"):
+    output_weights = tf.get_variable(
+        "output_weights", shape=[2, bert_config.hidden_size],
+        initializer=modeling.create_initializer(bert_config.initializer_range))
+    output_bias = tf.get_variable("output_bias", shape=[2],
+                                  initializer=tf.zeros_initializer())
+    logits = tf.nn.bias_add(
+        tf.matmul(pooled_output, output_weights, transpose_b=True),
+        output_bias)
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    one_hot = tf.one_hot(tf.reshape(labels, [-1]), depth=2, dtype=tf.float32)
+    per_example_loss = -tf.reduce_sum(one_hot * log_probs, axis=-1)
+    return tf.reduce_mean(per_example_loss), per_example_loss, log_probs
+
+
+def standardize(hidden):
+  """(x - mean) / sqrt(var + 1e-12) over the last axis, no parameters.
+
+  The original used a non-trainable contrib LayerNorm for this, which left
+  stray beta/gamma variables in checkpoints; tf.nn.moments creates none.
+  """
+  mean, variance = tf.nn.moments(hidden, [-1], keep_dims=True)
+  return (hidden - mean) * tf.rsqrt(variance + STANDARDIZE_EPSILON)
+
+
+def feature_map_transfer_loss(teacher_hidden, student_hidden):
+  """MSE between standardised hidden states, padding included.
+
+  Args:
+    teacher_hidden: float [batch, seq, hidden] (no gradient flows into it).
+    student_hidden: float [batch, seq, hidden].
+
+  Returns:
+    Scalar mean over batch * seq * hidden.
+  """
+  teacher_norm = tf.stop_gradient(standardize(teacher_hidden))
+  student_norm = standardize(student_hidden)
+  return tf.reduce_mean(tf.squared_difference(teacher_norm, student_norm))
+
+
+def attention_transfer_loss(teacher_scores, student_scores):
+  """Cross-entropy of the student's attention against the teacher's.
+
+  Args:
+    teacher_scores: float [batch, heads, seq, seq], masked pre-softmax scores.
+    student_scores: float [batch, heads, seq, seq].
+
+  Returns:
+    Scalar: mean over (batch, heads, from) of -sum_to p_t log p_s.
+  """
+  teacher_probs = tf.stop_gradient(tf.nn.softmax(teacher_scores, axis=-1))
+  student_log_probs = tf.nn.log_softmax(student_scores, axis=-1)
+  return tf.reduce_mean(
+      -tf.reduce_sum(teacher_probs * student_log_probs, axis=-1))
+
+
+def hidden_statistics(hidden):
+  """Mean and biased variance over the last axis, keepdims."""
+  mean = tf.reduce_mean(hidden, axis=-1, keepdims=True)
+  variance = tf.reduce_mean(tf.squared_difference(hidden, mean), axis=-1,
+                            keepdims=True)
+  return mean, variance
+
+
+def mean_variance_transfer_losses(teacher_hidden, student_hidden):
+  """Mean (beta) and variance (gamma) transfer losses.
+
+  Args:
+    teacher_hidden: float [..., batch, seq, hidden].  The original passes the
+      stack of all teacher hidden states [L+1, batch, seq, hidden] here (its
+      default behaviour, kept for fidelity); the per-layer fix passes layer l's
+      [batch, seq, hidden].
+    student_hidden: float [batch, seq, hidden].
+
+  Returns:
+    (mean((mu_t - mu_s)^2), mean(|var_t - var_s|)), both broadcast over the
+    teacher's leading axes.
+  """
+  teacher_mean, teacher_variance = hidden_statistics(
+      tf.stop_gradient(teacher_hidden))
+  student_mean, student_variance = hidden_statistics(student_hidden)
+  mean_loss = tf.reduce_mean(tf.squared_difference(teacher_mean,
+                                                   student_mean))
+  variance_loss = tf.reduce_mean(tf.abs(teacher_variance - student_variance))
+  return mean_loss, variance_loss
+
+
+def layer_wise_transfer_losses(teacher, student, global_step, steps_per_phase,
+                               factors, fix_stat_distill=False):
+  """Phase-1 losses, each gated to the layer whose stage is active.
+
+  Student layer l (output index l + 1) is paired with teacher layer l; the
+  loss of layer l counts only for P l < global_step <= P (l + 1).  Totals are
+  factor / L * sum_l gate_l * loss_l.  A factor of 0 leaves its term out; the
+  mean and variance terms are built only when both of their factors are
+  non-zero (as in the original).
+
+  Args:
+    teacher: teacher BertModel.
+    student: student BertModel.
+    global_step: scalar integer tensor.
+    steps_per_phase: int P.
+    factors: DistillFactors(attention, hidden, beta, gamma).
+    fix_stat_distill: use teacher layer l's statistics for the mean/variance
+      losses instead of the original's statistics of all teacher layers.
+
+  Returns:
+    OrderedDict loss name -> scalar float32 (all TRANSFER_LOSS_NAMES; absent
+    terms are 0.0 constants).
+  """
+  teacher_hiddens = teacher.get_all_encoder_layers()
+  student_hiddens = student.get_all_encoder_layers()
+  teacher_maps = teacher.get_all_attention_maps()
+  student_maps = student.get_all_attention_maps()
+  num_layers = len(student_maps)
+  stacked_teacher = None
+  if not fix_stat_distill and factors.beta and factors.gamma:
+    stacked_teacher = tf.stack(teacher_hiddens, axis=0)
+
+  terms = collections.OrderedDict((name, []) for name in TRANSFER_LOSS_NAMES)
+  for layer in range(num_layers):
+    gate = lamb_optimizer.layer_loss_gate(global_step, layer, steps_per_phase)
+    teacher_hidden = teacher_hiddens[layer + 1]
+    student_hidden = student_hiddens[layer + 1]
+    with tf.name_scope("hidden_distill_%d" % layer):
+      if factors.hidden:
+        terms[FEATURE_MAP_LOSS].append(
+            gate * feature_map_transfer_loss(teacher_hidden, student_hidden))
+      if factors.beta and factors.gamma:
+        mean_loss, variance_loss = mean_variance_transfer_losses(
+            teacher_hidden if fix_stat_distill else stacked_teacher,
+            student_hidden)
+        terms[MEAN_LOSS].append(gate * mean_loss)
+        terms[VARIANCE_LOSS].append(gate * variance_loss)
+    if factors.attention:
+      with tf.name_scope("attention_distill_%d" % layer):
+        terms[ATTENTION_LOSS].append(
+            gate * attention_transfer_loss(teacher_maps[layer],
+                                           student_maps[layer]))
+
+  factor_of = {FEATURE_MAP_LOSS: factors.hidden,
+               ATTENTION_LOSS: factors.attention,
+               MEAN_LOSS: factors.beta,
+               VARIANCE_LOSS: factors.gamma}
+  losses = collections.OrderedDict()
+  for name, gated in terms.items():
+    if gated:
+      losses[name] = tf.identity(
+          factor_of[name] / num_layers * tf.add_n(gated), name=name)
+    else:
+      losses[name] = tf.constant(0.0, name=name)
+  return losses

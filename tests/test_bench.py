@@ -1,0 +1,244 @@
+"""Tests for the bench/ plumbing: the multiply-add count behind the physical
+bound, the timing/subprocess helpers, and run_all's table (ratios, missing or
+failed scripts, peers not installed).  No timing is asserted here."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_DIR = os.path.join(REPO_ROOT, "bench")
+if BENCH_DIR not in sys.path:
+  sys.path.insert(0, BENCH_DIR)
+
+import bench_util  # pylint: disable=g-import-not-at-top,wrong-import-position
+import modeling  # pylint: disable=g-import-not-at-top,wrong-import-position
+import physical_bound  # pylint: disable=g-import-not-at-top,wrong-import-position
+import run_all  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+OPT_CONFIG = os.path.join(REPO_ROOT, "config",
+                          "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json")
+
+# Kernel shapes of one OPT layer, copied from reference_spec 2.8.1.  Every
+# kernel [in, out] costs in*out multiply-adds per token.
+OPT_LAYER_KERNELS = (
+    [(512, 128), (512, 128),            # bottleneck input / attention
+     (128, 128), (128, 128), (512, 128),  # query, key, value
+     (128, 128)]                        # attention output
+    + [(128, 512), (512, 128)] * 4      # three ffn_layer_j + the final FFN
+    + [(128, 512)])                     # output bottleneck
+
+
+def _opt_multiply_adds_by_hand(seq):
+  per_token_layer = sum(i * o for i, o in OPT_LAYER_KERNELS)
+  assert per_token_layer == 835584
+  embedding = seq * 384 * 512           # trigram [S, 384] x [384, 512]
+  # Scores and context: per head S*S*32 each, 4 heads.
+  attention = 24 * 2 * seq * seq * 4 * 32
+  squad_head = seq * 512 * 2
+  return embedding + 24 * seq * per_token_layer + attention + squad_head
+
+
+@pytest.mark.parametrize("seq", [128, 384])
+def test_opt_multiply_adds_match_the_spec_shapes(seq):
+  config = modeling.BertConfig.from_json_file(OPT_CONFIG)
+  counts = physical_bound.multiply_adds(config, seq)
+  assert counts["total"] == _opt_multiply_adds_by_hand(seq)
+  assert counts["value"] == 24 * seq * 512 * 128
+  assert counts["feed_forward"] == 24 * 4 * 2 * seq * 128 * 512
+  assert sum(v for k, v in counts.items() if k != "total") == counts["total"]
+
+
+def test_squad_head_can_be_left_out():
+  config = modeling.BertConfig.from_json_file(OPT_CONFIG)
+  counts = physical_bound.multiply_adds(config, 128, include_squad_head=False)
+  assert counts["squad_head"] == 0
+  assert counts["total"] == _opt_multiply_adds_by_hand(128) - 128 * 512 * 2
+
+
+def test_plain_bert_multiply_adds():
+  # BERT-base: 12 layers of 4*768^2 (q, k, v, output) + 2*768*3072 (FFN) per
+  # token, no embedding projection, no bottleneck.
+  config = modeling.BertConfig(vocab_size=100, hidden_size=768,
+                               num_hidden_layers=12, num_attention_heads=12,
+                               intermediate_size=3072)
+  seq = 64
+  expected = (seq * 12 * (4 * 768 * 768 + 2 * 768 * 3072) +
+              12 * 2 * seq * seq * 768 + seq * 768 * 2)
+  counts = physical_bound.multiply_adds(config, seq)
+  assert counts["total"] == expected
+  assert counts["embedding_projection"] == 0
+  assert counts["output_bottleneck"] == 0
+
+
+def test_bound_ms_and_bad_arguments():
+  # 1e9 multiply-adds = 2e9 FLOP; at 100 GFLOP/s that is 20 ms.
+  assert physical_bound.bound_ms(1e9, 100.0) == pytest.approx(20.0)
+  with pytest.raises(ValueError, match="peak_gflops"):
+    physical_bound.bound_ms(1e9, 0.0)
+  config = modeling.BertConfig.from_json_file(OPT_CONFIG)
+  with pytest.raises(ValueError, match="seq_length"):
+    physical_bound.multiply_adds(config, 0)
+
+
+def test_latency_summary_against_numpy():
+  times = [5.0, 1.0, 3.0, 9.0, 7.0, 2.0]
+  summary = bench_util.latency_summary(times)
+  assert summary["median"] == pytest.approx(np.median(times))
+  assert summary["mean"] == pytest.approx(np.mean(times))
+  assert summary["min"] == 1.0
+  assert summary["runs"] == 6
+  with pytest.raises(ValueError):
+    bench_util.latency_summary([])
+
+
+def test_make_inputs_layout():
+  inputs = bench_util.make_inputs(2000, 2, 16, np.int32)
+  assert inputs["input_ids"].dtype == np.int32
+  assert inputs["input_ids"].shape == (2, 16)
+  assert (inputs["input_ids"][:, 0] == 101).all()
+  assert ((inputs["input_ids"] >= 1000) | (inputs["input_ids"] == 101)).all()
+  assert (inputs["input_mask"] == 1).all()
+  np.testing.assert_array_equal(inputs["segment_ids"][0], [0] * 4 + [1] * 12)
+  again = bench_util.make_inputs(2000, 2, 16, np.int64)
+  np.testing.assert_array_equal(again["input_ids"], inputs["input_ids"])
+
+
+def test_run_child_reports_result_and_failure(tmp_path):
+  result_file = str(tmp_path / "r.json")
+  ok = bench_util.run_child(
+      [sys.executable, "-c",
+       "import json, sys; json.dump({'x': 4}, open(sys.argv[1], 'w'))",
+       result_file], result_file, timeout=60)
+  assert ok["status"] == "ok" and ok["x"] == 4
+  failed = bench_util.run_child(
+      [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"],
+      result_file, timeout=60)
+  assert failed["status"] == "failed"
+  assert "exit code 3" in failed["error"] and "boom" in failed["error"]
+  assert not os.path.exists(result_file)
+
+
+def _runs(tflite=None, peers=None, squad=None, bound=None):
+  """Run records as run_all.main builds them."""
+  runs = {"physical_bound": {"status": "ok", "result": bound or {}},
+          "bench_tflite": ({"status": "ok", "result": tflite}
+                           if tflite is not None else
+                           {"status": "missing (no bench/bench_tflite.py)"}),
+          "bench_savedmodel": {"status": "failed (exit code 1) (see log)"},
+          "bench_squad": {"status": "ok", "result": squad or {}},
+          "bench_pretraining": {"status": "ok", "result": {}}}
+  runs["peers"] = {"status": "ok", "result": peers or {}}
+  return runs
+
+
+def _row(rows, label, peer_name):
+  matches = [r for r in rows if r["measurement"] == label and
+             r["peer_name"] == peer_name]
+  assert len(matches) == 1, label
+  return matches[0]
+
+
+def _evaluate(runs):
+  return [run_all.evaluate_row(row, runs)
+          for row in run_all.table_rows(run_all.SEQ_LENGTHS, 384)]
+
+
+PEERS = {"status": "ok", "measurements": {
+    "ort_dynamic_int8_seq384": {"latency_ms": {"median": 55.0},
+                                "peak_rss_mb": 300.0},
+    "ort_fp32_seq384": {"latency_ms": {"median": 114.0}},
+    "torch_fp32_seq384": {"latency_ms": {"median": 185.0}},
+    "torch_finetune_b8_seq384": {"examples_per_sec": 2.0},
+    "export_onnx_seq384": {"model_bytes": {"fp32": 100e6}},
+}}
+
+
+def test_latency_ratio_bound_and_targets():
+  tflite = {"models": {"int8": {"384": {"latency_ms": {"median": 44.0},
+                                        "peak_rss_mb": 120.0}},
+                       "float": {"384": {"latency_ms": {"median": 100.0}},
+                                 "size_bytes": 50e6}}}
+  bound = {"seq_lengths": {"384": {"bound_ms": 80.0}}}
+  squad = {"fine_tuning": {"examples_per_sec": 3.0},
+           "featurisation": {"questions_per_sec": 400.0}}
+  rows = _evaluate(_runs(tflite, PEERS, squad, bound))
+
+  int8 = _row(rows, "latency seq 384: TF-Lite int8",
+              "ONNX Runtime dynamic int8")
+  assert int8["ours"] == 44.0 and int8["peer"] == 55.0
+  assert int8["speedup"] == pytest.approx(55.0 / 44.0)
+  assert int8["ours_peak_rss_mb"] == 120.0 and int8["peer_peak_rss_mb"] == 300.0
+  assert int8["target_met"] is False          # 1.25x < the 1.3x goal
+
+  float_ort = _row(rows, "latency seq 384: TF-Lite float", "ONNX Runtime fp32")
+  assert float_ort["speedup"] == pytest.approx(1.14)
+  assert float_ort["ours_over_bound"] == pytest.approx(100.0 / 80.0)
+  assert float_ort["peer_over_bound"] == pytest.approx(114.0 / 80.0)
+  assert float_ort["target_met"] is True      # faster, and 1.25 <= 1.5
+
+  torch = _row(rows, "latency seq 384: TF-Lite float", "PyTorch fp32 eager")
+  assert torch["speedup"] == pytest.approx(1.85)
+
+  size = _row(rows, "model file: TF-Lite float", "ONNX fp32")
+  assert size["ours"] == pytest.approx(50.0) and size["peer"] == 100.0
+  assert size["speedup"] == pytest.approx(2.0)
+
+  finetune = _row(rows, "fine-tuning b8 seq 384: TF 2.15 graph",
+                  "PyTorch eager + AdamW")
+  assert finetune["speedup"] == pytest.approx(1.5)   # throughput: ours/peer
+  assert finetune["target_met"] is True
+
+  featurisation = _row(rows, "SQuAD featurisation", None)
+  # 88k questions in 180 s needs about 489 questions/s.
+  assert featurisation["target_met"] is False
+
+
+def test_missing_failed_and_not_installed_say_so():
+  rows = _evaluate(_runs(tflite=None, peers={"status": "not installed",
+                                             "missing": ["torch"]}))
+  float_ort = _row(rows, "latency seq 128: TF-Lite float", "ONNX Runtime fp32")
+  assert float_ort["ours"] is None and float_ort["ours_note"] == "missing"
+  assert float_ort["peer"] is None and float_ort["peer_note"] == "not installed"
+  assert float_ort["speedup"] is None
+  saved = _row(rows, "latency seq 128: TF SavedModel (TF 2.15)",
+               "PyTorch fp32 eager")
+  assert saved["ours_note"] == "failed"
+  distill = _row(rows, "distillation step (teacher + student)", None)
+  assert distill["ours_note"] == "not in bench_pretraining.json"
+
+  tflite = {"models": {"int8": {"384": {"status": "failed",
+                                        "error": "exit code 1"}}}}
+  rows = _evaluate(_runs(tflite, PEERS))
+  int8 = _row(rows, "latency seq 384: TF-Lite int8",
+              "ONNX Runtime dynamic int8")
+  assert int8["ours"] is None and int8["ours_note"] == "failed"
+  assert int8["peer"] == 55.0 and int8["target_met"] is None
+
+
+def test_run_all_tabulates_existing_results(tmp_path):
+  results = tmp_path / "results"
+  results.mkdir()
+  (results / "peers.json").write_text(json.dumps(PEERS))
+  (results / "bench_savedmodel.json").write_text(json.dumps(
+      {"seq_lengths": {"384": {"status": "ok", "latency_ms": {"median": 228.0},
+                               "peak_rss_mb": 700.0}}}))
+  (results / "bench_squad.json").write_text("{not json")
+  completed = subprocess.run(
+      [sys.executable, os.path.join(BENCH_DIR, "run_all.py"), "--skip_runs",
+       "--results_dir", str(results)], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+  assert completed.returncode == 0, completed.stderr
+  summary = json.loads((results / "summary.json").read_text())
+  saved = _row(summary["rows"], "latency seq 384: TF SavedModel (TF 2.15)",
+               "ONNX Runtime fp32")
+  assert saved["speedup"] == pytest.approx(114.0 / 228.0)
+  assert summary["scripts"]["bench_tflite"] == "no bench_tflite.json written"
+  assert summary["scripts"]["bench_squad"].startswith("unreadable")
+  markdown = (results / "summary.md").read_text()
+  assert "| 228.0 | ONNX Runtime fp32 | 114.0 | 0.50x |" in markdown
+  assert markdown in completed.stdout
