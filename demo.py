@@ -78,7 +78,7 @@ flags.DEFINE_integer(
     "the pretraining data.")
 flags.DEFINE_integer("pretrain_batch_size", 16,
                      "Batch size of every pretraining run.")
-flags.DEFINE_integer("teacher_steps", 600, "Teacher pretraining steps.")
+flags.DEFINE_integer("teacher_steps", 800, "Teacher pretraining steps.")
 flags.DEFINE_float("teacher_learning_rate", 1e-2,
                    "Peak LAMB learning rate of the teacher.")
 flags.DEFINE_integer(
@@ -87,7 +87,7 @@ flags.DEFINE_integer(
     "student's layers.")
 flags.DEFINE_integer("distill_steps", 300,
                      "Phase 2 (pretraining distillation) steps.")
-flags.DEFINE_float("distill_learning_rate", 5e-3,
+flags.DEFINE_float("distill_learning_rate", 1e-2,
                    "LAMB learning rate of both distillation phases.")
 flags.DEFINE_float(
     "scratch_learning_rate", 1e-2,
@@ -126,9 +126,11 @@ SQUAD_MAX_QUERY_LENGTH = 32
 # its own glog-style line); the console shows one of them, the log keeps both.
 _GLOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [^\]]+\] (.*)$")
 _TF_LOGGING_LINE = re.compile(r"^(?:INFO|WARNING|ERROR):tensorflow:(.*)$")
-# TF 2.15 CPU builds print these at import time; they are harmless, so only
-# the log keeps them.
-_CUDA_FACTORY_NOISE = re.compile(r"Unable to register cu\w+ factory")
+# Only the log keeps these: the CUDA lines TF 2.15 CPU builds print at import
+# (harmless), and the estimator's per-step speed lines (the console shows the
+# "global_step = N, loss = X" lines every --log_step_count_steps instead).
+_CONSOLE_NOISE = re.compile(
+    r"Unable to register cu\w+ factory|\b(global_step|examples)/sec: ")
 
 
 class DemoError(Exception):
@@ -171,8 +173,7 @@ def script_command(script, flag_values):
 
   Args:
     script: a script in the repository root, e.g. "run_squad.py".
-    flag_values: sequence of (name, value); True gives `--name`, False
-      `--noname`, paths are shown relative to the repository root.
+    flag_values: sequence of (name, value); True gives `--name`.
 
   Returns:
     A list of strings for subprocess.
@@ -183,8 +184,6 @@ def script_command(script, flag_values):
   for name, value in flag_values:
     if value is True:
       args.append("--%s" % name)
-    elif value is False:
-      args.append("--no%s" % name)
     else:
       args.append("--%s=%s" % (name, value))
   return args
@@ -216,12 +215,14 @@ def run_command(args, log_path):
         stderr=subprocess.STDOUT, universal_newlines=True, bufsize=1)
     for line in process.stdout:
       log.write(line)
-      glog = _GLOG_LINE.match(line.rstrip("\n"))
-      if ((glog and glog.group(1) == last_message) or
-          _CUDA_FACTORY_NOISE.search(line)):
+      text = line.rstrip("\n")
+      glog = _GLOG_LINE.match(text)
+      if glog and glog.group(1) == last_message:
         continue
-      tf_line = _TF_LOGGING_LINE.match(line.rstrip("\n"))
+      tf_line = _TF_LOGGING_LINE.match(text)
       last_message = tf_line.group(1) if tf_line else None
+      if _CONSOLE_NOISE.search(text):
+        continue
       sys.stdout.write(line)
       sys.stdout.flush()
     returncode = process.wait()
@@ -287,7 +288,13 @@ def read_scalars(summary_dir, tags):
 
 
 def pretraining_flags(paths):
-  """Flags every pretraining run shares (data, shapes, batch, logging)."""
+  """Flags every pretraining run shares (data, shapes, batch, logging).
+
+  Every run uses LAMB: distillation needs it (the only optimizer with the
+  layer-wise warm-up), and the teacher and the from-scratch baseline use the
+  same optimizer so the comparison is like for like.  LAMB scales each step to
+  the weight norm, hence learning rates far above AdamW's.
+  """
   return [
       ("input_file", display_path(paths.train_records)),
       ("max_seq_length", FLAGS.max_seq_length),
@@ -694,6 +701,9 @@ def validate_flags():
 
 
 def main(_):
+  # This process only reads records and event files; its deprecation
+  # warnings would interleave with the stage scripts' output.
+  tf.logging.set_verbosity(tf.logging.ERROR)
   try:
     validate_flags()
   except ValueError as error:

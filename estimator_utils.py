@@ -5,8 +5,9 @@ which is how every script runs off TPU.  It logs the loss and global_step/sec
 every `log_step_count_steps` steps and writes them to TensorBoard.
 
 Several GPUs (or machines) use a tf.distribute strategy instead: the same
-model_fn, returning a TPUEstimatorSpec, runs under a plain tf.estimator.Estimator
-with `RunConfig(train_distribute=...)`; see `make_distribution_strategy`.
+model_fn, returning a TPUEstimatorSpec, runs under a plain
+tf.estimator.Estimator with `RunConfig(train_distribute=...)`; see
+`make_distribution_strategy` and `make_distributed_estimator`.
 """
 
 import tensorflow.compat.v1 as tf

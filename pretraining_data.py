@@ -1,5 +1,5 @@
 # coding=utf-8
-"""The pretraining TFRecord input_fn (features of create_pretraining_data.py)."""
+"""The pretraining TFRecord input_fn (create_pretraining_data.py features)."""
 
 from __future__ import absolute_import
 from __future__ import division

@@ -251,9 +251,14 @@ def validate_flags_and_load_configs():
   if not 0.0 <= FLAGS.distill_ground_truth_ratio <= 1.0:
     raise ValueError("--distill_ground_truth_ratio must be in [0, 1], got %g" %
                      FLAGS.distill_ground_truth_ratio)
-  if FLAGS.distill_ground_truth_ratio < 1.0 and teacher_config is None:
-    raise ValueError("--distill_ground_truth_ratio < 1 needs "
-                     "--bert_teacher_config_file")
+  if FLAGS.distill_ground_truth_ratio < 1.0:
+    if teacher_config is None:
+      raise ValueError("--distill_ground_truth_ratio < 1 needs "
+                       "--bert_teacher_config_file")
+    if FLAGS.do_train and not FLAGS.init_checkpoint:
+      raise ValueError("--distill_ground_truth_ratio < 1 needs "
+                       "--init_checkpoint (the trained teacher, or a "
+                       "distillation checkpoint holding teacher/ variables)")
 
   if FLAGS.layer_wise_warmup and FLAGS.do_train:
     if FLAGS.optimizer != "lamb":
@@ -434,9 +439,9 @@ def model_fn_builder(bert_config, teacher_config, init_checkpoint,
                      learning_rate, num_train_steps, num_warmup_steps, use_tpu,
                      use_one_hot_embeddings, optimizer, weight_decay_rate,
                      use_einsum, summary_dir=None, use_host_call=True,
-                     log_step_count_steps=100, layer_wise_warmup=False, distill_factors=None,
-                     distill_temperature=1.0, distill_ground_truth_ratio=1.0,
-                     fix_stat_distill=False):
+                     log_step_count_steps=100, layer_wise_warmup=False,
+                     distill_factors=None, distill_temperature=1.0,
+                     distill_ground_truth_ratio=1.0, fix_stat_distill=False):
   """Returns the model_fn for TPUEstimator (or, converted, a distributed one).
 
   Args:

@@ -194,6 +194,8 @@ def main(_):
             "num_threads": FLAGS.num_threads,
             "runs": FLAGS.runs,
             "warmup_runs": FLAGS.warmup_runs,
+            # Other processes on the cores inflate latencies; keep the context.
+            "load_average_at_start": os.getloadavg(),
             "models": {}}
   for seq_length in seq_lengths:
     export_dir = os.path.join(FLAGS.work_dir, "export_seq%d" % seq_length)
@@ -217,6 +219,7 @@ def main(_):
       else:
         tf.logging.error("TF-Lite %s seq %d failed: %s", kind, seq_length,
                          measurement["error"])
+  result["load_average_at_end"] = os.getloadavg()
   bench_util.write_json(FLAGS.output_file, result)
   print(format_table(result, seq_lengths))
 

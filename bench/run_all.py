@@ -69,10 +69,18 @@ SCRIPTS = collections.OrderedDict([
         "quick": TINY_ARGS + ["--runs", "2", "--warmup_runs", "1"],
         "common_flags": ALL_COMMON_FLAGS,
     }),
-    ("bench_squad", {"python": "tf", "full": [], "quick": [],
-                     "common_flags": ()}),
-    ("bench_pretraining", {"python": "tf", "full": [], "quick": [],
-                           "common_flags": ()}),
+    ("bench_squad", {
+        "python": "tf", "full": [],
+        "quick": ["--bert_config_file", TINY_CONFIG, "--num_questions", "200",
+                  "--max_seq_length", str(QUICK_SEQ_LENGTH),
+                  "--max_query_length", "8", "--doc_stride", "16",
+                  "--train_steps", "1"],
+        "common_flags": (),
+    }),
+    ("bench_pretraining", {
+        "python": "tf", "full": [], "quick": [],
+        "common_flags": ("num_threads", "output_file"),
+    }),
     ("peers", {
         "python": "peer", "full": OPT_ARGS,
         "quick": TINY_ARGS + ["--runs", "2", "--warmup_runs", "1",

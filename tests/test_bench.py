@@ -123,7 +123,7 @@ def test_run_child_reports_result_and_failure(tmp_path):
   assert not os.path.exists(result_file)
 
 
-def _runs(tflite=None, peers=None, squad=None, bound=None):
+def _runs(tflite=None, peers=None, squad=None, bound=None, pretraining=None):
   """Run records as run_all.main builds them."""
   runs = {"physical_bound": {"status": "ok", "result": bound or {}},
           "bench_tflite": ({"status": "ok", "result": tflite}
@@ -131,7 +131,7 @@ def _runs(tflite=None, peers=None, squad=None, bound=None):
                            {"status": "missing (no bench/bench_tflite.py)"}),
           "bench_savedmodel": {"status": "failed (exit code 1) (see log)"},
           "bench_squad": {"status": "ok", "result": squad or {}},
-          "bench_pretraining": {"status": "ok", "result": {}}}
+          "bench_pretraining": {"status": "ok", "result": pretraining or {}}}
   runs["peers"] = {"status": "ok", "result": peers or {}}
   return runs
 
@@ -166,7 +166,9 @@ def test_latency_ratio_bound_and_targets():
   bound = {"seq_lengths": {"384": {"bound_ms": 80.0}}}
   squad = {"fine_tuning": {"examples_per_sec": 3.0},
            "featurisation": {"questions_per_sec": 400.0}}
-  rows = _evaluate(_runs(tflite, PEERS, squad, bound))
+  pretraining = {"distillation_step": {"status": "ok", "examples_per_sec": 1.5,
+                                       "peak_rss_mb": 900.0}}
+  rows = _evaluate(_runs(tflite, PEERS, squad, bound, pretraining))
 
   int8 = _row(rows, "latency seq 384: TF-Lite int8",
               "ONNX Runtime dynamic int8")
@@ -192,6 +194,10 @@ def test_latency_ratio_bound_and_targets():
                   "PyTorch eager + AdamW")
   assert finetune["speedup"] == pytest.approx(1.5)   # throughput: ours/peer
   assert finetune["target_met"] is True
+
+  distill = _row(rows, "distillation step (teacher + student)", None)
+  assert distill["ours"] == 1.5 and distill["ours_peak_rss_mb"] == 900.0
+  assert distill["speedup"] is None
 
   featurisation = _row(rows, "SQuAD featurisation", None)
   # 88k questions in 180 s needs about 489 questions/s.

@@ -769,3 +769,24 @@ def test_squad_f1_through_tflite_matches_tensorflow(tmp_path):
   assert results["float"]["f1"] == results["tf"]["f1"]
   if integer:
     assert abs(results["int8"]["f1"] - results["float"]["f1"]) <= 2.0
+
+
+def test_read_representative_features_from_a_tfrecord(tmp_path):
+  path = str(tmp_path / "train.tf_record")
+  rows = [[[i + 1, i + 2, 0], [1, 1, 0], [0, 1, 0]] for i in range(3)]
+  with tf.python_io.TFRecordWriter(path) as writer:
+    for ids, mask, segments in rows:
+      example = tf.train.Example(features=tf.train.Features(feature={
+          name: tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+          for name, values in (("input_ids", ids), ("input_mask", mask),
+                               ("segment_ids", segments),
+                               ("unique_ids", [7]))}))
+      writer.write(example.SerializeToString())
+  features = export_tflite.read_representative_features(path, 3, limit=2)
+  assert features == [
+      {"input_ids": [1, 2, 0], "input_mask": [1, 1, 0],
+       "segment_ids": [0, 1, 0]},
+      {"input_ids": [2, 3, 0], "input_mask": [1, 1, 0],
+       "segment_ids": [0, 1, 0]}]
+  with pytest.raises(ValueError, match="length 3, not --max_seq_length=4"):
+    export_tflite.read_representative_features(path, 4, limit=2)

@@ -1,19 +1,14 @@
-"""optimization.create_optimizer, AdamW and LAMB against numpy re-implementations."""
+"""create_optimizer, AdamW and LAMB against numpy re-implementations."""
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import tensorflow.compat.v1 as tf
 
-import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
-
-import lamb_optimizer  # pylint: disable=g-import-not-at-top
-import optimization  # pylint: disable=g-import-not-at-top
+import lamb_optimizer
+import optimization
 
 B1, B2, EPS = 0.9, 0.999, 1e-6
 EXCLUDED = ("teacher", "LayerNorm", "layer_norm", "bias", "FakeLayerNorm")

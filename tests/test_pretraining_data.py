@@ -8,15 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, REPO)
+import tensorflow.compat.v1 as tf
 
-import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+import create_pretraining_data
+import pretraining_data
+import tokenization
 
-import create_pretraining_data  # pylint: disable=g-import-not-at-top
-import pretraining_data  # pylint: disable=g-import-not-at-top
-import tokenization  # pylint: disable=g-import-not-at-top
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["w%d" % i for i in range(60)]

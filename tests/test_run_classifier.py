@@ -100,13 +100,12 @@ def _mnli_file(path, rng, count, num_label_columns):
 def _make_mnli(directory):
   rng = random.Random(7)
   _mnli_file(os.path.join(directory, "train.tsv"), rng, 384, 2)
-  dev = {}
   for split in ("dev_matched", "dev_mismatched"):
-    dev[split] = _mnli_file(os.path.join(directory, split + ".tsv"), rng, 48, 6)
+    _mnli_file(os.path.join(directory, split + ".tsv"), rng, 48, 6)
   test = {}
   for split in ("test_matched", "test_mismatched"):
     test[split] = _mnli_file(os.path.join(directory, split + ".tsv"), rng, 30, 0)
-  return dev, test
+  return test
 
 
 def _run(args, expect_success=True):
@@ -144,7 +143,7 @@ def trained_mnli(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("mnli"))
   data_dir = os.path.join(root, "data")
   os.makedirs(data_dir)
-  dev_labels, test_labels = _make_mnli(data_dir)
+  test_labels = _make_mnli(data_dir)
   vocab_file, vocab_size = _write_vocab(root)
   config_file = _write_config(root, vocab_size)
   output_dir = os.path.join(root, "output")
@@ -159,8 +158,7 @@ def trained_mnli(tmp_path_factory):
         "--save_checkpoints_steps=1000"])
   return dict(root=root, data_dir=data_dir, vocab_file=vocab_file,
               config_file=config_file, output_dir=output_dir,
-              export_dir=export_dir, dev_labels=dev_labels,
-              test_labels=test_labels)
+              export_dir=export_dir, test_labels=test_labels)
 
 
 def test_tiny_model_learns_the_keyword_task(trained_mnli):

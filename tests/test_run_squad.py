@@ -5,10 +5,10 @@ The script runs in subprocesses, as users run it (run_squad and run_classifier
 define the same absl flags, so they cannot both be imported in one process).
 
 Learning task: each context is a random string of filler words with one
-colour and one animal inserted at random places; the question asks for the
-colour or for the animal.  Answering needs both the question (which kind) and
-the context (where the word is and what it says); a model that ignores either
-scores about 50 F1 at best.
+colour and two animals inserted at random places, and the question asks for
+the colour.  The answer's position and text change with every context, so
+only a model that reads the context can score; one that answers by position
+alone gets about 1 in 15.
 """
 
 import json
@@ -31,57 +31,38 @@ COLOURS = ["red", "blue", "green", "pink", "gray", "black", "white", "brown"]
 ANIMALS = ["dog", "cat", "cow", "pig", "fox", "owl", "bee", "ant"]
 FILLER = ["the", "a", "is", "on", "near", "big", "old", "box", "cup", "hat",
           "sat", "ran", "and", "with"]
-QUESTIONS = {
-    "colour": "what color or shade or hue or paint is named ?",
-    "animal": "which animal or creature or beast or pet is named ?",
-}
+QUESTION = "what color is named ?"
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 MAX_SEQ_LENGTH = 32
-TRAIN_PARAGRAPHS = 300  # 600 questions
+TRAIN_QUESTIONS = 400
 TRAIN_BATCH = 32
-TRAIN_EPOCHS = 13.5  # int(600 / 32 * 13.5) = 253 steps
-TRAIN_STEPS = 253
-RESUME_EPOCHS = 13.8  # int(600 / 32 * 13.8) = 258 steps
-RESUME_STEPS = 258
-# The SQuAD head starts at the original's 0.02 scale, which leaves a model
-# this small on the "ignore the question" plateau for thousands of steps; a
-# larger initial head (the encoder stays random) escapes it within ~200.
-HEAD_INIT_STDDEV = 0.3
+TRAIN_EPOCHS = 12.0  # int(400 / 32 * 12) = 150 steps
+TRAIN_STEPS = 150
+RESUME_EPOCHS = 12.5  # int(400 / 32 * 12.5) = 156 steps
+RESUME_STEPS = 156
 PROBE_VARIABLE = "bert/encoder/layer_0/attention/self/query/kernel"
 
 
-def _make_squad_file(path, num_paragraphs, seed):
+def _make_squad_file(path, num_questions, seed):
   rng = random.Random(seed)
   paragraphs = []
-  for p in range(num_paragraphs):
+  for p in range(num_questions):
     words = [rng.choice(FILLER) for _ in range(rng.randint(6, 12))]
-    for word in (rng.choice(COLOURS), rng.choice(ANIMALS)):
+    colour = rng.choice(COLOURS)
+    for word in rng.sample(ANIMALS, 2) + [colour]:
       words.insert(rng.randint(0, len(words)), word)
     context = " ".join(words) + " ."
-    qas = []
-    for kind, pool in (("colour", COLOURS), ("animal", ANIMALS)):
-      index = next(i for i, w in enumerate(words) if w in pool)
-      start = len(" ".join(words[:index])) + (1 if index else 0)
-      assert context[start:start + len(words[index])] == words[index]
-      qas.append({"id": "p%d_%s" % (p, kind), "question": QUESTIONS[kind],
-                  "answers": [{"text": words[index], "answer_start": start}]})
-    paragraphs.append({"context": context, "qas": qas})
+    index = words.index(colour)
+    start = len(" ".join(words[:index])) + (1 if index else 0)
+    assert context[start:start + len(colour)] == colour
+    paragraphs.append({"context": context, "qas": [{
+        "id": "p%d" % p, "question": QUESTION,
+        "answers": [{"text": colour, "answer_start": start}]}]})
   with open(path, "w") as f:
     json.dump({"version": "1.1",
-               "data": [{"title": "kinds", "paragraphs": paragraphs}]}, f)
+               "data": [{"title": "colours", "paragraphs": paragraphs}]}, f)
   return path
-
-
-def _write_head_checkpoint(prefix, hidden_size):
-  with tf.Graph().as_default():
-    rng = np.random.RandomState(7)
-    tf.get_variable("cls/squad/output_weights", initializer=(
-        rng.normal(0.0, HEAD_INIT_STDDEV, [2, hidden_size]).astype(np.float32)))
-    saver = tf.train.Saver()
-    with tf.Session() as session:
-      session.run(tf.global_variables_initializer())
-      return saver.save(session, prefix)
 
 
 def _run_squad(args, timeout=900):
@@ -109,19 +90,15 @@ def _gold_answers(squad_file):
 @pytest.fixture(scope="module", name="workspace")
 def fixture_workspace(tmp_path_factory):
   root = tmp_path_factory.mktemp("squad")
-  vocab = SPECIAL + sorted(set(COLOURS + ANIMALS + FILLER + " ".join(
-      QUESTIONS.values()).split()))
+  vocab = SPECIAL + sorted(set(COLOURS + ANIMALS + FILLER +
+                               QUESTION.split() + ["."]))
   vocab_file = root / "vocab.txt"
   vocab_file.write_text("\n".join(vocab) + "\n")
-  with open(TINY_CONFIG) as f:
-    hidden_size = json.load(f)["hidden_size"]
   return {
       "root": root,
       "vocab": str(vocab_file),
-      "train": _make_squad_file(str(root / "train.json"), TRAIN_PARAGRAPHS, 1),
-      "dev": _make_squad_file(str(root / "dev.json"), 60, 2),
-      "head": _write_head_checkpoint(str(root / "head" / "head.ckpt"),
-                                     hidden_size),
+      "train": _make_squad_file(str(root / "train.json"), TRAIN_QUESTIONS, 1),
+      "dev": _make_squad_file(str(root / "dev.json"), 100, 2),
   }
 
 
@@ -145,10 +122,9 @@ def fixture_trained(workspace):
       "--do_train", "--do_predict",
       "--train_file=" + workspace["train"],
       "--predict_file=" + workspace["dev"],
-      "--init_checkpoint=" + workspace["head"],
       "--train_batch_size=%d" % TRAIN_BATCH,
       "--num_train_epochs=%s" % TRAIN_EPOCHS,
-      "--learning_rate=2e-3",
+      "--learning_rate=1e-3",
       "--warmup_proportion=0.1",
       "--save_checkpoints_steps=1000"])
   checkpoint = tf.train.latest_checkpoint(output_dir)
@@ -163,9 +139,8 @@ def fixture_trained(workspace):
 
 def test_learns_to_read_question_and_context(workspace, trained):
   log = trained["log"]
-  assert "Loaded 1 of" in log  # only the head came from --init_checkpoint
-  assert "Num questions = 600" in log
-  assert "Num features (windows) = 600" in log
+  assert "Num questions = %d" % TRAIN_QUESTIONS in log
+  assert "Num features (windows) = %d" % TRAIN_QUESTIONS in log
   assert "Num steps = %d (warm-up %d)" % (TRAIN_STEPS, TRAIN_STEPS // 10) in log
   assert trained["checkpoint"].endswith("model.ckpt-%d" % TRAIN_STEPS)
 
@@ -178,7 +153,7 @@ def test_learns_to_read_question_and_context(workspace, trained):
   assert set(predictions) == set(gold)
   exact = 100.0 * np.mean([predictions[q] == gold[q] for q in gold])
   assert results["exact_match"] == pytest.approx(exact)
-  assert results["total"] == 120
+  assert results["total"] == 100
   nbest = _load_json(os.path.join(trained["output_dir"],
                                   "nbest_predictions.json"))
   assert all(nbest[q][0]["text"] == predictions[q] for q in gold)
@@ -262,22 +237,22 @@ def test_flag_validation(workspace):
           "--vocab_file=" + workspace["vocab"],
           "--output_dir=" + str(tmp / "empty_out")]
   train = ["--do_train", "--train_file=" + workspace["train"],
-           "--max_seq_length=64"]
+           "--max_seq_length=96"]
   cases = [
       (train, None),
       (train + ["--hub_module_url=https://tfhub.dev/x"],
        "TF-Hub modules are not supported; use --init_checkpoint"),
       ([], "At least one of --do_train, --do_predict or --export_dir"),
-      (["--do_train", "--max_seq_length=64"], "--train_file is required"),
+      (["--do_train", "--max_seq_length=96"], "--train_file is required"),
       (train + ["--max_seq_length=256"], "max_position_embeddings=128"),
-      (train + ["--max_query_length=61"],
-       "--max_seq_length (64) must be greater than --max_query_length (61)"),
+      (train + ["--max_query_length=93"],
+       "--max_seq_length (96) must be greater than --max_query_length (93)"),
       (train + ["--use_quantized_training"], "hidden_act must be relu6"),
       (["--do_predict", "--predict_file=" + str(tmp / "missing.json"),
-        "--max_seq_length=64"], "missing.json does not exist"),
+        "--max_seq_length=96"], "missing.json does not exist"),
       (["--do_predict", "--predict_file=" + workspace["dev"],
-        "--max_seq_length=64"], "has no checkpoint"),
-      (["--export_dir=" + str(tmp / "x"), "--max_seq_length=64"],
+        "--max_seq_length=96"], "has no checkpoint"),
+      (["--export_dir=" + str(tmp / "x"), "--max_seq_length=96"],
        "has no checkpoint"),
       (train + ["--lite_model_path=" + str(tmp / "m.tflite")],
        "only used with --do_predict"),
