@@ -13,6 +13,20 @@ import modeling
 CLASSIFIER_DROPOUT_PROB = 0.1
 
 
+def _encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
+             use_one_hot_embeddings, use_einsum, use_quantized_training):
+  """The encoder every head sits on, under the default "bert" scope."""
+  return modeling.BertModel(
+      config=bert_config,
+      is_training=is_training,
+      input_ids=input_ids,
+      input_mask=input_mask,
+      token_type_ids=segment_ids,
+      use_one_hot_embeddings=use_one_hot_embeddings,
+      use_einsum=use_einsum,
+      use_quantized_training=use_quantized_training)
+
+
 def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
                  use_one_hot_embeddings=False, use_einsum=False,
                  use_quantized_training=False):
@@ -33,15 +47,9 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
     (start_logits, end_logits): float32 Tensors [batch, seq], named
     "start_logits" and "end_logits" so exports can find them by name.
   """
-  model = modeling.BertModel(
-      config=bert_config,
-      is_training=is_training,
-      input_ids=input_ids,
-      input_mask=input_mask,
-      token_type_ids=segment_ids,
-      use_one_hot_embeddings=use_one_hot_embeddings,
-      use_einsum=use_einsum,
-      use_quantized_training=use_quantized_training)
+  model = _encoder(bert_config, is_training, input_ids, input_mask,
+                   segment_ids, use_one_hot_embeddings, use_einsum,
+                   use_quantized_training)
   sequence_output = model.get_sequence_output()
   batch_size, seq_length, hidden_size = modeling.get_shape_list(
       sequence_output, expected_rank=3)
@@ -85,15 +93,9 @@ def classifier_logits(bert_config, is_training, input_ids, input_mask,
     second is named "probabilities" and is the softmax, or for regression the
     raw score.
   """
-  model = modeling.BertModel(
-      config=bert_config,
-      is_training=is_training,
-      input_ids=input_ids,
-      input_mask=input_mask,
-      token_type_ids=segment_ids,
-      use_one_hot_embeddings=use_one_hot_embeddings,
-      use_einsum=use_einsum,
-      use_quantized_training=use_quantized_training)
+  model = _encoder(bert_config, is_training, input_ids, input_mask,
+                   segment_ids, use_one_hot_embeddings, use_einsum,
+                   use_quantized_training)
   pooled_output = model.get_pooled_output()
   hidden_size = modeling.get_shape_list(pooled_output, expected_rank=2)[1]
 

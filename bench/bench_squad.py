@@ -165,9 +165,9 @@ def main():
   if not args.skip_training:
     rows += bench_training(args)
   print("TensorFlow %s, %d CPU(s)" % (tf.__version__, os.cpu_count()))
-  print("%-48s %10s %10s %12s" % ("stage", "count", "seconds", "per second"))
+  print("%-60s %10s %10s %12s" % ("stage", "count", "seconds", "per second"))
   for stage, count, seconds in rows:
-    print("%-48s %10d %10.2f %12.1f" % (stage, count, seconds,
+    print("%-60s %10d %10.2f %12.1f" % (stage, count, seconds,
                                          count / max(seconds, 1e-9)))
 
 

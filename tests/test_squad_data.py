@@ -5,6 +5,7 @@ Expected positions, windows and max-context flags are worked out by hand in
 the comments next to each assertion.
 """
 
+import collections
 import json
 import os
 
@@ -277,10 +278,25 @@ def test_each_paragraph_is_tokenized_once(tmp_path, tokenizer):
   examples, _ = squad_data.read_squad_examples(path, False, False)
   counting = _CountingTokenizer(tokenizer)
   _featurise(examples, counting, 32, 8, 8, False)
-  # 6 words once, plus one question per example.
+  # 5 distinct words ("the" twice) once each, plus one question per example.
   assert counting.calls.count(u"cat") == 1
+  assert counting.calls.count(u"the") == 1
   assert counting.calls.count(u"what did the cat do?") == 5
-  assert len(counting.calls) == 6 + 5
+  assert len(counting.calls) == 5 + 5
+
+
+def test_serialized_features_parse_as_tf_example():
+  fields = collections.OrderedDict([
+      ("unique_ids", [1000000000]),
+      ("input_ids", [0, 1, 127, 128, 300, 16383, 16384, 65535, 65536, 70000]),
+      ("start_positions", [-1]),
+      ("big", [2 ** 40, 2 ** 63 - 1]),
+  ])
+  parsed = tf.train.Example.FromString(
+      squad_data.serialize_int_example(fields))
+  assert set(parsed.features.feature) == set(fields)
+  for name, values in fields.items():
+    assert list(parsed.features.feature[name].int64_list.value) == values
 
 
 def _read_records(path, seq_length, is_training):
