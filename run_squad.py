@@ -263,8 +263,9 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate,
                      use_einsum, use_quantized_training):
   """Returns the TPUEstimator model_fn (TRAIN and PREDICT modes)."""
 
-  def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+  def model_fn(features, labels, mode, params):
     """Span logits, and in TRAIN the loss and train op."""
+    del labels, params  # Labels travel inside `features`.
     is_training = mode == tf.estimator.ModeKeys.TRAIN
     if mode not in (tf.estimator.ModeKeys.TRAIN,
                     tf.estimator.ModeKeys.PREDICT):

@@ -340,7 +340,7 @@ class _DocumentTokens(object):
 
 
 def _memoized_word_tokenizer(tokenizer):
-  """tokenizer.tokenize for single words, cached: words repeat across a corpus."""
+  """tokenizer.tokenize for single words, memoized (words repeat a lot)."""
   cache = {}
 
   def tokenize_word(word):
@@ -474,7 +474,7 @@ _VARINT_TABLE_SIZE = 1 << 16
 
 
 def _encode_varint(value):
-  """Protobuf base-128 varint of an int64 (negatives as 64-bit two's complement)."""
+  """Protobuf base-128 varint of an int64 (negatives as 64-bit 2s complement)."""
   value &= 0xFFFFFFFFFFFFFFFF
   out = bytearray()
   while True:

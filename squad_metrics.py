@@ -96,7 +96,8 @@ def evaluate_v1(dataset, predictions):
       continue
     prediction = predictions[qa["id"]]
     gold_texts = [answer["text"] for answer in qa["answers"]]
-    exact_match += max(exact_match_score(prediction, gold) for gold in gold_texts)
+    exact_match += max(exact_match_score(prediction, gold)
+                       for gold in gold_texts)
     f1 += max(f1_score_v1(prediction, gold) for gold in gold_texts)
   return {
       "exact_match": 100.0 * exact_match / total if total else 0.0,

@@ -179,15 +179,16 @@ def test_unicode_oddities(tmp_path, tokenizer):
       "context": context,
       "qas": [_qa("q1", "what is big?", u"big", context.index("big"))]}])
   examples, _ = squad_data.read_squad_examples(path, True, False)
-  assert examples[0].doc_tokens == [u"Caf\u00e9", u"is", u"new\u00a0york,\u200d",
-                                    u"big"]
+  assert examples[0].doc_tokens == [
+      u"Caf\u00e9", u"is", u"new\u00a0york,\u200d", u"big"]
   assert examples[0].start_position == 3
   features, _ = _featurise(examples, tokenizer, 20, 8, 8, True)
   feature = features[0]
   # [CLS] what is big ? [SEP] cafe is new york , big [SEP]
   #   0    1   2   3  4   5    6   7   8   9  10  11  12
   assert feature.tokens[6:12] == ["cafe", "is", "new", "york", ",", "big"]
-  assert feature.token_to_orig_map[8] == 2 and feature.token_to_orig_map[10] == 2
+  assert feature.token_to_orig_map[8] == 2
+  assert feature.token_to_orig_map[10] == 2
   assert (feature.start_position, feature.end_position) == (11, 11)
 
 
