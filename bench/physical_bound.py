@@ -36,22 +36,6 @@ FLAGS = flags.FLAGS
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 
-flags.DEFINE_string(
-    "bert_config_file",
-    os.path.join(REPO_ROOT, "config",
-                 "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-    "Model config whose multiply-adds are counted.")
-flags.DEFINE_list("seq_lengths", ["128", "384"],
-                  "Sequence lengths (batch 1) to give a bound for.")
-flags.DEFINE_integer("num_threads", 2, "Threads for the peak matmul.")
-flags.DEFINE_integer("matmul_size", 2048,
-                     "Side of the square float32 matrices multiplied to "
-                     "measure the peak rate.")
-flags.DEFINE_integer("runs", 10, "Timed matmuls; the fastest one counts.")
-flags.DEFINE_string("output_file",
-                    os.path.join(BENCH_DIR, "results", "physical_bound.json"),
-                    "Where the JSON result goes.")
-
 
 def multiply_adds(bert_config, seq_length, include_squad_head=True):
   """Multiply-adds of one forward pass at batch 1, split by component.
@@ -234,5 +218,26 @@ def main(_):
     json.dump(result, f, indent=2)
 
 
+def define_flags():
+  """Flags of the script; defined only when run as one, because tests import
+  this module beside scripts that define flags of the same names."""
+  flags.DEFINE_string(
+      "bert_config_file",
+      os.path.join(REPO_ROOT, "config",
+                   "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
+      "Model config whose multiply-adds are counted.")
+  flags.DEFINE_list("seq_lengths", ["128", "384"],
+                    "Sequence lengths (batch 1) to give a bound for.")
+  flags.DEFINE_integer("num_threads", 2, "Threads for the peak matmul.")
+  flags.DEFINE_integer("matmul_size", 2048,
+                       "Side of the square float32 matrices multiplied to "
+                       "measure the peak rate.")
+  flags.DEFINE_integer("runs", 10, "Timed matmuls; the fastest one counts.")
+  flags.DEFINE_string("output_file",
+                      os.path.join(BENCH_DIR, "results", "physical_bound.json"),
+                      "Where the JSON result goes.")
+
+
 if __name__ == "__main__":
+  define_flags()
   tf.app.run()
