@@ -1,14 +1,16 @@
 """TPUEstimator construction shared by the run_* scripts.
 
 With `use_tpu=False` the TPUEstimator runs the same model_fn on CPU or GPU,
-which is how every script runs off TPU.  It logs the loss and global_step/sec
-every `log_step_count_steps` steps and writes them to TensorBoard.
+which is how every script runs off TPU.  It logs global_step/sec every
+`log_step_count_steps` steps; `loss_logging_hooks` adds the loss to the log.
 
 Several GPUs (or machines) use a tf.distribute strategy instead: the same
 model_fn, returning a TPUEstimatorSpec, runs under a plain
 tf.estimator.Estimator with `RunConfig(train_distribute=...)`; see
 `make_distribution_strategy` and `make_distributed_estimator`.
 """
+
+import collections
 
 import tensorflow.compat.v1 as tf
 
@@ -149,3 +151,20 @@ def make_distributed_estimator(model_fn,
       train_distribute=strategy)
   return tf.estimator.Estimator(model_fn=estimator_model_fn, config=run_config,
                                 params={"use_tpu": False})
+
+
+def loss_logging_hooks(loss, use_tpu, every_n_iter=100):
+  """Training hooks that log the global step and `loss` off TPU.
+
+  TPUEstimator logs steps/sec on CPU/GPU but not the loss; on TPU the loss is
+  logged by the TPU loop itself, and tensor hooks cannot run there.
+
+  Returns:
+    A list of hooks for TPUEstimatorSpec(training_hooks=...), or None on TPU.
+  """
+  if use_tpu:
+    return None
+  return [tf.train.LoggingTensorHook(
+      collections.OrderedDict([("global_step", tf.train.get_global_step()),
+                               ("loss", loss)]),
+      every_n_iter=every_n_iter)]

@@ -355,7 +355,9 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
       train_op = optimization.create_optimizer(
           loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
       return tf.estimator.tpu.TPUEstimatorSpec(
-          mode=mode, loss=loss, train_op=train_op, scaffold_fn=scaffold_fn)
+          mode=mode, loss=loss, train_op=train_op,
+          training_hooks=estimator_utils.loss_logging_hooks(loss, use_tpu),
+          scaffold_fn=scaffold_fn)
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode,
         predictions={"probabilities": probabilities,

@@ -566,13 +566,8 @@ def model_fn_builder(bert_config, teacher_config, init_checkpoint,
       else:
         for name, value in scalars.items():
           tf.summary.scalar(name, value)
-    training_hooks = None
-    if not use_tpu:
-      # TPUEstimator logs steps/sec off TPU, but not the loss.
-      training_hooks = [tf.train.LoggingTensorHook(
-          collections.OrderedDict([("global_step", global_step),
-                                   ("loss", total_loss)]),
-          every_n_iter=log_step_count_steps)]
+    training_hooks = estimator_utils.loss_logging_hooks(
+        total_loss, use_tpu, log_step_count_steps)
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode, loss=total_loss, train_op=train_op, host_call=host_call,
         training_hooks=training_hooks, scaffold_fn=scaffold_fn)

@@ -290,6 +290,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate,
           use_tpu)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op,
+          training_hooks=estimator_utils.loss_logging_hooks(
+              total_loss, use_tpu),
           scaffold_fn=scaffold_fn)
 
     predictions = {"start_logits": start_logits, "end_logits": end_logits}
