@@ -64,8 +64,8 @@ flags.DEFINE_string(
     "The Python interpreter that runs the stage scripts.")
 flags.DEFINE_integer(
     "seed", 12345,
-    "Seed of the pretraining data (masking, sentence pairs) and of the "
-    "generated questions.")
+    "Seed of the pretraining data (masking, sentence pairs), of the "
+    "generated questions and of every training run.")
 flags.DEFINE_integer(
     "max_seq_length", 128,
     "Sequence length of the pretraining data and of SQuAD features; at most "
@@ -168,6 +168,9 @@ def format_command(args):
   return " \\\n    ".join([head] + quoted[2:])
 
 
+SEEDED_SCRIPTS = ("run_pretraining.py", "run_squad.py")
+
+
 def script_command(script, flag_values):
   """The argument list running `script` with `--name=value` flags.
 
@@ -181,6 +184,10 @@ def script_command(script, flag_values):
   if not os.path.exists(os.path.join(REPO_DIR, script)):
     raise DemoError("%s is missing from %s." % (script, REPO_DIR))
   args = [display_path(FLAGS.python), script]
+  if script in SEEDED_SCRIPTS:
+    # Seeded so that the distilled-versus-scratch comparison does not hinge
+    # on a lucky or unlucky initialisation.
+    flag_values = list(flag_values) + [("random_seed", FLAGS.seed)]
   for name, value in flag_values:
     if value is True:
       args.append("--%s" % name)

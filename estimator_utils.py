@@ -31,7 +31,8 @@ def make_estimator(model_fn,
                    train_batch_size=32,
                    eval_batch_size=8,
                    predict_batch_size=8,
-                   log_step_count_steps=100):
+                   log_step_count_steps=100,
+                   tf_random_seed=None):
   """Builds a TPUEstimator (CPU/GPU when `use_tpu` is False).
 
   Args:
@@ -50,6 +51,8 @@ def make_estimator(model_fn,
     eval_batch_size: global eval batch.
     predict_batch_size: global predict batch.
     log_step_count_steps: how often loss and steps/sec are logged.
+    tf_random_seed: graph-level seed (initializers, dropout, masking);
+      None leaves runs unseeded.
 
   Returns:
     tf.estimator.tpu.TPUEstimator.
@@ -65,6 +68,7 @@ def make_estimator(model_fn,
       save_checkpoints_steps=save_checkpoints_steps,
       keep_checkpoint_max=keep_checkpoint_max,
       log_step_count_steps=log_step_count_steps,
+      tf_random_seed=tf_random_seed,
       tpu_config=tf.estimator.tpu.TPUConfig(
           iterations_per_loop=iterations_per_loop,
           num_shards=num_tpu_cores,
@@ -111,7 +115,8 @@ def make_distributed_estimator(model_fn,
                                save_checkpoints_steps=1000,
                                keep_checkpoint_max=5,
                                log_step_count_steps=100,
-                               session_config=None):
+                               session_config=None,
+                               tf_random_seed=None):
   """A tf.estimator.Estimator training `model_fn` under `strategy`.
 
   The model_fn may return a TPUEstimatorSpec (as for TPUEstimator); it is
@@ -128,6 +133,7 @@ def make_distributed_estimator(model_fn,
     keep_checkpoint_max: checkpoints kept; 0 or None keeps all.
     log_step_count_steps: how often loss and steps/sec are logged.
     session_config: optional tf.ConfigProto.
+    tf_random_seed: graph-level seed; None leaves runs unseeded.
 
   Returns:
     tf.estimator.Estimator.
@@ -148,6 +154,7 @@ def make_distributed_estimator(model_fn,
       keep_checkpoint_max=keep_checkpoint_max,
       log_step_count_steps=log_step_count_steps,
       session_config=session_config,
+      tf_random_seed=tf_random_seed,
       train_distribute=strategy)
   return tf.estimator.Estimator(model_fn=estimator_model_fn, config=run_config,
                                 params={"use_tpu": False})

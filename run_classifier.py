@@ -102,6 +102,10 @@ flags.DEFINE_integer("save_checkpoints_steps", 1000,
 flags.DEFINE_integer("iterations_per_loop", 1000,
                      "Steps per TPU loop (per estimator call).")
 
+flags.DEFINE_integer("random_seed", None,
+                     "Graph-level random seed, for reproducible runs; unset "
+                     "means unseeded.")
+
 flags.DEFINE_bool(
     "use_einsum", False,
     "Einsum maths in the encoder; the default MatMul path (as the original "
@@ -403,6 +407,7 @@ def _make_estimator(model_fn, predict_batch_size):
       num_tpu_cores=FLAGS.num_tpu_cores,
       iterations_per_loop=FLAGS.iterations_per_loop,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+      tf_random_seed=FLAGS.random_seed,
       train_batch_size=FLAGS.train_batch_size,
       predict_batch_size=predict_batch_size)
 

@@ -99,6 +99,10 @@ flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 flags.DEFINE_integer("log_step_count_steps", 100,
                      "How often to log the global step, steps/sec and loss.")
 
+flags.DEFINE_integer("random_seed", None,
+                     "Graph-level random seed, for reproducible runs; unset "
+                     "means unseeded.")
+
 flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
 
 flags.DEFINE_string(
@@ -604,7 +608,8 @@ def build_estimator(model_fn, model_dir, strategy, train_batch_size,
         save_checkpoints_steps=FLAGS.save_checkpoints_steps,
         keep_checkpoint_max=keep_checkpoint_max,
         log_step_count_steps=FLAGS.log_step_count_steps,
-        session_config=session_config)
+        session_config=session_config,
+        tf_random_seed=FLAGS.random_seed)
   return estimator_utils.make_estimator(
       model_fn, model_dir,
       use_tpu=FLAGS.use_tpu,
@@ -618,7 +623,8 @@ def build_estimator(model_fn, model_dir, strategy, train_batch_size,
       keep_checkpoint_max=keep_checkpoint_max,
       train_batch_size=train_batch_size,
       eval_batch_size=FLAGS.eval_batch_size,
-      log_step_count_steps=FLAGS.log_step_count_steps)
+      log_step_count_steps=FLAGS.log_step_count_steps,
+      tf_random_seed=FLAGS.random_seed)
 
 
 def extra_cpu_device_count(devices):

@@ -103,6 +103,10 @@ flags.DEFINE_integer("save_checkpoints_steps", 1000,
                      "How often to save the model checkpoint.")
 flags.DEFINE_integer("iterations_per_loop", 1000,
                      "How many steps to make in each estimator call.")
+
+flags.DEFINE_integer("random_seed", None,
+                     "Graph-level random seed, for reproducible runs; unset "
+                     "means unseeded.")
 flags.DEFINE_integer(
     "n_best_size", 20,
     "The total number of n-best predictions to generate in "
@@ -314,6 +318,7 @@ def _make_estimator(model_fn):
       num_tpu_cores=FLAGS.num_tpu_cores,
       iterations_per_loop=FLAGS.iterations_per_loop,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+      tf_random_seed=FLAGS.random_seed,
       train_batch_size=FLAGS.train_batch_size,
       predict_batch_size=FLAGS.predict_batch_size)
 

@@ -29,9 +29,9 @@ import tensorflow.compat.v1 as tf
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, REPO_ROOT)
+import bench_tf_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
-import heads  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
 import tf_compat  # pylint: disable=g-import-not-at-top
 
@@ -99,22 +99,6 @@ def validate_flags():
           (seq_length, bert_config.max_position_embeddings,
            FLAGS.bert_config_file))
   return bert_config, seq_lengths
-
-
-def write_random_checkpoint(bert_config, path):
-  """Saves initialised SQuAD-model variables (graph seed 0) to `path`.
-
-  Returns:
-    The checkpoint prefix.
-  """
-  graph = tf.Graph()
-  with graph.as_default():
-    tf.set_random_seed(0)
-    ids = tf.placeholder(tf.int32, [1, 8])
-    heads.squad_logits(bert_config, False, ids, ids, ids)
-    with tf.Session(graph=graph) as session:
-      session.run(tf.global_variables_initializer())
-      return tf.train.Saver().save(session, path)
 
 
 def calibration_features(vocab_size, seq_length, count):
@@ -187,7 +171,7 @@ def main(_):
     return
 
   tf.gfile.MakeDirs(FLAGS.work_dir)
-  checkpoint = write_random_checkpoint(
+  checkpoint = bench_tf_util.write_random_checkpoint(
       bert_config, os.path.join(FLAGS.work_dir, "random", "model.ckpt"))
   result = {"tensorflow_version": tf.__version__,
             "bert_config_file": os.path.abspath(FLAGS.bert_config_file),
