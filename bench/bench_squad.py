@@ -26,7 +26,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_util  # pylint: disable=g-import-not-at-top,wrong-import-position
 import modeling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import run_squad  # pylint: disable=g-import-not-at-top,wrong-import-position
 import squad_data  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -51,6 +53,9 @@ def _parse_args():
   parser.add_argument("--train_steps", type=int, default=3)
   parser.add_argument("--skip_featurisation", action="store_true")
   parser.add_argument("--skip_training", action="store_true")
+  parser.add_argument("--output_file", default=os.path.join(
+      _REPO_ROOT, "bench", "results", "bench_squad.json"),
+                      help="Where the JSON result (read by run_all.py) goes.")
   return parser.parse_args()
 
 
@@ -158,18 +163,29 @@ def bench_training(args):
 def main():
   args = _parse_args()
   tf.logging.set_verbosity(tf.logging.WARN)
+  result = {}
   rows = []
   if not args.skip_featurisation:
     with tempfile.TemporaryDirectory() as workdir:
-      rows += bench_featurisation(args, workdir)
+      featurisation_rows = bench_featurisation(args, workdir)
+    rows += featurisation_rows
+    _, questions, seconds = featurisation_rows[-1]
+    result["featurisation"] = {"questions": questions, "seconds": seconds,
+                               "questions_per_sec": questions / seconds,
+                               "peak_rss_mb": bench_util.peak_rss_mb()}
   if not args.skip_training:
-    rows += bench_training(args)
+    training_rows = bench_training(args)
+    rows += training_rows
+    _, examples, seconds = training_rows[-1]
+    result["fine_tuning"] = {"examples": examples, "seconds": seconds,
+                             "examples_per_sec": examples / seconds,
+                             "peak_rss_mb": bench_util.peak_rss_mb()}
   print("TensorFlow %s, %d CPU(s)" % (tf.__version__, os.cpu_count()))
   print("%-60s %10s %10s %12s" % ("stage", "count", "seconds", "per second"))
   for stage, count, seconds in rows:
     print("%-60s %10d %10.2f %12.1f" % (stage, count, seconds,
                                          count / max(seconds, 1e-9)))
-
+  bench_util.write_json(args.output_file, result)
 
 if __name__ == "__main__":
   main()
