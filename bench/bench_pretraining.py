@@ -139,7 +139,6 @@ def measure(case):
       "examples_per_sec": FLAGS.batch_size / (latency["median"] / 1e3),
       "graph_build_seconds": graph_build_seconds,
       "latency_ms": latency,
-      "peak_rss_mb": bench_util.peak_rss_mb(),
   }
 
 
@@ -165,7 +164,8 @@ def print_table(result):
 def main(_):
   tf.logging.set_verbosity(tf.logging.WARN)
   if FLAGS.measure_case:
-    bench_util.write_json(FLAGS.result_file, measure(FLAGS.measure_case))
+    bench_util.write_child_result(FLAGS.result_file,
+                                  measure(FLAGS.measure_case))
     return
   result = {"tensorflow_version": tf.__version__,
             "batch_size": FLAGS.batch_size, "seq_length": FLAGS.seq_length,
@@ -174,12 +174,11 @@ def main(_):
             "teacher_config_file": FLAGS.teacher_config_file}
   result_file = FLAGS.output_file + ".child.json"
   for case in CASES:
-    command = [sys.executable, os.path.abspath(__file__),
-               "--measure_case=" + case, "--result_file=" + result_file]
-    for name in ("student_config_file", "teacher_config_file", "batch_size",
-                 "seq_length", "predictions_per_seq", "timed_steps",
-                 "warmup_steps", "num_threads"):
-      command.append("--%s=%s" % (name, getattr(FLAGS, name)))
+    command = bench_util.child_command(
+        __file__, FLAGS, ("student_config_file", "teacher_config_file",
+                          "batch_size", "seq_length", "predictions_per_seq",
+                          "timed_steps", "warmup_steps", "num_threads"),
+        ["--measure_case=" + case, "--result_file=" + result_file])
     result[case] = bench_util.run_child(command, result_file, FLAGS.timeout)
   if os.path.exists(result_file):
     os.remove(result_file)

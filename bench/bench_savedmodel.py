@@ -83,39 +83,30 @@ def time_saved_model(saved_model_dir, num_threads, runs, warmup_runs):
 
 
 def validate_flags():
-  """Checks the flags before any graph is built; returns the seq lengths."""
-  seq_lengths = []
-  for value in FLAGS.seq_lengths:
-    if not value.isdigit() or int(value) < 1:
-      raise ValueError("--seq_lengths must be positive integers, got %r" %
-                       value)
-    seq_lengths.append(int(value))
-  for name in ("runs", "num_threads", "timeout"):
-    if getattr(FLAGS, name) < 1:
-      raise ValueError("--%s must be >= 1, got %d" % (name, getattr(FLAGS,
-                                                                    name)))
-  if FLAGS.warmup_runs < 0:
-    raise ValueError("--warmup_runs must be >= 0, got %d" % FLAGS.warmup_runs)
+  """Checks the flags before any graph is built.
+
+  Returns:
+    (bert_config, [sequence lengths]).
+  """
+  bench_util.check_minimums(FLAGS, {"runs": 1, "num_threads": 1,
+                                    "timeout": 1, "warmup_runs": 0})
+  if FLAGS.measure_saved_model and not FLAGS.result_file:
+    raise ValueError("--measure_saved_model needs --result_file.")
   bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  for s in seq_lengths:
-    if s > bert_config.max_position_embeddings:
-      raise ValueError("--seq_lengths value %d exceeds max_position_embeddings "
-                       "%d of %s" % (s, bert_config.max_position_embeddings,
-                                     FLAGS.bert_config_file))
+  seq_lengths = bench_util.parse_seq_lengths(
+      FLAGS.seq_lengths, bert_config.max_position_embeddings,
+      FLAGS.bert_config_file)
   return bert_config, seq_lengths
 
 
 def measure_in_subprocess(saved_model_dir, seq_length):
   """Times one SavedModel in a fresh interpreter (own peak RSS)."""
   result_file = os.path.join(FLAGS.work_dir, "latency_seq%d.json" % seq_length)
-  command = [sys.executable, os.path.abspath(__file__),
-             "--measure_saved_model", saved_model_dir,
-             "--result_file", result_file,
-             "--bert_config_file", FLAGS.bert_config_file,
-             "--seq_lengths", str(seq_length),
-             "--runs", str(FLAGS.runs),
-             "--warmup_runs", str(FLAGS.warmup_runs),
-             "--num_threads", str(FLAGS.num_threads)]
+  command = bench_util.child_command(
+      __file__, FLAGS, ("bert_config_file", "runs", "warmup_runs",
+                        "num_threads"),
+      ["--measure_saved_model", saved_model_dir, "--result_file", result_file,
+       "--seq_lengths", str(seq_length)])
   return bench_util.run_child(command, result_file, FLAGS.timeout)
 
 
@@ -123,10 +114,10 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
   bert_config, seq_lengths = validate_flags()
   if FLAGS.measure_saved_model:
-    result = time_saved_model(FLAGS.measure_saved_model, FLAGS.num_threads,
-                              FLAGS.runs, FLAGS.warmup_runs)
-    result["peak_rss_mb"] = bench_util.peak_rss_mb()
-    bench_util.write_json(FLAGS.result_file, result)
+    bench_util.write_child_result(
+        FLAGS.result_file,
+        time_saved_model(FLAGS.measure_saved_model, FLAGS.num_threads,
+                         FLAGS.runs, FLAGS.warmup_runs))
     return
 
   tf.gfile.MakeDirs(FLAGS.work_dir)

@@ -11,7 +11,11 @@ training features exactly as run_squad.py does; the goal is the SQuAD v1.1
 training set (88k questions) in under 3 minutes.  Fine-tuning times the
 run_squad.py training step (forward, backward, AdamW) for --bert_config_file
 (default the published OPT config) at batch 8 and sequence 384 on random ids,
-after one untimed warm-up step.
+after one untimed warm-up step, in a fresh process for its own peak RSS: once
+with TensorFlow's defaults ("fine_tuning") and once with
+TF_ENABLE_ONEDNN_OPTS=1 ("fine_tuning_onednn").  TensorFlow 2.15 turns its
+oneDNN graph rewrites on by default only on CPUs with AVX-512 VNNI or newer;
+on AVX2-only CPUs they are off unless that variable is set.
 """
 
 import argparse
@@ -50,12 +54,18 @@ def _parse_args():
   parser.add_argument("--bert_config_file", default=os.path.join(
       _REPO_ROOT, "config", "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"))
   parser.add_argument("--train_batch_size", type=int, default=8)
-  parser.add_argument("--train_steps", type=int, default=3)
+  parser.add_argument("--train_steps", type=int, default=5)
   parser.add_argument("--skip_featurisation", action="store_true")
   parser.add_argument("--skip_training", action="store_true")
+  parser.add_argument("--timeout", type=int, default=3600,
+                      help="Seconds one fine-tuning measurement may take.")
   parser.add_argument("--output_file", default=os.path.join(
       _REPO_ROOT, "bench", "results", "bench_squad.json"),
                       help="Where the JSON result (read by run_all.py) goes.")
+  # Child mode: one fine-tuning measurement in this process.
+  parser.add_argument("--measure_training", action="store_true",
+                      help=argparse.SUPPRESS)
+  parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
   return parser.parse_args()
 
 
@@ -127,7 +137,7 @@ def bench_featurisation(args, workdir):
 
 
 def bench_training(args):
-  """Rows (stage, examples, seconds) for run_squad's training step."""
+  """Times run_squad's training step; returns (examples, seconds)."""
   bert_config = modeling.BertConfig.from_json_file(args.bert_config_file)
   batch, seq = args.train_batch_size, args.max_seq_length
   rng = np.random.RandomState(0)
@@ -155,14 +165,37 @@ def bench_training(args):
       for _ in range(args.train_steps):
         session.run(spec.train_op)
       seconds = time.time() - start
-  name = os.path.basename(args.bert_config_file)
-  return [("fine-tune %s b%d s%d (examples)" % (name, batch, seq),
-           batch * args.train_steps, seconds)]
+  return batch * args.train_steps, seconds
+
+
+# Result key -> extra environment of the fine-tuning child.
+TRAINING_SETTINGS = (("fine_tuning", {}),
+                     ("fine_tuning_onednn", {"TF_ENABLE_ONEDNN_OPTS": "1"}))
+
+
+def measure_training_in_subprocess(args, extra_env):
+  """bench_training in a fresh process with `extra_env`; its result dict."""
+  result_file = args.output_file + ".child.json"
+  command = bench_util.child_command(
+      __file__, args, ("bert_config_file", "train_batch_size",
+                       "max_seq_length", "train_steps"),
+      ["--measure_training", "--result_file", result_file])
+  result = bench_util.run_child(command, result_file, args.timeout,
+                                env=dict(os.environ, **extra_env))
+  if os.path.exists(result_file):
+    os.remove(result_file)
+  return result
 
 
 def main():
   args = _parse_args()
   tf.logging.set_verbosity(tf.logging.WARN)
+  if args.measure_training:
+    examples, seconds = bench_training(args)
+    bench_util.write_child_result(args.result_file, {
+        "examples": examples, "seconds": seconds,
+        "examples_per_sec": examples / seconds})
+    return
   result = {}
   rows = []
   if not args.skip_featurisation:
@@ -174,18 +207,23 @@ def main():
                                "questions_per_sec": questions / seconds,
                                "peak_rss_mb": bench_util.peak_rss_mb()}
   if not args.skip_training:
-    training_rows = bench_training(args)
-    rows += training_rows
-    _, examples, seconds = training_rows[-1]
-    result["fine_tuning"] = {"examples": examples, "seconds": seconds,
-                             "examples_per_sec": examples / seconds,
-                             "peak_rss_mb": bench_util.peak_rss_mb()}
+    for key, extra_env in TRAINING_SETTINGS:
+      result[key] = measure_training_in_subprocess(args, extra_env)
+      if result[key]["status"] == "ok":
+        rows.append(("fine-tune b%d s%d, %s (examples)" % (
+            args.train_batch_size, args.max_seq_length,
+            " ".join("%s=%s" % kv for kv in extra_env.items()) or
+            "TF defaults"), result[key]["examples"], result[key]["seconds"]))
+      else:
+        print("bench_squad: %s failed: %s" % (key, result[key]["error"]),
+              file=sys.stderr)
   print("TensorFlow %s, %d CPU(s)" % (tf.__version__, os.cpu_count()))
   print("%-60s %10s %10s %12s" % ("stage", "count", "seconds", "per second"))
   for stage, count, seconds in rows:
     print("%-60s %10d %10.2f %12.1f" % (stage, count, seconds,
                                          count / max(seconds, 1e-9)))
   bench_util.write_json(args.output_file, result)
+
 
 if __name__ == "__main__":
   main()

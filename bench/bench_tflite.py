@@ -77,27 +77,15 @@ def validate_flags():
   Returns:
     (bert_config, [sequence lengths]).
   """
-  seq_lengths = []
-  for value in FLAGS.seq_lengths:
-    if not value.isdigit() or int(value) < 1:
-      raise ValueError("--seq_lengths must be positive integers, got %r" %
-                       value)
-    seq_lengths.append(int(value))
-  for name in ("runs", "num_threads", "timeout", "calibration_features"):
-    if getattr(FLAGS, name) < 1:
-      raise ValueError("--%s must be >= 1, got %d" %
-                       (name, getattr(FLAGS, name)))
-  if FLAGS.warmup_runs < 0:
-    raise ValueError("--warmup_runs must be >= 0, got %d" % FLAGS.warmup_runs)
+  bench_util.check_minimums(FLAGS, {"runs": 1, "num_threads": 1,
+                                    "timeout": 1, "calibration_features": 1,
+                                    "warmup_runs": 0})
   if FLAGS.measure_model and not FLAGS.result_file:
     raise ValueError("--measure_model needs --result_file.")
   bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  for seq_length in seq_lengths:
-    if seq_length > bert_config.max_position_embeddings:
-      raise ValueError(
-          "--seq_lengths value %d exceeds max_position_embeddings %d of %s" %
-          (seq_length, bert_config.max_position_embeddings,
-           FLAGS.bert_config_file))
+  seq_lengths = bench_util.parse_seq_lengths(
+      FLAGS.seq_lengths, bert_config.max_position_embeddings,
+      FLAGS.bert_config_file)
   return bert_config, seq_lengths
 
 
@@ -131,14 +119,10 @@ def time_model(path, num_threads, runs, warmup_runs):
 def measure_in_subprocess(path, label):
   """Times one model in a fresh interpreter (its own peak RSS)."""
   result_file = os.path.join(FLAGS.work_dir, "latency_%s.json" % label)
-  command = [sys.executable, os.path.abspath(__file__),
-             "--measure_model", path,
-             "--result_file", result_file,
-             "--bert_config_file", FLAGS.bert_config_file,
-             "--seq_lengths", ",".join(FLAGS.seq_lengths),
-             "--runs", str(FLAGS.runs),
-             "--warmup_runs", str(FLAGS.warmup_runs),
-             "--num_threads", str(FLAGS.num_threads)]
+  command = bench_util.child_command(
+      __file__, FLAGS, ("bert_config_file", "seq_lengths", "runs",
+                        "warmup_runs", "num_threads"),
+      ["--measure_model", path, "--result_file", result_file])
   return bench_util.run_child(command, result_file, FLAGS.timeout)
 
 
@@ -164,10 +148,10 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
   bert_config, seq_lengths = validate_flags()
   if FLAGS.measure_model:
-    result = time_model(FLAGS.measure_model, FLAGS.num_threads, FLAGS.runs,
-                        FLAGS.warmup_runs)
-    result["peak_rss_mb"] = bench_util.peak_rss_mb()
-    bench_util.write_json(FLAGS.result_file, result)
+    bench_util.write_child_result(
+        FLAGS.result_file,
+        time_model(FLAGS.measure_model, FLAGS.num_threads, FLAGS.runs,
+                   FLAGS.warmup_runs))
     return
 
   tf.gfile.MakeDirs(FLAGS.work_dir)

@@ -10,6 +10,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import time
 
 
@@ -40,6 +41,51 @@ def make_inputs(vocab_size, batch_size, seq_length, dtype, seed=0):
   return {"input_ids": input_ids.astype(dtype),
           "input_mask": np.ones((batch_size, seq_length), dtype=dtype),
           "segment_ids": segment_ids}
+
+
+def parse_seq_lengths(values, max_position_embeddings, config_path):
+  """Validates a --seq_lengths flag against the model config.
+
+  Args:
+    values: the flag: a list of strings (absl DEFINE_list) or one
+      comma-separated string (argparse).
+    max_position_embeddings: the config's limit.
+    config_path: the config file, named in errors.
+
+  Returns:
+    The sequence lengths as ints, in the order given.
+
+  Raises:
+    ValueError: naming the flag and the offending value.
+  """
+  if isinstance(values, str):
+    values = values.split(",")
+  seq_lengths = []
+  for value in values:
+    value = value.strip()
+    if not value.isdigit() or int(value) < 1:
+      raise ValueError("--seq_lengths must be positive integers, got %r" %
+                       value)
+    if int(value) > max_position_embeddings:
+      raise ValueError("--seq_lengths value %s exceeds max_position_embeddings "
+                       "%d of %s" % (value, max_position_embeddings,
+                                     config_path))
+    seq_lengths.append(int(value))
+  return seq_lengths
+
+
+def check_minimums(flag_values, minimums):
+  """Raises ValueError for the first flag below its minimum.
+
+  Args:
+    flag_values: an object with the flags as attributes (absl FLAGS or an
+      argparse namespace).
+    minimums: {flag name: smallest allowed value}.
+  """
+  for name, minimum in minimums.items():
+    value = getattr(flag_values, name)
+    if value < minimum:
+      raise ValueError("--%s must be >= %d, got %d" % (name, minimum, value))
 
 
 def latency_summary(times_ms):
@@ -98,6 +144,34 @@ def write_json(path, value):
     os.makedirs(directory)
   with open(path, "w") as f:
     json.dump(value, f, indent=2)
+
+
+def child_command(script, flag_values, names, extra_args=()):
+  """The argv that re-runs `script` in a fresh interpreter for one measurement.
+
+  Args:
+    script: path of the bench script.
+    flag_values: absl FLAGS or an argparse namespace to copy flags from.
+    names: the flags to pass on with their current values (lists are joined
+      with commas, as absl's DEFINE_list expects them).
+    extra_args: further argv entries (the child-mode flags).
+
+  Returns:
+    argv list for run_child.
+  """
+  command = [sys.executable, os.path.abspath(script)] + list(extra_args)
+  for name in names:
+    value = getattr(flag_values, name)
+    if isinstance(value, (list, tuple)):
+      value = ",".join(str(item) for item in value)
+    command += ["--" + name, str(value)]
+  return command
+
+
+def write_child_result(result_file, result):
+  """Child side of run_child: adds this process's peak RSS, writes the JSON."""
+  result["peak_rss_mb"] = peak_rss_mb()
+  write_json(result_file, result)
 
 
 def run_child(command, result_file, timeout, env=None):

@@ -299,9 +299,8 @@ MEASUREMENTS = {
 
 def run_measurement_here(args):
   """Child mode: one measurement and its peak RSS, written to --result_file."""
-  result = MEASUREMENTS[args.measure](args)
-  result["peak_rss_mb"] = bench_util.peak_rss_mb()
-  bench_util.write_json(args.result_file, result)
+  bench_util.write_child_result(args.result_file,
+                                MEASUREMENTS[args.measure](args))
 
 
 def run_in_subprocess(args, measure, seq_length=0):
@@ -309,13 +308,12 @@ def run_in_subprocess(args, measure, seq_length=0):
   os.makedirs(args.work_dir, exist_ok=True)
   result_file = os.path.join(args.work_dir, "%s_seq%d.json" %
                              (measure, seq_length))
-  command = [sys.executable, os.path.abspath(__file__),
-             "--measure", measure, "--seq_length", str(seq_length),
-             "--result_file", result_file]
-  for name in ("bert_config_file", "runs", "warmup_runs", "num_threads",
-               "train_batch_size", "train_seq_length", "train_steps",
-               "work_dir"):
-    command += ["--" + name, str(getattr(args, name))]
+  command = bench_util.child_command(
+      __file__, args, ("bert_config_file", "runs", "warmup_runs",
+                       "num_threads", "train_batch_size", "train_seq_length",
+                       "train_steps", "work_dir"),
+      ["--measure", measure, "--seq_length", str(seq_length),
+       "--result_file", result_file])
   return bench_util.run_child(command, result_file, args.timeout)
 
 
@@ -335,27 +333,20 @@ def peer_versions():
 
 def validate_args(args):
   """Checks flags before any model is built; raises ValueError naming them."""
-  seq_lengths = []
-  for value in args.seq_lengths.split(","):
-    if not value.strip().isdigit() or int(value) < 1:
-      raise ValueError("--seq_lengths must be comma-separated positive "
-                       "integers, got %r" % args.seq_lengths)
-    seq_lengths.append(int(value))
-  for name in ("runs", "num_threads", "train_batch_size", "train_seq_length",
-               "train_steps", "timeout"):
-    if getattr(args, name) < 1:
-      raise ValueError("--%s must be >= 1, got %d" % (name, getattr(args, name)))
-  if args.warmup_runs < 0:
-    raise ValueError("--warmup_runs must be >= 0, got %d" % args.warmup_runs)
+  bench_util.check_minimums(args, {
+      "runs": 1, "num_threads": 1, "train_batch_size": 1,
+      "train_seq_length": 1, "train_steps": 1, "timeout": 1,
+      "warmup_runs": 0})
   config = read_config(args.bert_config_file)
   mobilebert_config_kwargs(config)
-  longest = max(seq_lengths + [args.train_seq_length])
-  if longest > config["max_position_embeddings"]:
-    raise ValueError("sequence length %d exceeds max_position_embeddings %d of "
-                     "--bert_config_file %s" %
-                     (longest, config["max_position_embeddings"],
-                      args.bert_config_file))
-  return seq_lengths
+  if args.train_seq_length > config["max_position_embeddings"]:
+    raise ValueError("--train_seq_length %d exceeds max_position_embeddings "
+                     "%d of %s" % (args.train_seq_length,
+                                   config["max_position_embeddings"],
+                                   args.bert_config_file))
+  return bench_util.parse_seq_lengths(args.seq_lengths,
+                                      config["max_position_embeddings"],
+                                      args.bert_config_file)
 
 
 def main():

@@ -19,7 +19,6 @@ Writes JSON to --output_file (bench/results/physical_bound.json by default).
 """
 
 import collections
-import json
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import modeling  # pylint: disable=g-import-not-at-top
 
 flags = tf.flags
@@ -167,22 +167,12 @@ def measure_tf_matmul_gflops(matmul_size, num_threads, runs):
 
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-  seq_lengths = []
-  for value in FLAGS.seq_lengths:
-    if not value.isdigit() or int(value) < 1:
-      raise ValueError("--seq_lengths must be positive integers, got %r" %
-                       value)
-    seq_lengths.append(int(value))
-  if FLAGS.num_threads < 1 or FLAGS.runs < 1 or FLAGS.matmul_size < 64:
-    raise ValueError("--num_threads and --runs must be >= 1 and --matmul_size "
-                     ">= 64; got %d, %d, %d" %
-                     (FLAGS.num_threads, FLAGS.runs, FLAGS.matmul_size))
+  bench_util.check_minimums(FLAGS, {"num_threads": 1, "runs": 1,
+                                    "matmul_size": 64})
   bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  for s in seq_lengths:
-    if s > bert_config.max_position_embeddings:
-      raise ValueError("--seq_lengths value %d exceeds max_position_embeddings "
-                       "%d of %s" % (s, bert_config.max_position_embeddings,
-                                     FLAGS.bert_config_file))
+  seq_lengths = bench_util.parse_seq_lengths(
+      FLAGS.seq_lengths, bert_config.max_position_embeddings,
+      FLAGS.bert_config_file)
 
   tf_gflops = measure_tf_matmul_gflops(FLAGS.matmul_size, FLAGS.num_threads,
                                        FLAGS.runs)
@@ -212,10 +202,7 @@ def main(_):
     }
     tf.logging.info("seq %d: %.3f G multiply-adds, bound %.2f ms", s,
                     counts["total"] / 1e9, bound_ms(counts["total"], gflops))
-  output_dir = os.path.dirname(os.path.abspath(FLAGS.output_file))
-  tf.gfile.MakeDirs(output_dir)
-  with open(FLAGS.output_file, "w") as f:
-    json.dump(result, f, indent=2)
+  bench_util.write_json(FLAGS.output_file, result)
 
 
 def define_flags():

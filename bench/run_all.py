@@ -4,6 +4,7 @@ Runs, one after another (never in parallel: they share the machine's cores),
 
   physical_bound.py     peak float32 matmul rate, multiply-adds, latency bound
   bench_tflite.py       our TF-Lite float / dynamic-range / int8 latency, sizes
+  bench_litert.py       the same .tflite files on LiteRT (in .venv/bench)
   bench_savedmodel.py   our SavedModel latency as a TF 2.15 graph
   bench_squad.py        SQuAD featurisation questions/s, fine-tuning examples/s
   bench_pretraining.py  distillation step and student step examples/s
@@ -49,7 +50,8 @@ FEATURISATION_BUDGET_SECONDS = 180.0
 # name -> interpreter ("tf": the TF 2.15 venv, "peer": .venv/bench), the
 # arguments of a full run and of a --quick run, and which of run_all's common
 # flags (--num_threads, --output_file into --results_dir, a --work_dir under
-# it) the script accepts.  Every script also gets BENCH_QUICK=1 in quick mode.
+# it, bench_tflite's work dir as --tflite_dir) the script accepts.  Every
+# script also gets BENCH_QUICK=1 in quick mode.
 OPT_ARGS = ["--bert_config_file", OPT_CONFIG, "--seq_lengths", "128,384"]
 TINY_ARGS = ["--bert_config_file", TINY_CONFIG,
              "--seq_lengths", str(QUICK_SEQ_LENGTH)]
@@ -64,6 +66,13 @@ SCRIPTS = collections.OrderedDict([
         "python": "tf", "full": OPT_ARGS, "quick": [],
         "common_flags": ALL_COMMON_FLAGS,
     }),
+    ("bench_litert", {
+        "python": "peer",
+        "full": ["--bert_config_file", OPT_CONFIG],
+        "quick": ["--bert_config_file", TINY_CONFIG, "--runs", "2",
+                  "--warmup_runs", "1"],
+        "common_flags": ("num_threads", "output_file", "tflite_dir"),
+    }),
     ("bench_savedmodel", {
         "python": "tf", "full": OPT_ARGS,
         "quick": TINY_ARGS + ["--runs", "2", "--warmup_runs", "1"],
@@ -75,7 +84,7 @@ SCRIPTS = collections.OrderedDict([
                   "--max_seq_length", str(QUICK_SEQ_LENGTH),
                   "--max_query_length", "8", "--doc_stride", "16",
                   "--train_steps", "1"],
-        "common_flags": (),
+        "common_flags": ("output_file",),
     }),
     ("bench_pretraining", {
         "python": "tf", "full": [], "quick": [],
@@ -172,9 +181,10 @@ def failed_on_path(tree, path):
   return isinstance(tree, dict) and tree.get("status") == "failed"
 
 
-def tflite_metric(kind, seq):
-  """Our TF-Lite latency of one model kind at one sequence length."""
-  return Metric("bench_tflite",
+def tflite_metric(kind, seq, script="bench_tflite"):
+  """Our TF-Lite latency of one model kind at one sequence length, on TF
+  2.15's interpreter (bench_tflite) or on LiteRT (bench_litert)."""
+  return Metric(script,
                 [("models", kind, str(seq), "latency_ms", "median")],
                 [("models", kind, str(seq), "peak_rss_mb")])
 
@@ -235,12 +245,17 @@ def table_rows(seq_lengths, train_seq_length):
   """
   rows = []
   for seq in seq_lengths:
-    pairs = [
-        ("TF-Lite float", tflite_metric("float", seq), True),
-        ("TF-Lite dynamic-range", tflite_metric("dynamic_range", seq), False),
-        ("TF-Lite int8", tflite_metric("int8", seq), False),
-        ("TF SavedModel (TF 2.15)", savedmodel_metric(seq), True),
-    ]
+    pairs = []
+    for runtime, script in (("TF 2.15", "bench_tflite"),
+                            ("LiteRT", "bench_litert")):
+      pairs += [
+          ("TF-Lite float on %s" % runtime,
+           tflite_metric("float", seq, script), True),
+          ("TF-Lite dynamic-range on %s" % runtime,
+           tflite_metric("dynamic_range", seq, script), False),
+          ("TF-Lite int8 on %s" % runtime,
+           tflite_metric("int8", seq, script), False)]
+    pairs.append(("TF SavedModel (TF 2.15)", savedmodel_metric(seq), True))
     for ours_label, ours, is_fp32 in pairs:
       if is_fp32:
         peers = [("ONNX Runtime fp32", "ort_fp32"),
@@ -249,12 +264,15 @@ def table_rows(seq_lengths, train_seq_length):
         peers = [("ONNX Runtime dynamic int8", "ort_dynamic_int8"),
                  ("PyTorch dynamic int8", "torch_dynamic_int8")]
       for peer_label, peer_name in peers:
+        # Both of our integer kinds answer the int8 goal: dynamic-range is
+        # the same scheme as ONNX Runtime's dynamic int8, full-integer the
+        # one integer-only accelerators need.
         target = None
         if seq == 384 and peer_name == "ort_dynamic_int8" and (
-            ours_label == "TF-Lite int8"):
+            ours_label.startswith(("TF-Lite int8", "TF-Lite dynamic-range"))):
           target = {"min_speedup": 1.3}
         if seq == 384 and peer_name == "ort_fp32" and (
-            ours_label == "TF-Lite float"):
+            ours_label.startswith("TF-Lite float")):
           target = {"min_speedup": 1.0, "max_bound_ratio": 1.5}
         rows.append(Row(
             "latency seq %d: %s" % (seq, ours_label), ours,
@@ -271,15 +289,16 @@ def table_rows(seq_lengths, train_seq_length):
                           onnx_kind)], scale=1e-6),
         "ONNX %s" % onnx_kind.replace("_", " "), unit="MB"))
   finetune = "torch_finetune_b8_seq%d" % train_seq_length
-  rows.append(Row(
-      "fine-tuning b8 seq %d: TF 2.15 graph" % train_seq_length,
-      throughput_metric("bench_squad",
-                        ["fine_tuning", "finetune", "training", "train"],
-                        "examples_per_sec"),
-      Metric("peers", [("measurements", finetune, "examples_per_sec")],
-             [("measurements", finetune, "peak_rss_mb")]),
-      "PyTorch eager + AdamW", lower_is_better=False, unit="examples/s",
-      target={"min_speedup": 1.2}))
+  for ours_label, names in (
+      ("TF 2.15 graph", ["fine_tuning", "finetune", "training", "train"]),
+      ("TF 2.15 graph, TF_ENABLE_ONEDNN_OPTS=1", ["fine_tuning_onednn"])):
+    rows.append(Row(
+        "fine-tuning b8 seq %d: %s" % (train_seq_length, ours_label),
+        throughput_metric("bench_squad", names, "examples_per_sec"),
+        Metric("peers", [("measurements", finetune, "examples_per_sec")],
+               [("measurements", finetune, "peak_rss_mb")]),
+        "PyTorch eager + AdamW", lower_is_better=False, unit="examples/s",
+        target={"min_speedup": 1.2}))
   rows.append(Row(
       "distillation step (teacher + student)",
       throughput_metric("bench_pretraining",
@@ -418,6 +437,9 @@ def run_script(name, spec, args):
     command += ["--output_file", result_path]
   if "work_dir" in spec["common_flags"]:
     command += ["--work_dir", os.path.join(args.results_dir, name + "_work")]
+  if "tflite_dir" in spec["common_flags"]:
+    command += ["--tflite_dir",
+                os.path.join(args.results_dir, "bench_tflite_work")]
   env = dict(os.environ)
   env.update({"OMP_NUM_THREADS": str(args.num_threads),
               "OPENBLAS_NUM_THREADS": str(args.num_threads),

@@ -2,6 +2,8 @@
 bound, the timing/subprocess helpers, and run_all's table (ratios, missing or
 failed scripts, peers not installed).  No timing is asserted here."""
 
+import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ BENCH_DIR = os.path.join(REPO_ROOT, "bench")
 if BENCH_DIR not in sys.path:
   sys.path.insert(0, BENCH_DIR)
 
+import bench_litert  # pylint: disable=g-import-not-at-top,wrong-import-position
 import bench_util  # pylint: disable=g-import-not-at-top,wrong-import-position
 import modeling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import physical_bound  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -123,12 +126,87 @@ def test_run_child_reports_result_and_failure(tmp_path):
   assert not os.path.exists(result_file)
 
 
-def _runs(tflite=None, peers=None, squad=None, bound=None, pretraining=None):
+def test_parse_seq_lengths_accepts_both_flag_forms_and_names_bad_values():
+  assert bench_util.parse_seq_lengths(["128", "384"], 512, "c.json") == [
+      128, 384]
+  assert bench_util.parse_seq_lengths("32, 64", 512, "c.json") == [32, 64]
+  with pytest.raises(ValueError, match="positive integers, got '0'"):
+    bench_util.parse_seq_lengths("0", 512, "c.json")
+  with pytest.raises(ValueError, match="got 'x'"):
+    bench_util.parse_seq_lengths(["x"], 512, "c.json")
+  with pytest.raises(ValueError,
+                     match="600 exceeds max_position_embeddings 512 of c.json"):
+    bench_util.parse_seq_lengths("128,600", 512, "c.json")
+
+
+def test_check_minimums_names_the_first_flag_below_its_minimum():
+  flag_values = argparse.Namespace(runs=3, warmup_runs=-1, num_threads=0)
+  bench_util.check_minimums(flag_values, {"runs": 1})
+  with pytest.raises(ValueError, match="--warmup_runs must be >= 0, got -1"):
+    bench_util.check_minimums(flag_values, {"runs": 1, "warmup_runs": 0,
+                                            "num_threads": 1})
+
+
+def test_child_command_copies_flags_and_joins_lists(tmp_path):
+  flag_values = argparse.Namespace(runs=20, seq_lengths=["128", "384"])
+  command = bench_util.child_command("bench/x.py", flag_values,
+                                     ("seq_lengths", "runs"), ["--measure", "a"])
+  assert command == [sys.executable, os.path.abspath("bench/x.py"),
+                     "--measure", "a", "--seq_lengths", "128,384",
+                     "--runs", "20"]
+  result_file = str(tmp_path / "child.json")
+  bench_util.write_child_result(result_file, {"latency_ms": {"median": 1.0}})
+  with open(result_file) as f:
+    written = json.load(f)
+  assert written["latency_ms"] == {"median": 1.0}
+  # The child's own high-water mark: this test process holds numpy and
+  # TensorFlow, so it is well above a bare interpreter's few MB.
+  assert written["peak_rss_mb"] > 50
+
+
+def test_bench_litert_finds_bench_tflite_exports(tmp_path):
+  for relative in ("export_seq128/model_float.tflite",
+                   "export_seq128/model_int8.tflite",
+                   "export_seq384/model_float.tflite",
+                   "export_seq384/model_qat_int8.tflite",   # not benched
+                   "export_seq384/notes.txt",
+                   "random/model_float.tflite"):            # not an export
+    path = tmp_path / relative
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"")
+  models = bench_litert.find_models(str(tmp_path))
+  assert models == {
+      "float": {128: str(tmp_path / "export_seq128/model_float.tflite"),
+                384: str(tmp_path / "export_seq384/model_float.tflite")},
+      "int8": {128: str(tmp_path / "export_seq128/model_int8.tflite")}}
+  assert bench_litert.input_name("serving_default_input_mask:0") == (
+      "input_mask")
+  assert bench_litert.input_name("segment_ids") == "segment_ids"
+
+
+def test_bench_litert_without_litert_says_not_installed(tmp_path):
+  if importlib.util.find_spec("ai_edge_litert") is not None:
+    pytest.skip("ai-edge-litert is installed here (it belongs in .venv/bench)")
+  output = tmp_path / "litert.json"
+  completed = subprocess.run(
+      [sys.executable, os.path.join(BENCH_DIR, "bench_litert.py"),
+       "--output_file", str(output), "--tflite_dir", str(tmp_path)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      universal_newlines=True, timeout=120)
+  assert completed.returncode == 0, completed.stderr
+  assert "ai-edge-litert is not installed" in completed.stderr
+  assert json.loads(output.read_text())["status"] == "not installed"
+
+
+def _runs(tflite=None, peers=None, squad=None, bound=None, pretraining=None,
+          litert=None):
   """Run records as run_all.main builds them."""
   runs = {"physical_bound": {"status": "ok", "result": bound or {}},
           "bench_tflite": ({"status": "ok", "result": tflite}
                            if tflite is not None else
                            {"status": "missing (no bench/bench_tflite.py)"}),
+          "bench_litert": {"status": "ok", "result": litert or {
+              "status": "not installed", "missing": ["ai_edge_litert"]}},
           "bench_savedmodel": {"status": "failed (exit code 1) (see log)"},
           "bench_squad": {"status": "ok", "result": squad or {}},
           "bench_pretraining": {"status": "ok", "result": pretraining or {}}}
@@ -165,25 +243,34 @@ def test_latency_ratio_bound_and_targets():
                                  "size_bytes": 50e6}}}
   bound = {"seq_lengths": {"384": {"bound_ms": 80.0}}}
   squad = {"fine_tuning": {"examples_per_sec": 3.0},
+           "fine_tuning_onednn": {"status": "ok", "examples_per_sec": 2.2,
+                                  "peak_rss_mb": 4000.0},
            "featurisation": {"questions_per_sec": 400.0}}
+  litert = {"status": "ok", "models": {
+      "float": {"384": {"status": "ok", "latency_ms": {"median": 120.0},
+                        "peak_rss_mb": 200.0}},
+      "dynamic_range": {"384": {"status": "ok",
+                                "latency_ms": {"median": 110.0}}}}}
   pretraining = {"distillation_step": {"status": "ok", "examples_per_sec": 1.5,
                                        "peak_rss_mb": 900.0}}
-  rows = _evaluate(_runs(tflite, PEERS, squad, bound, pretraining))
+  rows = _evaluate(_runs(tflite, PEERS, squad, bound, pretraining, litert))
 
-  int8 = _row(rows, "latency seq 384: TF-Lite int8",
+  int8 = _row(rows, "latency seq 384: TF-Lite int8 on TF 2.15",
               "ONNX Runtime dynamic int8")
   assert int8["ours"] == 44.0 and int8["peer"] == 55.0
   assert int8["speedup"] == pytest.approx(55.0 / 44.0)
   assert int8["ours_peak_rss_mb"] == 120.0 and int8["peer_peak_rss_mb"] == 300.0
   assert int8["target_met"] is False          # 1.25x < the 1.3x goal
 
-  float_ort = _row(rows, "latency seq 384: TF-Lite float", "ONNX Runtime fp32")
+  float_ort = _row(rows, "latency seq 384: TF-Lite float on TF 2.15",
+                   "ONNX Runtime fp32")
   assert float_ort["speedup"] == pytest.approx(1.14)
   assert float_ort["ours_over_bound"] == pytest.approx(100.0 / 80.0)
   assert float_ort["peer_over_bound"] == pytest.approx(114.0 / 80.0)
   assert float_ort["target_met"] is True      # faster, and 1.25 <= 1.5
 
-  torch = _row(rows, "latency seq 384: TF-Lite float", "PyTorch fp32 eager")
+  torch = _row(rows, "latency seq 384: TF-Lite float on TF 2.15",
+               "PyTorch fp32 eager")
   assert torch["speedup"] == pytest.approx(1.85)
 
   size = _row(rows, "model file: TF-Lite float", "ONNX fp32")
@@ -194,6 +281,27 @@ def test_latency_ratio_bound_and_targets():
                   "PyTorch eager + AdamW")
   assert finetune["speedup"] == pytest.approx(1.5)   # throughput: ours/peer
   assert finetune["target_met"] is True
+  onednn = _row(rows, "fine-tuning b8 seq 384: TF 2.15 graph, "
+                "TF_ENABLE_ONEDNN_OPTS=1", "PyTorch eager + AdamW")
+  assert onednn["speedup"] == pytest.approx(1.1)
+  assert onednn["ours_peak_rss_mb"] == 4000.0
+  assert onednn["target_met"] is False               # 1.1x < 1.2x
+
+  # The same files on LiteRT: their own rows, bound and targets.
+  litert_float = _row(rows, "latency seq 384: TF-Lite float on LiteRT",
+                      "ONNX Runtime fp32")
+  assert litert_float["ours"] == 120.0
+  assert litert_float["ours_peak_rss_mb"] == 200.0
+  assert litert_float["speedup"] == pytest.approx(114.0 / 120.0)
+  assert litert_float["ours_over_bound"] == pytest.approx(1.5)
+  assert litert_float["target_met"] is False         # slower than ORT
+  litert_dynamic = _row(rows, "latency seq 384: TF-Lite dynamic-range on "
+                        "LiteRT", "ONNX Runtime dynamic int8")
+  assert litert_dynamic["speedup"] == pytest.approx(0.5)
+  assert litert_dynamic["target_met"] is False
+  litert_int8 = _row(rows, "latency seq 384: TF-Lite int8 on LiteRT",
+                     "ONNX Runtime dynamic int8")
+  assert litert_int8["ours_note"] == "not in bench_litert.json"
 
   distill = _row(rows, "distillation step (teacher + student)", None)
   assert distill["ours"] == 1.5 and distill["ours_peak_rss_mb"] == 900.0
@@ -207,10 +315,14 @@ def test_latency_ratio_bound_and_targets():
 def test_missing_failed_and_not_installed_say_so():
   rows = _evaluate(_runs(tflite=None, peers={"status": "not installed",
                                              "missing": ["torch"]}))
-  float_ort = _row(rows, "latency seq 128: TF-Lite float", "ONNX Runtime fp32")
+  float_ort = _row(rows, "latency seq 128: TF-Lite float on TF 2.15",
+                   "ONNX Runtime fp32")
   assert float_ort["ours"] is None and float_ort["ours_note"] == "missing"
   assert float_ort["peer"] is None and float_ort["peer_note"] == "not installed"
   assert float_ort["speedup"] is None
+  litert = _row(rows, "latency seq 128: TF-Lite float on LiteRT",
+                "ONNX Runtime fp32")
+  assert litert["ours"] is None and litert["ours_note"] == "not installed"
   saved = _row(rows, "latency seq 128: TF SavedModel (TF 2.15)",
                "PyTorch fp32 eager")
   assert saved["ours_note"] == "failed"
@@ -220,7 +332,7 @@ def test_missing_failed_and_not_installed_say_so():
   tflite = {"models": {"int8": {"384": {"status": "failed",
                                         "error": "exit code 1"}}}}
   rows = _evaluate(_runs(tflite, PEERS))
-  int8 = _row(rows, "latency seq 384: TF-Lite int8",
+  int8 = _row(rows, "latency seq 384: TF-Lite int8 on TF 2.15",
               "ONNX Runtime dynamic int8")
   assert int8["ours"] is None and int8["ours_note"] == "failed"
   assert int8["peer"] == 55.0 and int8["target_met"] is None

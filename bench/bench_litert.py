@@ -1,0 +1,155 @@
+"""Latency of our TF-Lite files on LiteRT, the runtime phone apps ship today.
+
+bench_tflite.py times the exported models with the interpreter bundled in
+TensorFlow 2.15.  The same files behave very differently on a current
+runtime: TF 2.15's XNNPACK delegate takes no BATCH_MATMUL, so every attention
+matmul leaves the delegate, splits the graph into 49 partitions at 24 layers
+and runs on TF-Lite's builtin kernels, while LiteRT's delegate keeps the
+whole float graph in one partition.  This script times the files bench_tflite
+wrote (--tflite_dir/export_seq<S>/model_<kind>.tflite) with
+ai_edge_litert.interpreter on --num_threads threads, batch 1, the same inputs
+(bench_util.make_inputs), the median of --runs calls after --warmup_runs
+untimed ones, each model in a fresh subprocess for its own peak RSS.
+
+It runs in the peer venv (.venv/bench, `bench/requirements.txt`), which keeps
+LiteRT's numpy away from TensorFlow 2.15's pins.  Without ai-edge-litert it
+writes {"status": "not installed"}.
+
+Writes JSON to --output_file (bench/results/bench_litert.json), laid out like
+bench_tflite.json:
+  {"status": "ok", "versions": {...}, "models": {"float": {"128": {"status":
+   "ok", "latency_ms": {...}, "peak_rss_mb": ...}, ...}, ...}}
+"""
+
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import re
+import sys
+
+import bench_util
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+KINDS = ("float", "dynamic_range", "int8")
+
+parser = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument(
+    "--bert_config_file",
+    default=os.path.join(REPO_ROOT, "config",
+                         "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
+    help="The exported models' config (its vocab_size bounds the input ids).")
+parser.add_argument("--tflite_dir",
+                    default=os.path.join(BENCH_DIR, "results",
+                                         "bench_tflite_work"),
+                    help="bench_tflite.py's --work_dir (export_seq<S>/ "
+                    "folders).")
+parser.add_argument("--runs", type=int, default=20,
+                    help="Timed calls per model (median).")
+parser.add_argument("--warmup_runs", type=int, default=5,
+                    help="Untimed calls before timing.")
+parser.add_argument("--num_threads", type=int, default=2,
+                    help="Interpreter threads.")
+parser.add_argument("--timeout", type=int, default=1800,
+                    help="Seconds one measurement may take.")
+parser.add_argument("--output_file",
+                    default=os.path.join(BENCH_DIR, "results",
+                                         "bench_litert.json"))
+# One model in this process (used by the parent for each subprocess).
+parser.add_argument("--measure_model", default=None, help=argparse.SUPPRESS)
+parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
+
+
+def find_models(tflite_dir):
+  """{kind: {seq_length: path}} of the files bench_tflite exported."""
+  models = {}
+  for path in sorted(glob.glob(os.path.join(tflite_dir, "export_seq*",
+                                            "model_*.tflite"))):
+    seq_match = re.search(r"export_seq(\d+)$", os.path.dirname(path))
+    kind = os.path.basename(path)[len("model_"):-len(".tflite")]
+    if seq_match and kind in KINDS:
+      models.setdefault(kind, {})[int(seq_match.group(1))] = path
+  return models
+
+
+def input_name(tensor_name):
+  """'serving_default_input_ids:0' -> 'input_ids' (as export_tflite names)."""
+  name = tensor_name.split(":")[0]
+  prefix = "serving_default_"
+  return name[len(prefix):] if name.startswith(prefix) else name
+
+
+def time_model(path, args):
+  """Times one model with LiteRT's interpreter; returns the result dict."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  model = litert.Interpreter(model_path=path, num_threads=args.num_threads)
+  model.allocate_tensors()
+  details = model.get_input_details()
+  seq_length = int(details[0]["shape"][-1])
+  with open(args.bert_config_file) as f:
+    vocab_size = json.load(f)["vocab_size"]
+  inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32)
+  for detail in details:
+    model.set_tensor(detail["index"],
+                     inputs[input_name(detail["name"])].astype(detail["dtype"]))
+  return {"latency_ms": bench_util.time_calls(model.invoke, args.runs,
+                                              args.warmup_runs)}
+
+
+def main():
+  args = parser.parse_args()
+  try:
+    bench_util.check_minimums(args, {"runs": 1, "num_threads": 1,
+                                     "timeout": 1, "warmup_runs": 0})
+  except ValueError as e:
+    parser.error(str(e))
+  if args.measure_model:
+    bench_util.write_child_result(args.result_file,
+                                  time_model(args.measure_model, args))
+    return
+  if importlib.util.find_spec("ai_edge_litert") is None:
+    print("bench_litert: ai-edge-litert is not installed (pip install -r "
+          "bench/requirements.txt in .venv/bench)", file=sys.stderr)
+    bench_util.write_json(args.output_file, {"status": "not installed",
+                                             "missing": ["ai_edge_litert"]})
+    return
+  # Python 3.8+ only: imported here so the TF 1.15 venv's tests (Python
+  # 3.7) can import this module.
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  models = find_models(args.tflite_dir)
+  if not models:
+    parser.error("no export_seq<S>/model_<kind>.tflite under --tflite_dir %s; "
+                 "run bench/bench_tflite.py first" % args.tflite_dir)
+  result = {"status": "ok",
+            "versions": {"ai-edge-litert":
+                         metadata.version("ai-edge-litert"),
+                         "python": sys.version.split()[0]},
+            "num_threads": args.num_threads, "runs": args.runs,
+            "warmup_runs": args.warmup_runs, "models": {}}
+  result_file = args.output_file + ".child.json"
+  for kind, by_seq in sorted(models.items()):
+    for seq_length, path in sorted(by_seq.items()):
+      command = bench_util.child_command(
+          __file__, args, ("bert_config_file", "runs", "warmup_runs",
+                           "num_threads"),
+          ["--measure_model", path, "--result_file", result_file])
+      measurement = bench_util.run_child(command, result_file, args.timeout)
+      result["models"].setdefault(kind, {})[str(seq_length)] = measurement
+      if measurement["status"] == "ok":
+        print("bench_litert: %s seq %d: %.1f ms median, peak RSS %.0f MB" %
+              (kind, seq_length, measurement["latency_ms"]["median"],
+               measurement["peak_rss_mb"]), file=sys.stderr)
+      else:
+        print("bench_litert: %s seq %d FAILED: %s" %
+              (kind, seq_length, measurement["error"]), file=sys.stderr)
+  if os.path.exists(result_file):
+    os.remove(result_file)
+  bench_util.write_json(args.output_file, result)
+
+
+if __name__ == "__main__":
+  main()
