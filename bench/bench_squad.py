@@ -180,8 +180,11 @@ def measure_training_in_subprocess(args, extra_env):
       __file__, args, ("bert_config_file", "train_batch_size",
                        "max_seq_length", "train_steps"),
       ["--measure_training", "--result_file", result_file])
-  result = bench_util.run_child(command, result_file, args.timeout,
-                                env=dict(os.environ, **extra_env))
+  # "TF defaults" must not inherit a TF_ENABLE_ONEDNN_OPTS from the caller.
+  env = {name: value for name, value in os.environ.items()
+         if name != "TF_ENABLE_ONEDNN_OPTS"}
+  env.update(extra_env)
+  result = bench_util.run_child(command, result_file, args.timeout, env=env)
   if os.path.exists(result_file):
     os.remove(result_file)
   return result
