@@ -146,8 +146,6 @@ def main():
       else:
         print("bench_litert: %s seq %d FAILED: %s" %
               (kind, seq_length, measurement["error"]), file=sys.stderr)
-  if os.path.exists(result_file):
-    os.remove(result_file)
   bench_util.write_json(args.output_file, result)
 
 

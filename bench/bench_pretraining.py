@@ -180,8 +180,6 @@ def main(_):
                           "timed_steps", "warmup_steps", "num_threads"),
         ["--measure_case=" + case, "--result_file=" + result_file])
     result[case] = bench_util.run_child(command, result_file, FLAGS.timeout)
-  if os.path.exists(result_file):
-    os.remove(result_file)
   bench_util.write_json(FLAGS.output_file, result)
   print_table(result)
 

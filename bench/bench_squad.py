@@ -184,10 +184,7 @@ def measure_training_in_subprocess(args, extra_env):
   env = {name: value for name, value in os.environ.items()
          if name != "TF_ENABLE_ONEDNN_OPTS"}
   env.update(extra_env)
-  result = bench_util.run_child(command, result_file, args.timeout, env=env)
-  if os.path.exists(result_file):
-    os.remove(result_file)
-  return result
+  return bench_util.run_child(command, result_file, args.timeout, env=env)
 
 
 def main():

@@ -180,7 +180,7 @@ def run_child(command, result_file, timeout, env=None):
   Args:
     command: argv list; the child writes its result dict to `result_file`.
     result_file: path the child writes; removed first so a stale file never
-      passes for a result.
+      passes for a result, and again once read.
     timeout: seconds before the child is killed and recorded as failed.
     env: environment for the child (None: inherit).
 
@@ -206,6 +206,8 @@ def run_child(command, result_file, timeout, env=None):
                                            " | ".join(tail))}
   with open(result_file) as f:
     result = json.load(f)
+  # The file only carries the result across the process boundary.
+  os.remove(result_file)
   result["status"] = "ok"
   result["wall_seconds"] = time.time() - started
   return result

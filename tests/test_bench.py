@@ -118,6 +118,7 @@ def test_run_child_reports_result_and_failure(tmp_path):
        "import json, sys; json.dump({'x': 4}, open(sys.argv[1], 'w'))",
        result_file], result_file, timeout=60)
   assert ok["status"] == "ok" and ok["x"] == 4
+  assert not os.path.exists(result_file)       # read, then removed
   failed = bench_util.run_child(
       [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"],
       result_file, timeout=60)
