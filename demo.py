@@ -14,11 +14,14 @@ Stages, each in its own directory under --output_dir:
            the baseline the distilled student has to beat.
   distill  layer-wise knowledge transfer from the teacher into the student
            (phase 1), then pretraining distillation (phase 2).
-  squad    the distilled student fine-tuned on the generated questions, then
-           EM/F1 on the held-out questions (run_squad.py).
+  squad    the distilled student fine-tuned on the generated questions,
+           EM/F1 on the held-out questions (run_squad.py), export to float,
+           dynamic-range and calibrated int8 TF-Lite, and EM/F1 of each
+           .tflite file through run_squad.py --lite_model_path, with the share
+           of questions a quantized file answers as the float file does.
   qat      quantization-aware fine-tuning (config/tiny_mobilebert_qat.json)
-           from the distilled student, export to float and int8 TF-Lite, and
-           EM/F1 of each .tflite file through run_squad.py --lite_model_path.
+           from the distilled student, export to float and integer-only
+           TF-Lite (model_qat_int8.tflite), evaluated the same way.
 
 Every script is called with flags; each command is printed before it runs,
 ready to copy (run it from the repository root), and its output streams to
@@ -532,20 +535,80 @@ def squad_scores(output_dir):
   return {"exact_match": results["exact_match"], "f1": results["f1"]}
 
 
+EXPORT_FLAGS = (("use_post_quantization", True),
+                ("activation_quantization", True))
+
+
+def evaluate_tflite_files(paths, config, output_dir, export_dir, log_path):
+  """EM/F1 of every .tflite file in `export_dir`, and agreement with float.
+
+  Each file predicts the held-out questions through run_squad.py
+  --lite_model_path; a quantized file's "agreement" is the share of
+  questions it answers with the same text as model_float.tflite.
+
+  Returns:
+    {kind: {"exact_match", "f1", "bytes"[, "agreement"]}}.
+  """
+  results, predictions = {}, {}
+  for kind, file_name in export_tflite.TFLITE_FILES.items():
+    model_path = os.path.join(export_dir, file_name)
+    if not os.path.exists(model_path):
+      continue
+    lite_dir = os.path.join(output_dir, "lite_" + kind)
+    run_command(script_command(
+        "run_squad.py",
+        squad_flags(paths, config, lite_dir) +
+        [("do_predict", True), ("lite_model_path", display_path(model_path))]),
+                log_path)
+    results[kind] = squad_scores(lite_dir)
+    results[kind]["bytes"] = os.path.getsize(model_path)
+    predictions[kind] = read_json(os.path.join(lite_dir, "predictions.json"))
+  if "float" not in results or len(results) < 2:
+    raise DemoError("Expected a float and a quantized TF-Lite model in %s, "
+                    "found %s." % (export_dir, sorted(results)))
+  reference = predictions["float"]
+  for kind in results:
+    if kind != "float":
+      same = sum(predictions[kind].get(qid) == text
+                 for qid, text in reference.items())
+      results[kind]["agreement"] = same / float(len(reference))
+  return results
+
+
+def describe_tflite(results):
+  parts = []
+  for kind in export_tflite.TFLITE_FILES:
+    if kind not in results:
+      continue
+    scores = results[kind]
+    text = "%s .tflite (%.0f KB) EM %.1f / F1 %.1f" % (
+        kind, scores["bytes"] / 1024.0, scores["exact_match"], scores["f1"])
+    if "agreement" in scores:
+      text += ", same answer as float on %.1f%%" % (100 * scores["agreement"])
+    parts.append(text)
+  return "; ".join(parts)
+
+
 def run_squad(context, paths, log_path):
-  """Fine-tunes the distilled student on the generated questions."""
+  """Fine-tunes the distilled student, exports it, evaluates every file."""
   output_dir = context.stage_dir("squad")
+  export_dir = os.path.join(output_dir, "export")
   run_command(script_command(
       "run_squad.py",
       squad_flags(paths, STUDENT_CONFIG, output_dir) +
       squad_training_flags(paths, FLAGS.squad_epochs,
-                           latest_checkpoint(context.stage_dir("distill")))),
+                           latest_checkpoint(context.stage_dir("distill"))) +
+      [("export_dir", display_path(export_dir))] + list(EXPORT_FLAGS)),
               log_path)
-  return squad_scores(output_dir)
+  metrics = squad_scores(output_dir)
+  metrics["tflite"] = evaluate_tflite_files(paths, STUDENT_CONFIG, output_dir,
+                                            export_dir, log_path)
+  return metrics
 
 
 def describe_squad(metrics):
-  return "held-out EM %.1f / F1 %.1f" % (metrics["exact_match"], metrics["f1"])
+  return "held-out EM %.1f / F1 %.1f; %s" % (
+      metrics["exact_match"], metrics["f1"], describe_tflite(metrics["tflite"]))
 
 
 def run_qat(context, paths, log_path):
@@ -558,36 +621,17 @@ def run_qat(context, paths, log_path):
       squad_training_flags(paths, FLAGS.qat_epochs,
                            latest_checkpoint(context.stage_dir("distill"))) +
       [("use_quantized_training", True),
-       ("export_dir", display_path(export_dir)),
-       ("use_post_quantization", True),
-       ("activation_quantization", True)]), log_path)
-  metrics = {"tf": squad_scores(output_dir), "tflite": {}}
-  for kind, file_name in export_tflite.TFLITE_FILES.items():
-    model_path = os.path.join(export_dir, file_name)
-    if not os.path.exists(model_path):
-      continue
-    lite_dir = os.path.join(output_dir, "lite_" + kind)
-    run_command(script_command(
-        "run_squad.py",
-        squad_flags(paths, QAT_CONFIG, lite_dir) +
-        [("do_predict", True), ("lite_model_path", display_path(model_path))]),
-                log_path)
-    scores = squad_scores(lite_dir)
-    scores["bytes"] = os.path.getsize(model_path)
-    metrics["tflite"][kind] = scores
-  if len(metrics["tflite"]) < 2:
-    raise DemoError("Expected a float and an integer TF-Lite model in %s, "
-                    "found %s." % (export_dir, sorted(metrics["tflite"])))
-  return metrics
+       ("export_dir", display_path(export_dir))] + list(EXPORT_FLAGS)),
+              log_path)
+  return {"tf": squad_scores(output_dir),
+          "tflite": evaluate_tflite_files(paths, QAT_CONFIG, output_dir,
+                                          export_dir, log_path)}
 
 
 def describe_qat(metrics):
-  parts = ["TF EM %.1f / F1 %.1f" % (metrics["tf"]["exact_match"],
-                                     metrics["tf"]["f1"])]
-  for kind, scores in sorted(metrics["tflite"].items()):
-    parts.append("%s .tflite (%.0f KB) EM %.1f / F1 %.1f" % (
-        kind, scores["bytes"] / 1024.0, scores["exact_match"], scores["f1"]))
-  return "; ".join(parts)
+  return "TF EM %.1f / F1 %.1f; %s" % (metrics["tf"]["exact_match"],
+                                       metrics["tf"]["f1"],
+                                       describe_tflite(metrics["tflite"]))
 
 
 DESCRIBE = {
@@ -629,10 +673,13 @@ def make_stages():
                  distill_steps=FLAGS.distill_steps,
                  learning_rate=FLAGS.distill_learning_rate, **pretraining),
             ("data", "teacher")),
-      Stage("squad", "SQuAD fine-tuning of the distilled student", run_squad,
-            dict(epochs=FLAGS.squad_epochs, **squad), ("data", "distill")),
+      Stage("squad", "SQuAD fine-tuning, TF-Lite export and evaluation",
+            run_squad,
+            dict(epochs=FLAGS.squad_epochs, export=dict(EXPORT_FLAGS),
+                 **squad), ("data", "distill")),
       Stage("qat", "QAT fine-tuning, TF-Lite export and evaluation", run_qat,
-            dict(epochs=FLAGS.qat_epochs, **squad), ("data", "distill")),
+            dict(epochs=FLAGS.qat_epochs, export=dict(EXPORT_FLAGS), **squad),
+            ("data", "distill")),
   ]
 
 

@@ -11,19 +11,30 @@ What `export(...)` writes to the export directory:
   model_dynamic_range.tflite   --use_post_quantization on a float checkpoint:
                                int8 weights, float activations.
   model_int8.tflite            --use_post_quantization --activation_quantization
-                               on a float checkpoint: int8 weights and
-                               activations calibrated on representative
+                               on a float checkpoint: integer only, every
+                               activation range calibrated on representative
                                features (written beside the dynamic-range one).
   model_qat_int8.tflite        --use_quantized_training --use_post_quantization
-                               on a QAT checkpoint: int8 from the ranges learned
-                               in training, no calibration (so
-                               --activation_quantization changes nothing here).
-                               QAT learns no range for dense outputs that feed
-                               a residual add (reference_spec 6.3), so those
-                               layers keep float kernels on int8 weights; the
-                               rest (bottleneck inputs, FFN intermediates,
-                               NoNorm products, softmax) run int8 and the model
-                               matches the fake-quant graph closely.
+                               on a QAT checkpoint: integer only, with the
+                               ranges learned in training; the tensors the QAT
+                               scheme learns no range for (dense outputs into
+                               residual adds, the embeddings, the head) are
+                               calibrated on the representative features.
+
+Integer-only means what runs between the int32 inputs and the float32
+outputs is int8 (int32 for biases): the converter may use int8 builtins only,
+and the written model is checked op by op; an op that would compute in float
+stops the export with its name (IntegerExportError).  Two range choices
+differ from the converter's own, both for speed or accuracy on phones:
+
+* with the additive mask, masked keys get a calibrated score just below the
+  real ones instead of their own score minus 10000 (`masked_key_scores`), so
+  the int8 range of the masked scores is the real scores' range;
+* the second operand of each attention matmul (K and V) is quantized
+  symmetrically (`symmetric_matmul_operands`), which XNNPACK needs to run
+  int8 BATCH_MATMUL.
+
+Every export logs a table of the written model's ops by type and dtype.
 
 Every TF-Lite file keeps the phone-friendly I/O of the float model: int32 ids
 inputs and float32 outputs (int8 models quantize and dequantize inside), so
@@ -33,18 +44,20 @@ SentencePiece model is given, the files carry Task Library metadata
 (BertQuestionAnswerer for SQuAD, BertNLClassifier for classification).
 
 Integer models need TF 2.15's converter; on TF 1.15 `check_export_supported`
-refuses them before any graph is built.  Every file is written to a temporary
-name in the export directory and renamed when complete, so a failed export
-never leaves a half-written file under a final name.
+refuses them before any graph is built.  An export is built in a staging
+directory inside the export directory and moved into place only when every
+file is converted: a failed export leaves an earlier one as it was, and a
+successful one replaces all of an earlier export's files (no stale model of
+another kind survives beside the new ones).
 
 Usable on its own for a checkpoint produced elsewhere:
 
   python3 export_tflite.py --bert_config_file=... --init_checkpoint=... \
-    --export_dir=... [--vocab_file=...] [--use_post_quantization]
-"""
+    --export_dir=... [--vocab_file=...] [--use_post_quantization]"""
 
 import collections
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -63,6 +76,7 @@ OUTPUT_NAMES = {
     "classifier": ("probabilities",),
 }
 SAVED_MODEL_DIR = "saved_model"
+INTEGER_KINDS = ("int8", "qat_int8")
 TFLITE_FILES = collections.OrderedDict([
     ("float", "model_float.tflite"),
     ("dynamic_range", "model_dynamic_range.tflite"),
@@ -108,6 +122,19 @@ def check_export_supported(use_quantized_training, use_post_quantization,
          "--activation_quantization", tf.__version__))
 
 
+def writes_integer_model(use_quantized_training, use_post_quantization,
+                         activation_quantization):
+  """Whether an export with these settings writes an integer-only model.
+
+  Such an export needs representative features: a calibrated model takes all
+  its activation ranges from them, a QAT one the ranges its fake-quant nodes
+  do not learn.
+  """
+  return bool(set(_tflite_kinds(use_quantized_training, use_post_quantization,
+                                activation_quantization)) &
+              set(INTEGER_KINDS))
+
+
 def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
            num_labels=None, use_quantized_training=False,
            use_post_quantization=False, activation_quantization=False,
@@ -145,35 +172,67 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
                          activation_quantization)
   kinds = _tflite_kinds(use_quantized_training, use_post_quantization,
                         activation_quantization)
-  calibration_features = (representative_features
-                          if "int8" in kinds else None)
+  integer_kinds = [kind for kind in kinds if kind in INTEGER_KINDS]
+  calibration_features = (representative_features if integer_kinds else None)
   _validate_export_args(bert_config, max_seq_length, task, num_labels,
-                        use_quantized_training, kinds, calibration_features,
-                        vocab_file, spm_model_file)
+                        use_quantized_training, integer_kinds,
+                        calibration_features, vocab_file, spm_model_file)
   prefix = modeling.resolve_checkpoint_path(checkpoint)
   _put_converter_on_path()
   tf.gfile.MakeDirs(export_dir)
 
-  graph = tf.Graph()
-  with graph.as_default():
-    inputs, outputs = _build_inference_graph(
-        bert_config, max_seq_length, task, num_labels, use_quantized_training)
-    with tf.Session(graph=graph) as session:
-      _restore(session, prefix, use_quantized_training)
-      models = _convert(session, inputs, outputs, kinds,
-                        calibration_features)
-      saved_model_path = _write_saved_model(session, inputs, outputs,
-                                            export_dir)
-
-  paths = {"saved_model": saved_model_path}
-  for kind, model in models.items():
-    model = _add_metadata(model, task, vocab_file, spm_model_file,
-                          do_lower_case)
-    path = os.path.join(export_dir, TFLITE_FILES[kind])
-    write_file_atomically(path, model)
-    paths[kind] = path
-    tf.logging.info("Wrote %s (%d bytes).", path, len(model))
+  staging_dir = tempfile.mkdtemp(prefix=".staging.", dir=export_dir)
+  try:
+    graph = tf.Graph()
+    with graph.as_default():
+      inputs, outputs = _build_inference_graph(
+          bert_config, max_seq_length, task, num_labels,
+          use_quantized_training)
+      with tf.Session(graph=graph) as session:
+        _restore(session, prefix, use_quantized_training)
+        models = _convert(session, inputs, outputs,
+                          [k for k in kinds if k not in INTEGER_KINDS])
+        _write_saved_model(session, inputs, outputs,
+                           os.path.join(staging_dir, SAVED_MODEL_DIR))
+    for kind in integer_kinds:
+      models[kind] = _integer_model(
+          bert_config, prefix, max_seq_length, task, num_labels,
+          use_quantized_training, calibration_features)
+    for kind, model in models.items():
+      _log_op_table(kind, model)
+      model = _add_metadata(model, task, vocab_file, spm_model_file,
+                            do_lower_case)
+      with open(os.path.join(staging_dir, TFLITE_FILES[kind]), "wb") as f:
+        f.write(model)
+      tf.logging.info("Converted %s (%d bytes).", TFLITE_FILES[kind],
+                      len(model))
+    names = [SAVED_MODEL_DIR] + [TFLITE_FILES[kind] for kind in models]
+    _replace_export(staging_dir, export_dir, names)
+  finally:
+    shutil.rmtree(staging_dir, ignore_errors=True)
+  paths = {"saved_model": os.path.join(export_dir, SAVED_MODEL_DIR)}
+  paths.update((kind, os.path.join(export_dir, TFLITE_FILES[kind]))
+               for kind in models)
+  for kind, path in sorted(paths.items()):
+    tf.logging.info("Wrote %s: %s", kind, path)
   return paths
+
+
+def _replace_export(staging_dir, export_dir, names):
+  """Moves a finished export from `staging_dir` into `export_dir`.
+
+  Every file of an earlier export (the SavedModel and any TFLITE_FILES name,
+  including kinds this export does not write) is moved aside first, so no
+  stale model survives beside the new ones, and is deleted with the staging
+  directory.  Other files in `export_dir` are left alone.
+  """
+  retired_dir = os.path.join(staging_dir, ".previous")
+  os.mkdir(retired_dir)
+  for name in [SAVED_MODEL_DIR] + list(TFLITE_FILES.values()):
+    if os.path.lexists(os.path.join(export_dir, name)):
+      os.rename(os.path.join(export_dir, name), os.path.join(retired_dir, name))
+  for name in names:
+    os.rename(os.path.join(staging_dir, name), os.path.join(export_dir, name))
 
 
 def _tflite_kinds(use_quantized_training, use_post_quantization,
@@ -191,7 +250,7 @@ def _tflite_kinds(use_quantized_training, use_post_quantization,
 
 
 def _validate_export_args(bert_config, max_seq_length, task, num_labels,
-                          use_quantized_training, kinds,
+                          use_quantized_training, integer_kinds,
                           representative_features, vocab_file,
                           spm_model_file):
   """Raises ValueError for arguments that cannot give a useful export."""
@@ -213,10 +272,12 @@ def _validate_export_args(bert_config, max_seq_length, task, num_labels,
   for path in (vocab_file, spm_model_file):
     if path and not tf.gfile.Exists(path):
       raise ValueError("Tokenizer file %s does not exist." % path)
-  if "int8" in kinds and not representative_features:
+  if integer_kinds and not representative_features:
     raise ValueError(
-        "activation_quantization needs representative_features (the "
-        "calibration set) for a float checkpoint.")
+        "An integer TF-Lite model needs representative_features (the "
+        "calibration set): a float checkpoint has no activation ranges, and "
+        "a QAT checkpoint has none for the tensors its fake-quant nodes do "
+        "not cover.")
   for index, feature in enumerate(representative_features or ()):
     for name in INPUT_NAMES:
       if len(feature.get(name, ())) != max_seq_length:
@@ -235,8 +296,17 @@ def _put_converter_on_path():
 
 
 def _build_inference_graph(bert_config, max_seq_length, task, num_labels,
-                           use_quantized_training):
+                           use_quantized_training, masked_key_scores=None):
   """Placeholders and named outputs of the serving graph (is_training=False).
+
+  The int32 `input_mask` becomes the model's float mask through a lookup in
+  the constant table [0, 1] rather than a cast: an integer model then reads
+  it with an int8 GATHER, with no float step between the inputs and the
+  first integer op.
+
+  Args:
+    masked_key_scores: see modeling.BertModel; the integer export passes
+      the values of `_calibrate_masked_key_scores`.
 
   Returns:
     (inputs, outputs): OrderedDicts name -> Tensor; inputs are int32
@@ -246,17 +316,18 @@ def _build_inference_graph(bert_config, max_seq_length, task, num_labels,
   inputs = collections.OrderedDict(
       (name, tf.placeholder(tf.int32, [1, max_seq_length], name=name))
       for name in INPUT_NAMES)
+  input_mask = tf.gather(tf.constant([0.0, 1.0]), inputs["input_mask"])
   # use_einsum=False: plain MatMul/BatchMatMul, which TF-Lite quantizes.
+  common = dict(use_einsum=False, use_quantized_training=use_quantized_training,
+                masked_key_scores=masked_key_scores)
   if task == "squad":
     tensors = heads.squad_logits(
-        bert_config, False, inputs["input_ids"], inputs["input_mask"],
-        inputs["segment_ids"], use_einsum=False,
-        use_quantized_training=use_quantized_training)
+        bert_config, False, inputs["input_ids"], input_mask,
+        inputs["segment_ids"], **common)
   else:
     _, probabilities = heads.classifier_logits(
-        bert_config, False, inputs["input_ids"], inputs["input_mask"],
-        inputs["segment_ids"], num_labels, use_einsum=False,
-        use_quantized_training=use_quantized_training)
+        bert_config, False, inputs["input_ids"], input_mask,
+        inputs["segment_ids"], num_labels, **common)
     tensors = (probabilities,)
   outputs = collections.OrderedDict(zip(OUTPUT_NAMES[task], tensors))
   for name, tensor in outputs.items():
@@ -305,11 +376,11 @@ def _restore(session, prefix, use_quantized_training):
   tf.train.Saver(var_list=tf.global_variables()).restore(session, prefix)
 
 
-def _convert(session, inputs, outputs, kinds, representative_features):
-  """Converts the session's graph to the TF-Lite models `kinds`.
+def _convert(session, inputs, outputs, kinds):
+  """Converts the session's graph to the float-activation models `kinds`.
 
-  One converter (one frozen graph) serves every kind, float first: each kind
-  only adds quantization settings to the previous ones.
+  One converter (one frozen graph) serves both: dynamic-range only adds
+  weight quantization to the float settings.
 
   Returns:
     OrderedDict kind -> model bytes.
@@ -322,18 +393,329 @@ def _convert(session, inputs, outputs, kinds, representative_features):
     tf.logging.info("Converting to a %s TF-Lite model.", kind)
     if kind == "dynamic_range":
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif kind == "int8":
-      converter.optimizations = [tf.lite.Optimize.DEFAULT]
-      converter.representative_dataset = _representative_dataset(
-          representative_features)
-    elif kind == "qat_int8":
-      # Integer kernels from the FakeQuant ranges alone.  The int32 id inputs
-      # carry no real-valued scale, hence the placeholder (mean, std) = (0, 1).
-      converter.inference_type = tf.int8
-      converter.quantized_input_stats = {name: (0.0, 1.0)
-                                         for name in INPUT_NAMES}
     models[kind] = bytes(converter.convert())
   return models
+
+
+def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
+                   use_quantized_training, representative_features):
+  """An integer-only TF-Lite model of the checkpoint.
+
+  The converter is restricted to int8 builtins and calibrates every tensor on
+  the representative features; a QAT graph's fake-quant nodes keep their
+  learned ranges, so there calibration only fills in the tensors the QAT
+  scheme leaves without one (dense outputs into residual adds, the
+  embeddings, the head).  With the additive mask, masked keys get the
+  scores of `_calibrate_masked_key_scores` instead of their own minus 10000,
+  and `symmetric_matmul_operands` prepares the attention matmuls for XNNPACK.
+
+  Returns:
+    Model bytes with int32 inputs, float32 outputs and nothing but integer
+    compute in between.
+
+  Raises:
+    IntegerExportError: the converter cannot make some op integer, or the
+      converted model still computes in float; names the op.
+  """
+  kind = "qat_int8" if use_quantized_training else "int8"
+  representative_features = _with_padding(representative_features)
+  masked_key_scores = None
+  if (modeling.effective_mask_mode(bert_config, use_quantized_training) ==
+      modeling.MASK_MODE_ADDITIVE):
+    masked_key_scores = _calibrate_masked_key_scores(
+        bert_config, prefix, max_seq_length, use_quantized_training,
+        representative_features)
+    tf.logging.info("%s model: masked keys score %s (per layer) instead of "
+                    "their own score minus 10000.", kind,
+                    ", ".join("%.1f" % v for v in masked_key_scores))
+  tf.logging.info("Converting to a %s TF-Lite model (integer only, "
+                  "calibrated on %d features).", kind,
+                  len(representative_features))
+  graph = tf.Graph()
+  with graph.as_default():
+    inputs, outputs = _build_inference_graph(
+        bert_config, max_seq_length, task, num_labels, use_quantized_training,
+        masked_key_scores)
+    with tf.Session(graph=graph) as session:
+      _restore(session, prefix, use_quantized_training)
+      converter = tf.lite.TFLiteConverter(
+          _frozen_graph_def(session, outputs), list(inputs.values()),
+          list(outputs.values()))
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.representative_dataset = _representative_dataset(
+      representative_features)
+  # No float fallback: an op without an int8 kernel is a conversion error.
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  try:
+    model = bytes(converter.convert())
+  except Exception as error:  # pylint: disable=broad-except
+    raise IntegerExportError(
+        "The %s model cannot be made integer-only: %s" %
+        (kind, _converter_error_summary(error)))
+  model, num_symmetric = symmetric_matmul_operands(model)
+  tf.logging.info("%s model: %d matmul operands made symmetric for XNNPACK.",
+                  kind, num_symmetric)
+  # Compute ops first: they are what the message is about.
+  float_ops = sorted(float_compute_ops(model),
+                     key=lambda text: text.startswith("QUANTIZE "))
+  if float_ops:
+    raise IntegerExportError(
+        "The %s model would compute in float32 at %d ops, e.g. %s; no file "
+        "is written under an int8 name." %
+        (kind, len(float_ops), "; ".join(float_ops[:3])))
+  return model
+
+
+def _with_padding(features):
+  """The calibration features, with a padded one added if none has padding.
+
+  The tensors that carry the mask's effect on the scores only get a range
+  that holds the masked-key values if calibration sees masked keys; without
+  one, padded inputs would later be clipped into attending to their padding.
+  The added feature is the first one with its second half turned into
+  padding ([PAD] ids, mask 0, segment 0).
+  """
+  if any(0 in feature["input_mask"] for feature in features):
+    return features
+  first = features[0]
+  length = len(first["input_mask"])
+  kept = max(1, length // 2)
+  padded = {name: list(first[name][:kept]) + [0] * (length - kept)
+            for name in INPUT_NAMES}
+  tf.logging.info("No representative feature has padding; calibrating on a "
+                  "padded copy of the first one as well.")
+  return list(features) + [padded]
+
+
+class IntegerExportError(ValueError):
+  """An integer TF-Lite model cannot be written for this graph."""
+
+
+# How far below the lowest real row maximum masked keys are put: each keeps a
+# weight of at most exp(-16) ~ 1.1e-7 against the row's best real key, so 383
+# masked keys change a row of probabilities by under 5e-5.
+MASKED_KEY_MARGIN = 16.0
+
+
+def _calibrate_masked_key_scores(bert_config, prefix, max_seq_length,
+                                 use_quantized_training,
+                                 representative_features):
+  """Per-layer scores for masked keys, from the model's real scores.
+
+  For each layer: the smallest maximum over real keys of any real query row
+  of the representative features, minus MASKED_KEY_MARGIN.  Masked keys at
+  that score keep a negligible weight, and the int8 range of the masked
+  scores is the real scores' range widened by at most the margin.
+
+  Returns:
+    List of num_hidden_layers floats.
+  """
+  graph = tf.Graph()
+  with graph.as_default():
+    placeholders = [tf.placeholder(tf.int32, [1, max_seq_length])
+                    for _ in INPUT_NAMES]
+    model = modeling.BertModel(
+        bert_config, False, placeholders[0], placeholders[1], placeholders[2],
+        use_einsum=False, use_quantized_training=use_quantized_training)
+    lowest = np.full([bert_config.num_hidden_layers], np.inf)
+    with tf.Session(graph=graph) as session:
+      tf.train.Saver(var_list=tf.global_variables()).restore(session, prefix)
+      for feature in representative_features:
+        feed = {placeholder: [feature[name]]
+                for placeholder, name in zip(placeholders, INPUT_NAMES)}
+        scores = session.run(model.get_all_attention_maps(), feed)
+        real = np.array(feature["input_mask"], dtype=bool)
+        for layer, layer_scores in enumerate(scores):
+          # [heads, real queries, real keys] of the one example.
+          real_scores = layer_scores[0][:, real][:, :, real]
+          lowest[layer] = min(lowest[layer], real_scores.max(axis=-1).min())
+  return [float(value) - MASKED_KEY_MARGIN for value in lowest]
+
+
+def _converter_error_summary(error):
+  """The lines of a converter error that name the failing op."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  named = [line for line in lines if "error:" in line]
+  if named:
+    return " | ".join(named[:3])
+  return lines[0] if lines else repr(error)
+
+
+def _schema():
+  """TF-Lite's flatbuffer schema module (TF 2.15), or None on TF 1.15."""
+  try:
+    from tensorflow.lite.python import schema_py_generated  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return schema_py_generated
+
+
+def _enum_names(enum_class):
+  return {value: name for name, value in vars(enum_class).items()
+          if not name.startswith("_")}
+
+
+def read_ops(model):
+  """The operators of a TF-Lite model, read from its flatbuffer.
+
+  Args:
+    model: model bytes.
+
+  Returns:
+    List of (op type, [input dtype names], [output dtype names], first output
+    tensor name) in execution order, optional inputs left out; None on TF
+    1.15, whose TF-Lite package has no schema module.
+  """
+  if _schema() is None:
+    return None
+  parsed = _EditableModel(model)
+  type_names = _enum_names(parsed.schema.TensorType)
+  ops = []
+  for subgraph in parsed.model.subgraphs:
+    def dtypes(indices, tensors=subgraph.tensors):
+      return [type_names[tensors[i].type].lower()
+              for i in (indices if indices is not None else []) if i >= 0]
+    for operator in subgraph.operators:
+      ops.append((parsed.op_type(operator), dtypes(operator.inputs),
+                  dtypes(operator.outputs),
+                  _tensor_name(subgraph.tensors[operator.outputs[0]])))
+  return ops
+
+
+class _EditableModel(object):
+  """A TF-Lite flatbuffer unpacked for editing tensor quantization (TF 2.15)."""
+
+  def __init__(self, model):
+    self.schema = _schema()
+    self.model = self.schema.ModelT.InitFromObj(
+        self.schema.Model.GetRootAs(model, 0))
+    self._op_names = _enum_names(self.schema.BuiltinOperator)
+
+  def op_type(self, operator):
+    code = self.model.operatorCodes[operator.opcodeIndex]
+    # Codes past 127 live only in builtinCode; older ones in both fields.
+    return self._op_names.get(max(code.builtinCode,
+                                  code.deprecatedBuiltinCode), "CUSTOM")
+
+  def to_bytes(self):
+    import flatbuffers  # pylint: disable=g-import-not-at-top  (TF 2.15 only)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _tensor_name(tensor):
+  return tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+
+
+def _int8_range(quantization):
+  """(min, max) real values of a per-tensor int8 quantization."""
+  scale, zero_point = quantization.scale[0], quantization.zeroPoint[0]
+  return (-128 - zero_point) * scale, (127 - zero_point) * scale
+
+
+# Ops whose output must carry their input's quantization (they move int8
+# values without requantizing them).
+_VALUE_PRESERVING_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
+
+
+def symmetric_matmul_operands(model):
+  """Gives the second operand of every int8 BATCH_MATMUL zero point 0.
+
+  XNNPACK delegates an int8 BATCH_MATMUL (Q.K^T and P.V) only when its second
+  operand is quantized symmetrically, and the calibrating converter
+  quantizes K and V asymmetrically.  This widens each such operand's range to
+  the symmetric one covering it, scale max(|min|, |max|) / 127: the op that
+  computes it (a FULLY_CONNECTED) requantizes to the new parameters, and the
+  reshapes and transposes between it and the matmul carry them unchanged.
+  An operand whose chain feeds anything else that depends on its parameters
+  is left as it is.
+
+  Args:
+    model: integer model bytes.
+
+  Returns:
+    (model bytes, number of operands changed).
+  """
+  editable = _EditableModel(model)
+  op_type = editable.op_type
+  changed = 0
+  for subgraph in editable.model.subgraphs:
+    producers, consumers = {}, collections.defaultdict(list)
+    for operator in subgraph.operators:
+      for index in operator.outputs:
+        producers[index] = operator
+      for index in operator.inputs:
+        consumers[index].append(operator)
+    for operator in subgraph.operators:
+      if op_type(operator) != "BATCH_MATMUL":
+        continue
+      operand = subgraph.tensors[operator.inputs[1]]
+      if (operand.type != editable.schema.TensorType.INT8 or
+          operand.quantization.zeroPoint[0] == 0):
+        continue
+      chain = [operator.inputs[1]]
+      while (chain[-1] in producers and
+             op_type(producers[chain[-1]]) in _VALUE_PRESERVING_OPS):
+        chain.append(producers[chain[-1]].inputs[0])
+      if chain[-1] not in producers:
+        continue
+      chain_ops = {id(producers[index]) for index in chain[:-1]}
+      chain_ops.add(id(operator))
+      if any(op_type(consumer) in _VALUE_PRESERVING_OPS and
+             id(consumer) not in chain_ops
+             for index in chain for consumer in consumers[index]):
+        continue
+      bound = max(abs(value) for value in _int8_range(operand.quantization))
+      for index in chain:
+        subgraph.tensors[index].quantization.scale = [bound / 127.0]
+        subgraph.tensors[index].quantization.zeroPoint = [0]
+      changed += 1
+  return editable.to_bytes(), changed
+
+
+def float_compute_ops(model):
+  """The ops of a model that compute in float32, as readable strings.
+
+  In an integer-only model the only op allowed to touch float32 is a
+  DEQUANTIZE that produces an output.
+  """
+  return ["%s -> %s (%s)" % (op, name, "/".join(inputs + outputs))
+          for op, inputs, outputs, name in read_ops(model)
+          if "float32" in inputs + outputs and op != "DEQUANTIZE"]
+
+
+def op_table(model):
+  """Rows (op type, dtypes, count) of a TF-Lite model, or None on TF 1.15.
+
+  The dtypes are those of the first two inputs (data and weights, or data
+  and indices), e.g. "float32/int8" for a dynamic-range FULLY_CONNECTED;
+  QUANTIZE and DEQUANTIZE are listed as "from->to".
+  """
+  ops = read_ops(model)
+  if ops is None:
+    return None
+  counts = collections.Counter()
+  for op, inputs, outputs, _ in ops:
+    if op in ("QUANTIZE", "DEQUANTIZE"):
+      dtype = "%s->%s" % (inputs[0], outputs[0])
+    else:
+      dtype = "/".join(sorted(set(inputs[:2]), key=inputs.index)) or "-"
+    counts[(op, dtype)] += 1
+  return [(op, dtype, count) for (op, dtype), count in sorted(counts.items())]
+
+
+def _log_op_table(kind, model):
+  """Logs how many ops of each type and dtype the written model holds."""
+  rows = op_table(model)
+  if rows is None:
+    tf.logging.info("%s model: no op table on TF %s (its TF-Lite package "
+                    "cannot read model files).", kind, tf.__version__)
+    return
+  lines = ["%s model: %d ops" % (kind, sum(row[2] for row in rows)),
+           "  %-22s %-17s %5s" % ("op", "dtype", "count")]
+  lines += ["  %-22s %-17s %5d" % row for row in rows]
+  tf.logging.info("\n".join(lines))
 
 
 def _frozen_graph_def(session, outputs):
@@ -382,55 +764,17 @@ def _representative_dataset(representative_features):
   return generate
 
 
-def _write_saved_model(session, inputs, outputs, export_dir):
-  """Writes export_dir/saved_model (signature serving_default), atomically.
-
-  The SavedModel is built in a temporary directory beside the final one and
-  renamed into place; an existing export is removed only after that.
-
-  Returns:
-    The SavedModel directory.
-  """
-  final_dir = os.path.join(export_dir, SAVED_MODEL_DIR)
-  staging_root = tempfile.mkdtemp(prefix="." + SAVED_MODEL_DIR + ".",
-                                  dir=export_dir)
-  try:
-    staging_dir = os.path.join(staging_root, SAVED_MODEL_DIR)
-    builder = tf.saved_model.builder.SavedModelBuilder(staging_dir)
-    signature = tf.saved_model.signature_def_utils.predict_signature_def(
-        inputs=dict(inputs), outputs=dict(outputs))
-    builder.add_meta_graph_and_variables(
-        session, [tf.saved_model.tag_constants.SERVING],
-        signature_def_map={
-            tf.saved_model.signature_constants
-            .DEFAULT_SERVING_SIGNATURE_DEF_KEY: signature})
-    builder.save()
-    if os.path.isdir(final_dir):
-      retired_dir = os.path.join(staging_root, "previous")
-      os.rename(final_dir, retired_dir)
-    os.rename(staging_dir, final_dir)
-  finally:
-    shutil.rmtree(staging_root, ignore_errors=True)
-  return final_dir
-
-
-def write_file_atomically(path, data):
-  """Writes bytes to `path` via a temporary file in the same directory."""
-  handle, temp_path = tempfile.mkstemp(
-      prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-      dir=os.path.dirname(os.path.abspath(path)))
-  try:
-    with os.fdopen(handle, "wb") as writer:
-      writer.write(data)
-    # mkstemp creates the file private (0600); give it the usual mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp_path, 0o666 & ~umask)
-    os.replace(temp_path, path)
-  except BaseException:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
-    raise
+def _write_saved_model(session, inputs, outputs, saved_model_dir):
+  """Writes the session's graph as a SavedModel (signature serving_default)."""
+  builder = tf.saved_model.builder.SavedModelBuilder(saved_model_dir)
+  signature = tf.saved_model.signature_def_utils.predict_signature_def(
+      inputs=dict(inputs), outputs=dict(outputs))
+  builder.add_meta_graph_and_variables(
+      session, [tf.saved_model.tag_constants.SERVING],
+      signature_def_map={
+          tf.saved_model.signature_constants
+          .DEFAULT_SERVING_SIGNATURE_DEF_KEY: signature})
+  builder.save()
 
 
 def _metadata_writers():
@@ -482,8 +826,12 @@ def _add_metadata(model, task, vocab_file, spm_model_file, do_lower_case):
         name="MobileBERT classifier",
         description="Classifies a sentence or sentence pair with MobileBERT.")
     descriptions = {"probabilities": "Probability of each class."}
+  # BertNLClassifier looks its scores up under the metadata name
+  # "probability"; the tensor itself keeps its name.
+  metadata_names = {"probabilities": "probability"}
   output_metadata = [
-      metadata_info.TensorMd(name=name, description=descriptions[name])
+      metadata_info.TensorMd(name=metadata_names.get(name, name),
+                             description=descriptions[name])
       .create_metadata() for name in model_names]
   writer = metadata_writer.MetadataWriter.create_from_metadata(
       model,
@@ -510,8 +858,15 @@ class LiteModel(object):
   and dequantized with their own quantization parameters.
   """
 
-  def __init__(self, path, num_threads=2):
+  def __init__(self, path, num_threads=2, use_litert=None):
     """Loads `path`.
+
+    Args:
+      path: the .tflite file.
+      num_threads: interpreter threads (TF 1.15's interpreter uses one).
+      use_litert: True: LiteRT's interpreter (ai-edge-litert) or an error;
+        False: tf.lite's; None: LiteRT's when it is installed.  `runtime`
+        says which one runs.
 
     Raises:
       ValueError: the file is missing or lacks a needed input tensor.
@@ -519,7 +874,8 @@ class LiteModel(object):
     if not tf.gfile.Exists(path):
       raise ValueError("TF-Lite model %s does not exist." % path)
     self.path = path
-    self._interpreter = _make_interpreter(path, num_threads)
+    self._interpreter, self.runtime = _make_interpreter(path, num_threads,
+                                                        use_litert)
     self._interpreter.allocate_tensors()
     details = {_plain_name(d["name"]): d
                for d in self._interpreter.get_input_details()}
@@ -569,11 +925,43 @@ class LiteModel(object):
             for name, detail in self._outputs.items()}
 
 
-def _make_interpreter(path, num_threads):
-  """A tf.lite.Interpreter; TF 1.15's takes no num_threads (one thread)."""
+def _make_interpreter(path, num_threads, use_litert):
+  """A TF-Lite interpreter for `path` and the runtime's name.
+
+  By default LiteRT (`ai-edge-litert`, the runtime apps ship) when it is
+  importable: its XNNPACK delegate takes the attention matmuls that TF 2.15's
+  bundled interpreter leaves to slower builtin kernels.  Otherwise tf.lite's,
+  which on TF 1.15 takes no thread count (one thread).
+
+  Raises:
+    ValueError: use_litert is True and LiteRT is not installed.
+  """
+  litert = None
+  if use_litert is not False:
+    try:
+      from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+    except ImportError as error:
+      if use_litert:
+        raise ValueError("LiteRT is not installed (pip install "
+                         "ai-edge-litert): %s" % error)
+  if litert is not None:
+    version = getattr(litert, "__version__", None) or _package_version(
+        "ai-edge-litert")
+    return (litert.Interpreter(model_path=path, num_threads=num_threads),
+            "LiteRT %s" % version)
+  name = "TensorFlow %s tf.lite" % tf.__version__
   if tf_compat.IS_TF2:
-    return tf.lite.Interpreter(model_path=path, num_threads=num_threads)
-  return tf.lite.Interpreter(model_path=path)
+    return tf.lite.Interpreter(model_path=path, num_threads=num_threads), name
+  return tf.lite.Interpreter(model_path=path), name
+
+
+def _package_version(distribution):
+  """An installed distribution's version, or "(version unknown)"."""
+  try:
+    from importlib import metadata  # pylint: disable=g-import-not-at-top
+    return metadata.version(distribution)
+  except Exception:  # pylint: disable=broad-except
+    return "(version unknown)"
 
 
 def _plain_name(tensor_name):
@@ -659,11 +1047,14 @@ def _validate_flags():
   check_export_supported(flags_values.use_quantized_training,
                          flags_values.use_post_quantization,
                          flags_values.activation_quantization)
-  needs_calibration = (flags_values.activation_quantization and
-                       not flags_values.use_quantized_training)
-  if needs_calibration and not flags_values.representative_file:
-    raise ValueError("--activation_quantization on a float checkpoint needs "
-                     "--representative_file (the calibration features).")
+  if (writes_integer_model(flags_values.use_quantized_training,
+                           flags_values.use_post_quantization,
+                           flags_values.activation_quantization) and
+      not flags_values.representative_file):
+    raise ValueError("An integer model (--use_post_quantization with "
+                     "--activation_quantization or --use_quantized_training) "
+                     "needs --representative_file (the calibration "
+                     "features).")
   if (flags_values.representative_file and
       not tf.gfile.Exists(flags_values.representative_file)):
     raise ValueError("--representative_file=%s does not exist." %
@@ -708,22 +1099,26 @@ def main(_):
   bert_config = modeling.BertConfig.from_json_file(
       flags_values.bert_config_file)
   representative = None
-  if flags_values.activation_quantization and not (
-      flags_values.use_quantized_training):
+  if writes_integer_model(flags_values.use_quantized_training,
+                          flags_values.use_post_quantization,
+                          flags_values.activation_quantization):
     representative = read_representative_features(
         flags_values.representative_file, flags_values.max_seq_length,
         flags_values.num_representative_features)
-  paths = export(
-      bert_config, flags_values.init_checkpoint, flags_values.export_dir,
-      flags_values.max_seq_length, task=flags_values.task,
-      num_labels=flags_values.num_labels,
-      use_quantized_training=flags_values.use_quantized_training,
-      use_post_quantization=flags_values.use_post_quantization,
-      activation_quantization=flags_values.activation_quantization,
-      representative_features=representative,
-      vocab_file=flags_values.vocab_file,
-      spm_model_file=flags_values.spm_model_file,
-      do_lower_case=flags_values.do_lower_case)
+  try:
+    paths = export(
+        bert_config, flags_values.init_checkpoint, flags_values.export_dir,
+        flags_values.max_seq_length, task=flags_values.task,
+        num_labels=flags_values.num_labels,
+        use_quantized_training=flags_values.use_quantized_training,
+        use_post_quantization=flags_values.use_post_quantization,
+        activation_quantization=flags_values.activation_quantization,
+        representative_features=representative,
+        vocab_file=flags_values.vocab_file,
+        spm_model_file=flags_values.spm_model_file,
+        do_lower_case=flags_values.do_lower_case)
+  except IntegerExportError as error:
+    sys.exit("export_tflite.py: %s" % error)
   for kind, path in sorted(paths.items()):
     tf.logging.info("  %s: %s", kind, path)
 

@@ -14,7 +14,8 @@ CLASSIFIER_DROPOUT_PROB = 0.1
 
 
 def _encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
-             use_one_hot_embeddings, use_einsum, use_quantized_training):
+             use_one_hot_embeddings, use_einsum, use_quantized_training,
+             masked_key_scores):
   """The encoder every head sits on, under the default "bert" scope."""
   return modeling.BertModel(
       config=bert_config,
@@ -24,12 +25,13 @@ def _encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
       token_type_ids=segment_ids,
       use_one_hot_embeddings=use_one_hot_embeddings,
       use_einsum=use_einsum,
-      use_quantized_training=use_quantized_training)
+      use_quantized_training=use_quantized_training,
+      masked_key_scores=masked_key_scores)
 
 
 def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
                  use_one_hot_embeddings=False, use_einsum=False,
-                 use_quantized_training=False):
+                 use_quantized_training=False, masked_key_scores=None):
   """Span start/end logits for extractive question answering.
 
   Args:
@@ -42,6 +44,7 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
     use_einsum: einsum maths; False (the original SQuAD default) gives plain
       MatMul ops, which TF-Lite converts best.
     use_quantized_training: fake-quant nodes in the encoder.
+    masked_key_scores: see modeling.BertModel (integer export only).
 
   Returns:
     (start_logits, end_logits): float32 Tensors [batch, seq], named
@@ -49,7 +52,7 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
   """
   model = _encoder(bert_config, is_training, input_ids, input_mask,
                    segment_ids, use_one_hot_embeddings, use_einsum,
-                   use_quantized_training)
+                   use_quantized_training, masked_key_scores)
   sequence_output = model.get_sequence_output()
   batch_size, seq_length, hidden_size = modeling.get_shape_list(
       sequence_output, expected_rank=3)
@@ -71,7 +74,8 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
 
 def classifier_logits(bert_config, is_training, input_ids, input_mask,
                       segment_ids, num_labels, use_one_hot_embeddings=False,
-                      use_einsum=False, use_quantized_training=False):
+                      use_einsum=False, use_quantized_training=False,
+                      masked_key_scores=None):
   """Sentence(-pair) classification or regression logits.
 
   The pooled output follows `classifier_activation`: the tanh pooler when it
@@ -87,6 +91,7 @@ def classifier_logits(bert_config, is_training, input_ids, input_mask,
     use_one_hot_embeddings: one-hot word lookup (TPU).
     use_einsum: einsum maths in the encoder.
     use_quantized_training: fake-quant nodes in the encoder.
+    masked_key_scores: see modeling.BertModel (integer export only).
 
   Returns:
     (logits [batch, num_labels], probabilities [batch, num_labels]); the
@@ -95,7 +100,7 @@ def classifier_logits(bert_config, is_training, input_ids, input_mask,
   """
   model = _encoder(bert_config, is_training, input_ids, input_mask,
                    segment_ids, use_one_hot_embeddings, use_einsum,
-                   use_quantized_training)
+                   use_quantized_training, masked_key_scores)
   pooled_output = model.get_pooled_output()
   hidden_size = modeling.get_shape_list(pooled_output, expected_rank=2)[1]
 

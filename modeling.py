@@ -232,7 +232,8 @@ class BertModel(object):
                use_one_hot_embeddings=False,
                use_einsum=True,
                use_quantized_training=False,
-               scope=None):
+               scope=None,
+               masked_key_scores=None):
     """Builds the encoder graph.
 
     Args:
@@ -247,6 +248,11 @@ class BertModel(object):
       use_quantized_training: insert fake-quant nodes (QAT) in the encoder;
         requires `hidden_act` relu6 and `normalization_type` no_norm.
       scope: variable scope; defaults to "bert".
+      masked_key_scores: optional list of num_hidden_layers floats, additive
+        mask mode only: layer l gives masked keys the score
+        masked_key_scores[l] instead of their own score minus 10000 (see
+        `_mask_attention_scores`).  The integer TF-Lite export sets it; None
+        keeps the float model's -10000.
 
     Raises:
       ValueError: invalid config or input shapes.
@@ -257,8 +263,14 @@ class BertModel(object):
       config.attention_probs_dropout_prob = 0.0
     if use_quantized_training:
       check_quantizable(config)
-    mask_mode = config.mask_mode or (
-        MASK_MODE_NEG6 if use_quantized_training else MASK_MODE_ADDITIVE)
+    mask_mode = effective_mask_mode(config, use_quantized_training)
+    if masked_key_scores is not None:
+      if mask_mode != MASK_MODE_ADDITIVE:
+        raise ValueError("masked_key_scores applies to the additive mask "
+                         "mode only (this model uses %r)." % mask_mode)
+      if len(masked_key_scores) != config.num_hidden_layers:
+        raise ValueError("masked_key_scores has %d values for %d layers." %
+                         (len(masked_key_scores), config.num_hidden_layers))
 
     input_shape = get_shape_list(input_ids, expected_rank=2, name="input_ids")
     batch_size, seq_length = input_shape[0], input_shape[1]
@@ -289,8 +301,7 @@ class BertModel(object):
             use_einsum=use_einsum)
 
       with tf.variable_scope("encoder"):
-        attention_mask = create_attention_mask_from_input_mask(
-            input_ids, input_mask)
+        attention_mask = key_mask_from_input_mask(input_mask)
         self.all_encoder_layers, self.all_attention_maps = transformer_model(
             input_tensor=self.embedding_output,
             attention_mask=attention_mask,
@@ -298,7 +309,8 @@ class BertModel(object):
             mask_mode=mask_mode,
             use_einsum=use_einsum,
             use_quantized_training=use_quantized_training,
-            is_training=is_training)
+            is_training=is_training,
+            masked_key_scores=masked_key_scores)
       self.sequence_output = self.all_encoder_layers[-1]
 
       with tf.variable_scope("pooler"):
@@ -338,6 +350,12 @@ class BertModel(object):
   def get_embedding_table(self):
     """The word-embedding variable [vocab, embedding_size]."""
     return self.embedding_table
+
+
+def effective_mask_mode(config, use_quantized_training):
+  """The config's mask_mode, or its default: neg6 under QAT, else additive."""
+  return config.mask_mode or (
+      MASK_MODE_NEG6 if use_quantized_training else MASK_MODE_ADDITIVE)
 
 
 def check_quantizable(config):
@@ -449,7 +467,13 @@ def create_initializer(initializer_range=0.02):
 
 def _dense_kernel(input_tensor, kernel_shape, output_bias_size, initializer,
                   use_quantized_training, is_training):
-  """Creates kernel and bias in the current scope; quantizes the input/kernel."""
+  """Creates kernel and bias in the current scope; quantizes the input/kernel.
+
+  The matmul path passes its input already flattened to [rows, in]: a
+  fake-quant node right before the FULLY_CONNECTED, rather than before a
+  reshape, leaves TF-Lite's converter no reshape whose two sides could get
+  ranges that differ by a rounding error (which it rejects).
+  """
   kernel = tf.get_variable("kernel", shape=kernel_shape,
                            initializer=initializer)
   bias = tf.get_variable("bias", shape=[output_bias_size],
@@ -483,17 +507,18 @@ def dense_layer_2d(input_tensor, output_size, initializer, activation,
   input_shape = get_shape_list(input_tensor, expected_rank=[2, 3])
   input_width = input_shape[-1]
   with tf.variable_scope(name):
-    input_tensor, kernel, bias = _dense_kernel(
-        input_tensor, [input_width, output_size], output_size, initializer,
-        use_quantized_training, is_training)
     if use_einsum and len(input_shape) == 3:
+      input_tensor, kernel, bias = _dense_kernel(
+          input_tensor, [input_width, output_size], output_size, initializer,
+          use_quantized_training, is_training)
       output = tf.einsum("BFH,HO->BFO", input_tensor, kernel)
-    elif len(input_shape) == 3:
-      flat = tf.reshape(input_tensor, [-1, input_width])
+    else:
+      flat, kernel, bias = _dense_kernel(
+          tf.reshape(input_tensor, [-1, input_width]),
+          [input_width, output_size], output_size, initializer,
+          use_quantized_training, is_training)
       output = tf.reshape(tf.matmul(flat, kernel),
                           input_shape[:-1] + [output_size])
-    else:
-      output = tf.matmul(input_tensor, kernel)
     output += bias
   if activation is not None:
     return activation(output)
@@ -523,16 +548,19 @@ def dense_layer_3d(input_tensor, num_attention_heads, head_size, initializer,
   input_width = input_shape[-1]
   output_width = num_attention_heads * head_size
   with tf.variable_scope(name):
-    input_tensor, kernel, bias = _dense_kernel(
-        input_tensor, [input_width, output_width], output_width, initializer,
-        use_quantized_training, is_training)
     if use_einsum:
+      input_tensor, kernel, bias = _dense_kernel(
+          input_tensor, [input_width, output_width], output_width,
+          initializer, use_quantized_training, is_training)
       per_head_kernel = tf.reshape(
           kernel, [input_width, num_attention_heads, head_size])
       output = tf.einsum("BFH,HND->BFND", input_tensor, per_head_kernel)
       output += tf.reshape(bias, [num_attention_heads, head_size])
     else:
-      flat = tf.reshape(input_tensor, [-1, input_width])
+      flat, kernel, bias = _dense_kernel(
+          tf.reshape(input_tensor, [-1, input_width]),
+          [input_width, output_width], output_width, initializer,
+          use_quantized_training, is_training)
       output = tf.matmul(flat, kernel) + bias
       output = tf.reshape(output, input_shape[:2] +
                           [num_attention_heads, head_size])
@@ -565,15 +593,18 @@ def dense_layer_3d_proj(input_tensor, hidden_size, head_size, initializer,
   num_attention_heads = input_shape[2]
   input_width = num_attention_heads * head_size
   with tf.variable_scope(name):
-    input_tensor, kernel, bias = _dense_kernel(
-        input_tensor, [input_width, hidden_size], hidden_size, initializer,
-        use_quantized_training, is_training)
     if use_einsum:
+      input_tensor, kernel, bias = _dense_kernel(
+          input_tensor, [input_width, hidden_size], hidden_size, initializer,
+          use_quantized_training, is_training)
       per_head_kernel = tf.reshape(
           kernel, [num_attention_heads, head_size, hidden_size])
       output = tf.einsum("BFND,NDH->BFH", input_tensor, per_head_kernel)
     else:
-      flat = tf.reshape(input_tensor, [-1, input_width])
+      flat, kernel, bias = _dense_kernel(
+          tf.reshape(input_tensor, [-1, input_width]),
+          [input_width, hidden_size], hidden_size, initializer,
+          use_quantized_training, is_training)
       output = tf.reshape(tf.matmul(flat, kernel),
                           input_shape[:2] + [hidden_size])
     output += bias
@@ -674,35 +705,62 @@ def embedding_postprocessor(word_embeddings, config, token_type_ids,
   return dropout(output, config.hidden_dropout_prob)
 
 
-def create_attention_mask_from_input_mask(from_tensor, to_mask):
-  """Builds the attention mask that hides padded keys.
+def key_mask_from_input_mask(input_mask):
+  """The attention mask that hides padded keys from every query.
 
   Args:
-    from_tensor: Tensor [batch, from_seq, ...].
-    to_mask: int32 Tensor [batch, to_seq]; 1 on real tokens.
+    input_mask: int32 or float Tensor [batch, to_seq]; 1 on real tokens.
 
   Returns:
-    float Tensor [batch, from_seq, to_seq]; padded queries are still computed.
+    float Tensor [batch, 1, to_seq], which broadcasts over the queries like
+    the [batch, from_seq, to_seq] mask of BERT without materialising it;
+    padded queries are still computed.
   """
-  from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
-  to_shape = get_shape_list(to_mask, expected_rank=2)
-  to_mask = tf.cast(tf.reshape(to_mask, [to_shape[0], 1, to_shape[1]]),
-                    tf.float32)
-  broadcast_ones = tf.ones(shape=[from_shape[0], from_shape[1], 1],
-                           dtype=tf.float32)
-  return broadcast_ones * to_mask
+  batch_size, to_seq = get_shape_list(input_mask, expected_rank=2,
+                                      name="input_mask")
+  return tf.cast(tf.reshape(input_mask, [batch_size, 1, to_seq]), tf.float32)
 
 
-def _mask_attention_scores(attention_scores, attention_mask, mask_mode,
-                           use_quantized_training, is_training):
-  """Applies the key mask to scaled scores [batch, heads, from, to]."""
+def attention_mask_bias(attention_mask, mask_mode):
+  """What the mask adds to the scores: -10000 or -6 at masked keys, else 0.
+
+  Computed once per model from the [batch, 1, from or 1, to] mask and shared
+  by every layer.
+  """
+  masked_value = -10000.0 if mask_mode == MASK_MODE_ADDITIVE else -6.0
+  return (1.0 - attention_mask) * masked_value
+
+
+def _mask_attention_scores(attention_scores, attention_mask, mask_bias,
+                           mask_mode, use_quantized_training, is_training,
+                           masked_key_score=None):
+  """Applies the key mask to scaled scores [batch, heads, from, to].
+
+  With `masked_key_score` (additive mode), masked keys get that score instead
+  of their own score minus 10000: `scores * mask + (1 - mask) * value`.  Both
+  leave masked keys no weight once the value lies far enough below every real
+  row maximum, but only this form keeps -10000 out of the tensors, so that
+  int8 ranges calibrated on them span the real scores.
+
+  Args:
+    attention_scores: float Tensor [batch, heads, from, to].
+    attention_mask: float Tensor [batch, 1, from or 1, to], 1 = attend.
+    mask_bias: attention_mask_bias(attention_mask, mask_mode).
+    mask_mode: MASK_MODE_ADDITIVE or MASK_MODE_NEG6.
+    use_quantized_training: fake-quantize the neg6 steps, then clip.
+    is_training: passed to the quantizers.
+    masked_key_score: optional float, see above.
+  """
   if mask_mode == MASK_MODE_ADDITIVE:
-    return attention_scores + (1.0 - attention_mask) * -10000.0
+    if masked_key_score is not None:
+      return (attention_scores * attention_mask +
+              (1.0 - attention_mask) * masked_key_score)
+    return attention_scores + mask_bias
   attention_scores = attention_scores * attention_mask
   if use_quantized_training:
     attention_scores = quantization.quantize_activation(
         attention_scores, is_training)
-  attention_scores += (1.0 - attention_mask) * -6.0
+  attention_scores += mask_bias
   if use_quantized_training:
     attention_scores = quantization.quantize_activation(
         attention_scores, is_training)
@@ -714,14 +772,15 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
                     num_attention_heads, size_per_head,
                     attention_probs_dropout_prob, initializer_range,
                     mask_mode=MASK_MODE_ADDITIVE, use_einsum=True,
-                    use_quantized_training=False, is_training=False):
+                    use_quantized_training=False, is_training=False,
+                    mask_bias=None, masked_key_score=None):
   """Multi-headed scaled dot-product attention.
 
   Args:
     from_tensor: float Tensor [batch, from_seq, query_width] (query input).
     to_tensor: float Tensor [batch, to_seq, key_width] (key input).
     value_tensor: float Tensor [batch, to_seq, value_width] (value input).
-    attention_mask: float Tensor [batch, from_seq, to_seq], 1 = attend.
+    attention_mask: float Tensor [batch, from_seq or 1, to_seq], 1 = attend.
     num_attention_heads: N.
     size_per_head: H.
     attention_probs_dropout_prob: dropout on the probabilities.
@@ -730,6 +789,9 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
     use_einsum: einsum instead of transpose + matmul.
     use_quantized_training: fake-quantize scores and context.
     is_training: passed to the quantizers.
+    mask_bias: optional attention_mask_bias() of the expanded mask, when the
+      caller shares one between layers.
+    masked_key_score: see `_mask_attention_scores`.
 
   Returns:
     (context [batch, from_seq, N, H],
@@ -746,6 +808,12 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
                          initializer, None, use_einsum, "value",
                          use_quantized_training, is_training)
 
+  scale = 1.0 / math.sqrt(float(size_per_head))
+  if not use_quantized_training:
+    # Scaling the query equals scaling the scores, for 1/to_seq of the work.
+    # QAT keeps the original order: its raw-score quantizer precedes the
+    # scaling.
+    query *= scale
   if use_einsum:
     attention_scores = tf.einsum("BTNH,BFNH->BNFT", key, query)
   else:
@@ -755,12 +823,14 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
   if use_quantized_training:
     attention_scores = quantization.quantize_activation(
         attention_scores, is_training)
-  attention_scores *= 1.0 / math.sqrt(float(size_per_head))
+    attention_scores *= scale
 
   attention_mask = tf.expand_dims(attention_mask, axis=1)
+  if mask_bias is None:
+    mask_bias = attention_mask_bias(attention_mask, mask_mode)
   attention_scores = _mask_attention_scores(
-      attention_scores, attention_mask, mask_mode, use_quantized_training,
-      is_training)
+      attention_scores, attention_mask, mask_bias, mask_mode,
+      use_quantized_training, is_training, masked_key_score)
 
   attention_probs = tf.nn.softmax(attention_scores)
   attention_probs = dropout(attention_probs, attention_probs_dropout_prob)
@@ -777,17 +847,19 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
 
 def transformer_model(input_tensor, attention_mask, config,
                       mask_mode=MASK_MODE_ADDITIVE, use_einsum=True,
-                      use_quantized_training=False, is_training=False):
+                      use_quantized_training=False, is_training=False,
+                      masked_key_scores=None):
   """The stack of (bottleneck) transformer blocks.
 
   Args:
     input_tensor: float Tensor [batch, seq, hidden] (the embedding output).
-    attention_mask: float Tensor [batch, seq, seq].
+    attention_mask: float Tensor [batch, seq or 1, seq], 1 = attend.
     config: BertConfig (dropout already zeroed when not training).
     mask_mode: MASK_MODE_ADDITIVE or MASK_MODE_NEG6.
     use_einsum: einsum instead of reshape + matmul.
     use_quantized_training: insert fake-quant nodes.
     is_training: passed to the quantizers.
+    masked_key_scores: None, or one masked-key score per layer (BertModel).
 
   Returns:
     (list of num_layers + 1 Tensors [batch, seq, hidden], embedding output
@@ -808,6 +880,8 @@ def transformer_model(input_tensor, attention_mask, config,
   norm = config.normalization_type
   qat = dict(use_quantized_training=use_quantized_training,
              is_training=is_training)
+  mask_bias = attention_mask_bias(tf.expand_dims(attention_mask, axis=1),
+                                  mask_mode)
 
   def dense(tensor, width, name, act=None):
     return dense_layer_2d(tensor, width, initializer, act, use_einsum,
@@ -852,6 +926,9 @@ def transformer_model(input_tensor, attention_mask, config,
               initializer_range=config.initializer_range,
               mask_mode=mask_mode,
               use_einsum=use_einsum,
+              mask_bias=mask_bias,
+              masked_key_score=(None if masked_key_scores is None else
+                                masked_key_scores[layer_idx]),
               **qat)
         all_attention_maps.append(attention_scores)
         with tf.variable_scope("output"):

@@ -124,9 +124,11 @@ flags.DEFINE_bool(
 
 flags.DEFINE_bool(
     "activation_quantization", False,
-    "Quantize activations too on export. Without --use_quantized_training "
-    "the ranges come from the first 100 train examples (needs train.tsv in "
-    "--data_dir).")
+    "Quantize activations too on export (full-integer model).  Integer "
+    "models are calibrated on the first 100 train examples (needs train.tsv "
+    "in --data_dir); with --use_quantized_training the integer model is "
+    "written either way and only the tensors QAT learns no range for are "
+    "calibrated.")
 
 flags.DEFINE_string(
     "export_dir", None,
@@ -306,13 +308,14 @@ def _lite_model_problems():
 def _purpose(split):
   if split == "train":
     return ("--do_train" if FLAGS.do_train else
-            "the --activation_quantization representative set")
+            "the integer TF-Lite model's representative set")
   return "--do_eval" if split.startswith("dev") else "--do_predict"
 
 
 def _needs_representative_set():
-  return bool(FLAGS.export_dir and FLAGS.activation_quantization and
-              not FLAGS.use_quantized_training)
+  return bool(FLAGS.export_dir and export_tflite.writes_integer_model(
+      FLAGS.use_quantized_training, FLAGS.use_post_quantization,
+      FLAGS.activation_quantization))
 
 
 def _latest_checkpoint():
@@ -441,6 +444,8 @@ def predict_outputs(examples, split, label_list, tokenizer, tokenizer_settings,
 def _lite_outputs(examples, label_list, tokenizer):
   """Runs --lite_model_path one example at a time (its inputs are [1, seq])."""
   lite_model = export_tflite.LiteModel(FLAGS.lite_model_path)
+  tf.logging.info("Running %s on %s.", FLAGS.lite_model_path,
+                  lite_model.runtime)
   features = glue_data.convert_examples_to_features(
       examples, label_list, FLAGS.max_seq_length, tokenizer)
   outputs = []
@@ -639,20 +644,23 @@ def main(_):
     if _needs_representative_set():
       rep_features = representative_features(train_examples, label_list,
                                              tokenizer)
-    exported = export_tflite.export(
-        bert_config=bert_config,
-        checkpoint=checkpoint,
-        export_dir=FLAGS.export_dir,
-        max_seq_length=FLAGS.max_seq_length,
-        task="classifier",
-        num_labels=num_labels,
-        use_quantized_training=FLAGS.use_quantized_training,
-        use_post_quantization=FLAGS.use_post_quantization,
-        activation_quantization=FLAGS.activation_quantization,
-        representative_features=rep_features,
-        vocab_file=FLAGS.vocab_file,
-        spm_model_file=FLAGS.spm_model_file,
-        do_lower_case=FLAGS.do_lower_case)
+    try:
+      exported = export_tflite.export(
+          bert_config=bert_config,
+          checkpoint=checkpoint,
+          export_dir=FLAGS.export_dir,
+          max_seq_length=FLAGS.max_seq_length,
+          task="classifier",
+          num_labels=num_labels,
+          use_quantized_training=FLAGS.use_quantized_training,
+          use_post_quantization=FLAGS.use_post_quantization,
+          activation_quantization=FLAGS.activation_quantization,
+          representative_features=rep_features,
+          vocab_file=FLAGS.vocab_file,
+          spm_model_file=FLAGS.spm_model_file,
+          do_lower_case=FLAGS.do_lower_case)
+    except export_tflite.IntegerExportError as error:
+      sys.exit("run_classifier.py: --export_dir: %s" % error)
     for kind, path in sorted(exported.items()):
       tf.logging.info("Exported %s: %s", kind, path)
 

@@ -14,6 +14,7 @@ Stages, each optional and run in this order:
 
 import json
 import os
+import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -48,8 +49,8 @@ flags.DEFINE_string(
     "--output_dir.")
 flags.DEFINE_string("train_file", None,
                     "SQuAD json for training, e.g. train-v1.1.json. Also the "
-                    "source of the representative dataset for "
-                    "--activation_quantization.")
+                    "source of the representative dataset that calibrates "
+                    "integer TF-Lite exports.")
 flags.DEFINE_string("predict_file", None,
                     "SQuAD json for predictions, e.g. dev-v1.1.json.")
 flags.DEFINE_string(
@@ -89,7 +90,9 @@ flags.DEFINE_bool("use_post_quantization", False,
 flags.DEFINE_bool(
     "activation_quantization", False,
     "With --use_post_quantization, also quantize activations (full-integer "
-    "model), calibrated on the first 100 questions of --train_file.")
+    "model), calibrated on the first 100 questions of --train_file.  With "
+    "--use_quantized_training the integer model is written either way (and "
+    "calibrated there too, for the tensors QAT learns no range for).")
 flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
 flags.DEFINE_integer("predict_batch_size", 8,
                      "Total batch size for predictions.")
@@ -232,9 +235,12 @@ def validate_flags_or_throw(bert_config):
     export_tflite.check_export_supported(FLAGS.use_quantized_training,
                                          FLAGS.use_post_quantization,
                                          FLAGS.activation_quantization)
-    if FLAGS.activation_quantization and not FLAGS.use_quantized_training:
-      _require_file("train_file", "--activation_quantization (the "
-                    "representative dataset is read from it)")
+    if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
+                                          FLAGS.use_post_quantization,
+                                          FLAGS.activation_quantization):
+      _require_file("train_file", "the integer TF-Lite model (it is "
+                    "calibrated on the first %d questions)" %
+                    REPRESENTATIVE_EXAMPLES)
 
   needs_checkpoint = (FLAGS.export_dir or
                       (FLAGS.do_predict and not FLAGS.lite_model_path))
@@ -413,6 +419,8 @@ def _estimator_results(bert_config, features):
 def _lite_results(features):
   """RawResults for `features` from the TF-Lite model, one at a time."""
   lite_model = export_tflite.LiteModel(FLAGS.lite_model_path)
+  tf.logging.info("Predicting with %s on %s.", FLAGS.lite_model_path,
+                  lite_model.runtime)
   if lite_model.sequence_length != FLAGS.max_seq_length:
     raise ValueError(
         "--lite_model_path=%s takes sequences of %d tokens but "
@@ -489,7 +497,9 @@ def export(bert_config, tokenizer):
     raise ValueError("Nothing to export: --output_dir=%s has no checkpoint "
                      "and --init_checkpoint is not set." % FLAGS.output_dir)
   representative_features = None
-  if FLAGS.activation_quantization and not FLAGS.use_quantized_training:
+  if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
+                                        FLAGS.use_post_quantization,
+                                        FLAGS.activation_quantization):
     _, features = _featurise(FLAGS.train_file, tokenizer,
                              max_examples=REPRESENTATIVE_EXAMPLES)
     representative_features = [
@@ -524,7 +534,10 @@ def main(_):
   if FLAGS.do_predict:
     predict(bert_config, tokenizer)
   if FLAGS.export_dir:
-    export(bert_config, tokenizer)
+    try:
+      export(bert_config, tokenizer)
+    except export_tflite.IntegerExportError as error:
+      sys.exit("run_squad.py: --export_dir: %s" % error)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ TensorFlow 2.15.  The same files behave very differently on a current
 runtime: TF 2.15's XNNPACK delegate takes no BATCH_MATMUL, so every attention
 matmul leaves the delegate, splits the graph into 49 partitions at 24 layers
 and runs on TF-Lite's builtin kernels, while LiteRT's delegate keeps the
-whole float graph in one partition.  This script times the files bench_tflite
+whole float graph in one partition (and takes the int8 matmuls too, whose
+second operand export_tflite quantizes symmetrically for it).  This script times the files bench_tflite
 wrote (--tflite_dir/export_seq<S>/model_<kind>.tflite) with
 ai_edge_litert.interpreter on --num_threads threads, batch 1, the same inputs
 (bench_util.make_inputs), the median of --runs calls after --warmup_runs
@@ -16,9 +17,11 @@ LiteRT's numpy away from TensorFlow 2.15's pins.  Without ai-edge-litert it
 writes {"status": "not installed"}.
 
 Writes JSON to --output_file (bench/results/bench_litert.json), laid out like
-bench_tflite.json:
+bench_tflite.json, plus what XNNPACK takes of each graph (`delegation`):
   {"status": "ok", "versions": {...}, "models": {"float": {"128": {"status":
-   "ok", "latency_ms": {...}, "peak_rss_mb": ...}, ...}, ...}}
+   "ok", "latency_ms": {...}, "peak_rss_mb": ..., "delegation":
+   {"delegated_nodes": ..., "total_nodes": ..., "partitions": ...,
+    "not_delegated": {"SOFTMAX": 24, ...}}}, ...}, ...}}
 """
 
 import argparse
@@ -82,6 +85,45 @@ def input_name(tensor_name):
   return name[len(prefix):] if name.startswith(prefix) else name
 
 
+def delegation(model):
+  """How much of an allocated LiteRT interpreter's graph XNNPACK runs.
+
+  The interpreter lists the model's own nodes and, after them, one DELEGATE
+  node per partition the delegate took.  A model node belongs to a partition
+  when its output is computed inside it: walking back from a partition's
+  outputs through the nodes that produce them, up to its inputs, finds them.
+
+  Returns:
+    {"delegated_nodes", "total_nodes", "partitions", "not_delegated": {op
+    type: count}}.
+  """
+  nodes = model._get_ops_details()  # pylint: disable=protected-access
+  partitions = [node for node in nodes if node["op_name"] == "DELEGATE"]
+  own = {node["index"]: node for node in nodes
+         if node["op_name"] != "DELEGATE"}
+  producer = {tensor: node["index"] for node in own.values()
+              for tensor in node["outputs"]}
+  delegated = set()
+  for partition in partitions:
+    boundary = set(partition["inputs"])
+    pending = list(partition["outputs"])
+    while pending:
+      tensor = pending.pop()
+      if tensor in boundary or tensor not in producer:
+        continue
+      index = producer[tensor]
+      if index not in delegated:
+        delegated.add(index)
+        pending.extend(i for i in own[index]["inputs"] if i >= 0)
+  not_delegated = {}
+  for index, node in own.items():
+    if index not in delegated:
+      not_delegated[node["op_name"]] = not_delegated.get(node["op_name"],
+                                                         0) + 1
+  return {"delegated_nodes": len(delegated), "total_nodes": len(own),
+          "partitions": len(partitions), "not_delegated": not_delegated}
+
+
 def time_model(path, args):
   """Times one model with LiteRT's interpreter; returns the result dict."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -97,7 +139,8 @@ def time_model(path, args):
     model.set_tensor(detail["index"],
                      inputs[input_name(detail["name"])].astype(detail["dtype"]))
   return {"latency_ms": bench_util.time_calls(model.invoke, args.runs,
-                                              args.warmup_runs)}
+                                              args.warmup_runs),
+          "delegation": delegation(model)}
 
 
 def main():
@@ -140,9 +183,12 @@ def main():
       measurement = bench_util.run_child(command, result_file, args.timeout)
       result["models"].setdefault(kind, {})[str(seq_length)] = measurement
       if measurement["status"] == "ok":
-        print("bench_litert: %s seq %d: %.1f ms median, peak RSS %.0f MB" %
+        share = measurement["delegation"]
+        print("bench_litert: %s seq %d: %.1f ms median, peak RSS %.0f MB, "
+              "XNNPACK runs %d of %d nodes in %d partitions" %
               (kind, seq_length, measurement["latency_ms"]["median"],
-               measurement["peak_rss_mb"]), file=sys.stderr)
+               measurement["peak_rss_mb"], share["delegated_nodes"],
+               share["total_nodes"], share["partitions"]), file=sys.stderr)
       else:
         print("bench_litert: %s seq %d FAILED: %s" %
               (kind, seq_length, measurement["error"]), file=sys.stderr)

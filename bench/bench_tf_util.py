@@ -7,6 +7,7 @@ the peer venv; what needs TensorFlow lives here.
 import os
 import sys
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -14,10 +15,15 @@ import heads  # pylint: disable=g-import-not-at-top
 
 
 def write_random_checkpoint(bert_config, path):
-  """Saves freshly initialised SQuAD-model variables (graph seed 0) to `path`.
+  """Saves random SQuAD-model weights with trained-like activations to `path`.
 
-  Latency does not depend on the weights' values, so the benchmarks export
-  this checkpoint instead of needing a trained one.
+  Float latency does not depend on the weights' values, but an integer
+  model's does: which ops XNNPACK takes depends on their quantization
+  scales, and the 0.02 initializer gives attention scores of about 1e-6 that
+  no trained model has (their int8 MULs then fall outside XNNPACK's scale
+  limits).  So kernels get standard deviation 0.5 / sqrt(fan_in) and the
+  embedding tables 0.5, which keeps activations O(1) through 24 layers; the
+  norms start at gamma 1, beta 0 and biases at 0.  numpy seed 0.
 
   Args:
     bert_config: modeling.BertConfig.
@@ -26,11 +32,24 @@ def write_random_checkpoint(bert_config, path):
   Returns:
     The checkpoint prefix.
   """
+  rng = np.random.RandomState(0)
   graph = tf.Graph()
   with graph.as_default():
-    tf.set_random_seed(0)
     ids = tf.placeholder(tf.int32, [1, 8])
     heads.squad_logits(bert_config, False, ids, ids, ids)
+    assignments = []
+    for variable in tf.global_variables():
+      name, shape = variable.op.name, variable.shape.as_list()
+      if name.endswith("/kernel"):
+        value = rng.normal(0.0, 0.5 / np.sqrt(shape[0]), size=shape)
+      elif name == "cls/squad/output_weights":
+        value = rng.normal(0.0, 0.5 / np.sqrt(shape[1]), size=shape)
+      elif name.endswith("_embeddings"):
+        value = rng.normal(0.0, 0.5, size=shape)
+      else:
+        continue
+      assignments.append(tf.assign(variable, value.astype(np.float32)))
     with tf.Session(graph=graph) as session:
       session.run(tf.global_variables_initializer())
+      session.run(assignments)
       return tf.train.Saver().save(session, path)

@@ -6,8 +6,9 @@ dynamic-range and calibrated int8 models (batch 1, inputs int32 [1, seq]);
 each model is then timed in a fresh subprocess through export_tflite.LiteModel
 on --num_threads threads: the median of --runs calls after --warmup_runs
 untimed ones, with bench_util.make_inputs (no padding).  The int8 model is
-calibrated on --calibration_features random features; latency does not depend
-on the weights' values.
+calibrated on --calibration_features random features.  The weights are
+random with trained-like activation scales (bench_tf_util), which is what
+decides the int8 model's quantization and so which of its ops XNNPACK takes.
 
 Prints a table and writes JSON to --output_file
 (bench/results/bench_tflite.json):
@@ -90,12 +91,22 @@ def validate_flags():
 
 
 def calibration_features(vocab_size, seq_length, count):
-  """`count` random features in export_tflite.export's format."""
+  """`count` random features in export_tflite.export's format.
+
+  Like SQuAD windows, they hold between a third and all of the sequence,
+  the rest padding, so calibration sees masked keys as well as real ones.
+  """
   features = []
   for seed in range(1, count + 1):
     inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32,
                                     seed=seed)
-    features.append({name: value[0].tolist() for name, value in inputs.items()})
+    length = seq_length // 3 + (seed - 1) * (seq_length - seq_length // 3) // (
+        max(count - 1, 1))
+    feature = {}
+    for name, value in inputs.items():
+      values = value[0].tolist()
+      feature[name] = values[:length] + [0] * (seq_length - length)
+    features.append(feature)
   return features
 
 
@@ -105,7 +116,9 @@ def time_model(path, num_threads, runs, warmup_runs):
   Returns:
     dict with "latency_ms" (bench_util.latency_summary).
   """
-  lite_model = export_tflite.LiteModel(path, num_threads=num_threads)
+  # TF 2.15's own interpreter; bench_litert.py times the same files on LiteRT.
+  lite_model = export_tflite.LiteModel(path, num_threads=num_threads,
+                                       use_litert=False)
   vocab_size = modeling.BertConfig.from_json_file(
       FLAGS.bert_config_file).vocab_size
   inputs = bench_util.make_inputs(vocab_size, 1, lite_model.sequence_length,

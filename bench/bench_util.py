@@ -14,6 +14,29 @@ import sys
 import time
 
 
+# /proc/cpuinfo flags of int8 dot-product instructions: x86 AVX-512 VNNI,
+# AVX-VNNI and AMX int8; ARM's dot product ("asimddp").
+INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+
+def cpu_int8_dot_product_flags(cpuinfo_path="/proc/cpuinfo"):
+  """The int8 dot-product instruction sets this CPU reports, sorted.
+
+  Integer TF-Lite kernels only pull ahead of float ones with these; an empty
+  list means e.g. an AVX2-only x86, where int8 GEMMs run about as fast as
+  float ones.
+  """
+  try:
+    with open(cpuinfo_path) as f:
+      flags = set()
+      for line in f:
+        if line.split(":")[0].strip() in ("flags", "Features"):
+          flags.update(line.split(":", 1)[1].split())
+  except OSError:
+    return []
+  return sorted(flag for flag in INT8_DOT_PRODUCT_FLAGS if flag in flags)
+
+
 def make_inputs(vocab_size, batch_size, seq_length, dtype, seed=0):
   """The same deterministic model inputs for every runtime we time.
 

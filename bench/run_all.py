@@ -233,12 +233,14 @@ def tflite_size_metric(kind):
   return Metric("bench_tflite", [("models", kind, "size_bytes")], scale=1e-6)
 
 
-def table_rows(seq_lengths, train_seq_length):
+def table_rows(seq_lengths, train_seq_length, int8_dot_product):
   """The rows of `make bench`, in print order.
 
   Args:
     seq_lengths: inference sequence lengths (batch 1).
     train_seq_length: sequence length of the fine-tuning comparison.
+    int8_dot_product: whether the CPU has int8 dot-product instructions,
+      which decides the full-integer model's goal against float.
 
   Returns:
     list of Row.
@@ -253,6 +255,9 @@ def table_rows(seq_lengths, train_seq_length):
       ("dynamic_range", "ort_dynamic_int8"): {"min_speedup": 1.3},
       ("int8", "ort_dynamic_int8"): {"min_speedup": 1.3},
   }
+  # Issue 12: on LiteRT the full-integer file at least 2x the float file
+  # where int8 dot products exist, and no slower than it elsewhere.
+  integer_over_float = {"min_speedup": 2.0 if int8_dot_product else 1.0}
   for seq in seq_lengths:
     ours_rows = []   # (label, metric, kind)
     for runtime, script in (("TF 2.15", "bench_tflite"),
@@ -279,6 +284,11 @@ def table_rows(seq_lengths, train_seq_length):
             bound_seq=seq if is_fp32 else None,
             target=(latency_targets.get((kind, peer_name))
                     if seq == 384 else None)))
+    rows.append(Row(
+        "latency seq %d: TF-Lite int8 on LiteRT" % seq,
+        tflite_metric("int8", seq, "bench_litert"),
+        tflite_metric("float", seq, "bench_litert"), "TF-Lite float on LiteRT",
+        target=integer_over_float if seq == 384 else None))
   onnx_export = "export_onnx_seq%d" % seq_lengths[-1]
   for ours_label, kind, onnx_kind in (
       ("TF-Lite float", "float", "fp32"),
@@ -487,10 +497,42 @@ def validate_args(args):
   return only
 
 
+def int8_features_text(flags):
+  """How the header names the CPU's int8 dot-product support."""
+  if flags:
+    return "int8 dot product: yes (%s)" % ", ".join(flags)
+  return "int8 dot product: no (e.g. AVX2 only)"
+
+
+def delegation_markdown(runs):
+  """A table of what LiteRT's XNNPACK delegate runs of each model, or []."""
+  models = dig(runs, ("bench_litert", "result", "models")) or {}
+  lines = []
+  for kind in ("float", "dynamic_range", "int8"):
+    for seq, measurement in sorted(models.get(kind, {}).items(),
+                                   key=lambda item: int(item[0])):
+      share = measurement.get("delegation")
+      if not share:
+        continue
+      others = ", ".join("%s %d" % item for item in
+                         sorted(share["not_delegated"].items())) or "-"
+      lines.append("| TF-Lite %s seq %s | %d / %d | %d | %s |" % (
+          kind.replace("_", "-"), seq, share["delegated_nodes"],
+          share["total_nodes"], share["partitions"], others))
+  if not lines:
+    return []
+  return (["", "XNNPACK on LiteRT: nodes it runs, partitions, and the nodes "
+           "left to TF-Lite's builtin kernels.", "",
+           "| model | delegated / all nodes | partitions | not delegated |",
+           "| --- | ---: | ---: | --- |"] + lines)
+
+
 def summarise(runs, args, seq_lengths):
   """Builds the summary dict and its Markdown from the run records."""
+  int8_flags = bench_util.cpu_int8_dot_product_flags()
   entries = [evaluate_row(row, runs)
-             for row in table_rows(seq_lengths, seq_lengths[-1])]
+             for row in table_rows(seq_lengths, seq_lengths[-1],
+                                   bool(int8_flags))]
   bound = dig(runs, ("physical_bound", "result")) or {}
   peers = dig(runs, ("peers", "result")) or {}
   header = [
@@ -498,9 +540,9 @@ def summarise(runs, args, seq_lengths):
           " --quick: tiny settings, numbers meaningless" if args.quick else "",
           datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")),
       "",
-      "CPU: %s, %d threads per benchmark; peak float32 matmul %s GFLOP/s; "
-      "peers: %s." % (
-          cpu_name(), args.num_threads,
+      "CPU: %s (%s), %d threads per benchmark; peak float32 matmul %s "
+      "GFLOP/s; peers: %s." % (
+          cpu_name(), int8_features_text(int8_flags), args.num_threads,
           _number(bound.get("peak_matmul_gflops"), "n/a"),
           ", ".join("%s %s" % kv for kv in sorted(
               peers.get("versions", {}).items())) or
@@ -511,9 +553,11 @@ def summarise(runs, args, seq_lengths):
     if run["status"] != "ok":
       header.append("%s: %s" % (name, run["status"]))
   markdown = format_markdown(entries, header)
+  markdown += "\n".join(delegation_markdown(runs) + [""])
   summary = collections.OrderedDict([
       ("date_utc", datetime.datetime.utcnow().isoformat()),
-      ("cpu", cpu_name()), ("num_threads", args.num_threads),
+      ("cpu", cpu_name()), ("cpu_int8_dot_product", int8_flags),
+      ("num_threads", args.num_threads),
       ("quick", args.quick),
       ("scripts", {name: run["status"] for name, run in runs.items()}),
       ("physical_bound", bound), ("rows", entries)])

@@ -4,8 +4,8 @@
 #   scripts/setup_venv.sh tf2   -> .venv/tf2, TF 2.15 on Python 3.11/3.10/3.9
 #   scripts/setup_venv.sh tf1   -> .venv/tf1, TF 1.15 on Python 3.7
 #
-# The venv is reinstalled only when requirements*.txt change (a hash stamp
-# inside the venv records what was installed).  Exit code 3 means "no suitable
+# The venv is reinstalled only when its requirements files change (a hash
+# stamp inside the venv records what was installed).  Exit code 3 means "no suitable
 # interpreter on this machine"; the caller decides whether that is fatal.
 set -euo pipefail
 runtime="$1"
@@ -32,8 +32,29 @@ find_python() {
   return 1
 }
 
-stamp_value="$(cat "$root/requirements.txt" "$root/requirements-test.txt" | sha256sum | cut -c1-16)"
+# The TF 2.15 test runtime also gets tflite-support (requirements-metadata.txt)
+# so the Task Library tests run; its native library needs libusb-1.0.
+requirement_files=("$root/requirements.txt" "$root/requirements-test.txt")
+if [ "$runtime" = tf2 ]; then
+  requirement_files+=("$root/requirements-metadata.txt")
+fi
+
+ensure_libusb() {
+  if ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0'; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing libusb-1.0-0 (tflite-support's native library needs it)" >&2
+    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0; } >/dev/null 2>&1; then
+      return 0
+    fi
+  fi
+  echo "libusb-1.0 is missing and could not be installed here (Debian/Ubuntu: apt-get install libusb-1.0-0); the Task Library tests will say so" >&2
+}
+
+stamp_value="$(cat "${requirement_files[@]}" | sha256sum | cut -c1-16)"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" = "$stamp_value" ]; then
+  if [ "$runtime" = tf2 ]; then ensure_libusb; fi
   echo "$venv/bin/python"
   exit 0
 fi
@@ -51,6 +72,9 @@ quiet_pip() {
   "$venv/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
 }
 quiet_pip --upgrade "pip<24.1"
-quiet_pip -r "$root/requirements.txt" -r "$root/requirements-test.txt"
+pip_args=()
+for file in "${requirement_files[@]}"; do pip_args+=(-r "$file"); done
+quiet_pip "${pip_args[@]}"
+if [ "$runtime" = tf2 ]; then ensure_libusb; fi
 echo "$stamp_value" > "$venv/.requirements-stamp"
 echo "$venv/bin/python"

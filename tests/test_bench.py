@@ -222,9 +222,10 @@ def _row(rows, label, peer_name):
   return matches[0]
 
 
-def _evaluate(runs):
+def _evaluate(runs, int8_dot_product=True):
   return [run_all.evaluate_row(row, runs)
-          for row in run_all.table_rows(run_all.SEQ_LENGTHS, 384)]
+          for row in run_all.table_rows(run_all.SEQ_LENGTHS, 384,
+                                        int8_dot_product)]
 
 
 PEERS = {"status": "ok", "measurements": {
@@ -311,6 +312,77 @@ def test_latency_ratio_bound_and_targets():
   featurisation = _row(rows, "SQuAD featurisation", None)
   # 88k questions in 180 s needs about 489 questions/s.
   assert featurisation["target_met"] is False
+
+
+def test_integer_against_float_target_depends_on_the_cpu():
+  """Issue 12: full-integer at least 2x float on LiteRT with int8 dot
+  products, at least as fast elsewhere; both files timed in the same run."""
+  litert = {"status": "ok", "models": {
+      "float": {"384": {"status": "ok", "latency_ms": {"median": 90.0}}},
+      "int8": {"384": {"status": "ok", "latency_ms": {"median": 60.0}}}}}
+  label = "latency seq 384: TF-Lite int8 on LiteRT"
+  with_vnni = _row(_evaluate(_runs(litert=litert)), label,
+                   "TF-Lite float on LiteRT")
+  assert with_vnni["speedup"] == pytest.approx(1.5)
+  assert with_vnni["target"] == "speed-up >= 2.0"
+  assert with_vnni["target_met"] is False
+  avx2_only = _row(_evaluate(_runs(litert=litert), int8_dot_product=False),
+                   label, "TF-Lite float on LiteRT")
+  assert avx2_only["target"] == "speed-up >= 1.0"
+  assert avx2_only["target_met"] is True
+
+
+def test_cpu_int8_dot_product_flags(tmp_path):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f "
+                     "avx512_vnni avx_vnni\n\nprocessor\t: 1\nflags\t\t: "
+                     "fpu avx2 avx512f avx512_vnni avx_vnni\n")
+  assert bench_util.cpu_int8_dot_product_flags(str(cpuinfo)) == [
+      "avx512_vnni", "avx_vnni"]
+  cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse4_2 avx2 fma\n")
+  assert bench_util.cpu_int8_dot_product_flags(str(cpuinfo)) == []
+  cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
+  assert bench_util.cpu_int8_dot_product_flags(str(cpuinfo)) == ["asimddp"]
+  assert bench_util.cpu_int8_dot_product_flags(str(tmp_path / "none")) == []
+  assert run_all.int8_features_text([]) == (
+      "int8 dot product: no (e.g. AVX2 only)")
+
+
+class _FakeInterpreter(object):
+  """Nodes as LiteRT lists them: the model's, then one DELEGATE per
+  partition (with the partition's boundary tensors)."""
+
+  def __init__(self, nodes):
+    self.nodes = nodes
+
+  def _get_ops_details(self):  # pylint: disable=invalid-name
+    return self.nodes
+
+
+def test_delegation_counts_nodes_inside_partitions():
+  # t0 -FC-> t1 -ADD(t1, t2)-> t3 -SOFTMAX-> t4 -FC-> t5 ; t2 is a constant.
+  # XNNPACK took {FC, ADD} (t0 -> t3) and {FC} (t4 -> t5); SOFTMAX is left.
+  nodes = [
+      {"index": 0, "op_name": "FULLY_CONNECTED", "inputs": [0, 6, -1],
+       "outputs": [1]},
+      {"index": 1, "op_name": "ADD", "inputs": [1, 2], "outputs": [3]},
+      {"index": 2, "op_name": "SOFTMAX", "inputs": [3], "outputs": [4]},
+      {"index": 3, "op_name": "FULLY_CONNECTED", "inputs": [4, 7],
+       "outputs": [5]},
+      {"index": 4, "op_name": "DELEGATE", "inputs": [0, 2, 6], "outputs": [3]},
+      {"index": 5, "op_name": "DELEGATE", "inputs": [4, 7], "outputs": [5]},
+  ]
+  assert bench_litert.delegation(_FakeInterpreter(nodes)) == {
+      "delegated_nodes": 3, "total_nodes": 4, "partitions": 2,
+      "not_delegated": {"SOFTMAX": 1}}
+  runs = _runs(litert={"status": "ok", "models": {"int8": {"384": {
+      "status": "ok", "latency_ms": {"median": 1.0},
+      "delegation": {"delegated_nodes": 856, "total_nodes": 884,
+                     "partitions": 26,
+                     "not_delegated": {"SOFTMAX": 24, "GATHER": 3}}}}}})
+  assert run_all.delegation_markdown(runs)[-1] == (
+      "| TF-Lite int8 seq 384 | 856 / 884 | 26 | GATHER 3, SOFTMAX 24 |")
+  assert run_all.delegation_markdown(_runs()) == []
 
 
 def test_missing_failed_and_not_installed_say_so():
