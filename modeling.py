@@ -467,13 +467,7 @@ def create_initializer(initializer_range=0.02):
 
 def _dense_kernel(input_tensor, kernel_shape, output_bias_size, initializer,
                   use_quantized_training, is_training):
-  """Creates kernel and bias in the current scope; quantizes the input/kernel.
-
-  The matmul path passes its input already flattened to [rows, in]: a
-  fake-quant node right before the FULLY_CONNECTED, rather than before a
-  reshape, leaves TF-Lite's converter no reshape whose two sides could get
-  ranges that differ by a rounding error (which it rejects).
-  """
+  """Creates kernel and bias in the current scope; quantizes the input/kernel."""
   kernel = tf.get_variable("kernel", shape=kernel_shape,
                            initializer=initializer)
   bias = tf.get_variable("bias", shape=[output_bias_size],
@@ -507,18 +501,17 @@ def dense_layer_2d(input_tensor, output_size, initializer, activation,
   input_shape = get_shape_list(input_tensor, expected_rank=[2, 3])
   input_width = input_shape[-1]
   with tf.variable_scope(name):
+    input_tensor, kernel, bias = _dense_kernel(
+        input_tensor, [input_width, output_size], output_size, initializer,
+        use_quantized_training, is_training)
     if use_einsum and len(input_shape) == 3:
-      input_tensor, kernel, bias = _dense_kernel(
-          input_tensor, [input_width, output_size], output_size, initializer,
-          use_quantized_training, is_training)
       output = tf.einsum("BFH,HO->BFO", input_tensor, kernel)
-    else:
-      flat, kernel, bias = _dense_kernel(
-          tf.reshape(input_tensor, [-1, input_width]),
-          [input_width, output_size], output_size, initializer,
-          use_quantized_training, is_training)
+    elif len(input_shape) == 3:
+      flat = tf.reshape(input_tensor, [-1, input_width])
       output = tf.reshape(tf.matmul(flat, kernel),
                           input_shape[:-1] + [output_size])
+    else:
+      output = tf.matmul(input_tensor, kernel)
     output += bias
   if activation is not None:
     return activation(output)
@@ -548,19 +541,16 @@ def dense_layer_3d(input_tensor, num_attention_heads, head_size, initializer,
   input_width = input_shape[-1]
   output_width = num_attention_heads * head_size
   with tf.variable_scope(name):
+    input_tensor, kernel, bias = _dense_kernel(
+        input_tensor, [input_width, output_width], output_width, initializer,
+        use_quantized_training, is_training)
     if use_einsum:
-      input_tensor, kernel, bias = _dense_kernel(
-          input_tensor, [input_width, output_width], output_width,
-          initializer, use_quantized_training, is_training)
       per_head_kernel = tf.reshape(
           kernel, [input_width, num_attention_heads, head_size])
       output = tf.einsum("BFH,HND->BFND", input_tensor, per_head_kernel)
       output += tf.reshape(bias, [num_attention_heads, head_size])
     else:
-      flat, kernel, bias = _dense_kernel(
-          tf.reshape(input_tensor, [-1, input_width]),
-          [input_width, output_width], output_width, initializer,
-          use_quantized_training, is_training)
+      flat = tf.reshape(input_tensor, [-1, input_width])
       output = tf.matmul(flat, kernel) + bias
       output = tf.reshape(output, input_shape[:2] +
                           [num_attention_heads, head_size])
@@ -593,18 +583,15 @@ def dense_layer_3d_proj(input_tensor, hidden_size, head_size, initializer,
   num_attention_heads = input_shape[2]
   input_width = num_attention_heads * head_size
   with tf.variable_scope(name):
+    input_tensor, kernel, bias = _dense_kernel(
+        input_tensor, [input_width, hidden_size], hidden_size, initializer,
+        use_quantized_training, is_training)
     if use_einsum:
-      input_tensor, kernel, bias = _dense_kernel(
-          input_tensor, [input_width, hidden_size], hidden_size, initializer,
-          use_quantized_training, is_training)
       per_head_kernel = tf.reshape(
           kernel, [num_attention_heads, head_size, hidden_size])
       output = tf.einsum("BFND,NDH->BFH", input_tensor, per_head_kernel)
     else:
-      flat, kernel, bias = _dense_kernel(
-          tf.reshape(input_tensor, [-1, input_width]),
-          [input_width, hidden_size], hidden_size, initializer,
-          use_quantized_training, is_training)
+      flat = tf.reshape(input_tensor, [-1, input_width])
       output = tf.reshape(tf.matmul(flat, kernel),
                           input_shape[:2] + [hidden_size])
     output += bias
