@@ -8,6 +8,7 @@ TF 1.15, where the refusal itself is tested.
 """
 
 import collections
+import importlib.util
 import json
 import os
 import shutil
@@ -249,6 +250,26 @@ def test_float_tflite_matches_numpy_model(float_export):
   # The float model has no quantized tensor.
   types = _tensor_types(float_export["paths"]["float"])
   assert not [n for n, t in types.items() if t in ("int8", "uint8")]
+
+
+def test_lite_model_runs_on_litert_when_installed(float_export):
+  """LiteModel prefers LiteRT (requirements.txt from Python 3.10) and says
+  so; both interpreters give the numpy model's logits."""
+  path = float_export["paths"]["float"]
+  tensorflow_model = export_tflite.LiteModel(path, use_litert=False)
+  assert tensorflow_model.runtime.startswith("TensorFlow ")
+  if importlib.util.find_spec("ai_edge_litert") is None:
+    if sys.version_info >= (3, 10):
+      _skip_or_fail_under_ci("ai-edge-litert is not installed")
+    with pytest.raises(ValueError, match="LiteRT is not installed"):
+      export_tflite.LiteModel(path, use_litert=True)
+    assert export_tflite.LiteModel(path).runtime == tensorflow_model.runtime
+    return
+  litert_model = export_tflite.LiteModel(path)
+  assert litert_model.runtime.startswith("LiteRT ")
+  for model in (litert_model, tensorflow_model):
+    assert _max_abs_diff(model, float_export["features"],
+                         float_export["references"]) < 1e-4
 
 
 def test_saved_model_signature_and_outputs(float_export):
