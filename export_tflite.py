@@ -181,11 +181,16 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
   _put_converter_on_path()
   tf.gfile.MakeDirs(export_dir)
 
+  if integer_kinds:
+    calibration_features = _with_padding(calibration_features)
+  masks_additively = (
+      modeling.effective_mask_mode(bert_config, use_quantized_training) ==
+      modeling.MASK_MODE_ADDITIVE)
   staging_dir = tempfile.mkdtemp(prefix=".staging.", dir=export_dir)
   try:
     graph = tf.Graph()
     with graph.as_default():
-      inputs, outputs = _build_inference_graph(
+      inputs, outputs, attention_maps = _build_inference_graph(
           bert_config, max_seq_length, task, num_labels,
           use_quantized_training)
       with tf.Session(graph=graph) as session:
@@ -194,10 +199,14 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
                           [k for k in kinds if k not in INTEGER_KINDS])
         _write_saved_model(session, inputs, outputs,
                            os.path.join(staging_dir, SAVED_MODEL_DIR))
+        masked_key_scores = None
+        if integer_kinds and masks_additively:
+          masked_key_scores = _calibrate_masked_key_scores(
+              session, inputs, attention_maps, calibration_features)
     for kind in integer_kinds:
       models[kind] = _integer_model(
           bert_config, prefix, max_seq_length, task, num_labels,
-          use_quantized_training, calibration_features)
+          use_quantized_training, calibration_features, masked_key_scores)
     for kind, model in models.items():
       _log_op_table(kind, model)
       model = _add_metadata(model, task, vocab_file, spm_model_file,
@@ -309,33 +318,32 @@ def _build_inference_graph(bert_config, max_seq_length, task, num_labels,
       the values of `_calibrate_masked_key_scores`.
 
   Returns:
-    (inputs, outputs): OrderedDicts name -> Tensor; inputs are int32
-    [1, max_seq_length]; outputs are start_logits/end_logits [1, S] or
-    probabilities [1, num_labels].
+    (inputs, outputs, attention_maps): OrderedDicts name -> Tensor, inputs
+    int32 [1, max_seq_length], outputs start_logits/end_logits [1, S] or
+    probabilities [1, num_labels]; and the encoder's masked pre-softmax
+    scores, one [1, heads, S, S] Tensor per layer.
   """
   inputs = collections.OrderedDict(
       (name, tf.placeholder(tf.int32, [1, max_seq_length], name=name))
       for name in INPUT_NAMES)
   input_mask = tf.gather(tf.constant([0.0, 1.0]), inputs["input_mask"])
   # use_einsum=False: plain MatMul/BatchMatMul, which TF-Lite quantizes.
-  common = dict(use_einsum=False, use_quantized_training=use_quantized_training,
-                masked_key_scores=masked_key_scores)
+  model = heads.encoder(
+      bert_config, False, inputs["input_ids"], input_mask,
+      inputs["segment_ids"], use_einsum=False,
+      use_quantized_training=use_quantized_training,
+      masked_key_scores=masked_key_scores)
   if task == "squad":
-    tensors = heads.squad_logits(
-        bert_config, False, inputs["input_ids"], input_mask,
-        inputs["segment_ids"], **common)
+    tensors = heads.squad_head(model)
   else:
-    _, probabilities = heads.classifier_logits(
-        bert_config, False, inputs["input_ids"], input_mask,
-        inputs["segment_ids"], num_labels, **common)
-    tensors = (probabilities,)
+    tensors = heads.classifier_head(model, False, num_labels)[1:]
   outputs = collections.OrderedDict(zip(OUTPUT_NAMES[task], tensors))
   for name, tensor in outputs.items():
     if tensor.op.name != name:
       raise ValueError("Export output %r came out named %r; the export graph "
                        "must be built in a fresh graph." %
                        (name, tensor.op.name))
-  return inputs, outputs
+  return inputs, outputs, model.get_all_attention_maps()
 
 
 def _restore(session, prefix, use_quantized_training):
@@ -398,16 +406,18 @@ def _convert(session, inputs, outputs, kinds):
 
 
 def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
-                   use_quantized_training, representative_features):
+                   use_quantized_training, representative_features,
+                   masked_key_scores):
   """An integer-only TF-Lite model of the checkpoint.
 
   The converter is restricted to int8 builtins and calibrates every tensor on
   the representative features; a QAT graph's fake-quant nodes keep their
   learned ranges, so there calibration only fills in the tensors the QAT
   scheme leaves without one (dense outputs into residual adds, the
-  embeddings, the head).  With the additive mask, masked keys get the
-  scores of `_calibrate_masked_key_scores` instead of their own minus 10000,
-  and `symmetric_matmul_operands` prepares the attention matmuls for XNNPACK.
+  embeddings, the head).  With the additive mask, masked keys get
+  `masked_key_scores` (see `_calibrate_masked_key_scores`) instead of their
+  own score minus 10000, and `symmetric_matmul_operands` prepares the
+  attention matmuls for XNNPACK.
 
   Returns:
     Model bytes with int32 inputs, float32 outputs and nothing but integer
@@ -418,13 +428,7 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
       converted model still computes in float; names the op.
   """
   kind = "qat_int8" if use_quantized_training else "int8"
-  representative_features = _with_padding(representative_features)
-  masked_key_scores = None
-  if (modeling.effective_mask_mode(bert_config, use_quantized_training) ==
-      modeling.MASK_MODE_ADDITIVE):
-    masked_key_scores = _calibrate_masked_key_scores(
-        bert_config, prefix, max_seq_length, use_quantized_training,
-        representative_features)
+  if masked_key_scores is not None:
     tf.logging.info("%s model: masked keys score %s (per layer) instead of "
                     "their own score minus 10000.", kind,
                     ", ".join("%.1f" % v for v in masked_key_scores))
@@ -433,7 +437,7 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
                   len(representative_features))
   graph = tf.Graph()
   with graph.as_default():
-    inputs, outputs = _build_inference_graph(
+    inputs, outputs, _ = _build_inference_graph(
         bert_config, max_seq_length, task, num_labels, use_quantized_training,
         masked_key_scores)
     with tf.Session(graph=graph) as session:
@@ -497,8 +501,7 @@ class IntegerExportError(ValueError):
 MASKED_KEY_MARGIN = 16.0
 
 
-def _calibrate_masked_key_scores(bert_config, prefix, max_seq_length,
-                                 use_quantized_training,
+def _calibrate_masked_key_scores(session, inputs, attention_maps,
                                  representative_features):
   """Per-layer scores for masked keys, from the model's real scores.
 
@@ -507,28 +510,24 @@ def _calibrate_masked_key_scores(bert_config, prefix, max_seq_length,
   that score keep a negligible weight, and the int8 range of the masked
   scores is the real scores' range widened by at most the margin.
 
+  Args:
+    session: holding the float export graph, weights restored.
+    inputs: its input placeholders (`_build_inference_graph`).
+    attention_maps: its per-layer masked scores [1, heads, S, S].
+    representative_features: the calibration features.
+
   Returns:
-    List of num_hidden_layers floats.
+    List of one float per layer.
   """
-  graph = tf.Graph()
-  with graph.as_default():
-    placeholders = [tf.placeholder(tf.int32, [1, max_seq_length])
-                    for _ in INPUT_NAMES]
-    model = modeling.BertModel(
-        bert_config, False, placeholders[0], placeholders[1], placeholders[2],
-        use_einsum=False, use_quantized_training=use_quantized_training)
-    lowest = np.full([bert_config.num_hidden_layers], np.inf)
-    with tf.Session(graph=graph) as session:
-      tf.train.Saver(var_list=tf.global_variables()).restore(session, prefix)
-      for feature in representative_features:
-        feed = {placeholder: [feature[name]]
-                for placeholder, name in zip(placeholders, INPUT_NAMES)}
-        scores = session.run(model.get_all_attention_maps(), feed)
-        real = np.array(feature["input_mask"], dtype=bool)
-        for layer, layer_scores in enumerate(scores):
-          # [heads, real queries, real keys] of the one example.
-          real_scores = layer_scores[0][:, real][:, :, real]
-          lowest[layer] = min(lowest[layer], real_scores.max(axis=-1).min())
+  lowest = np.full([len(attention_maps)], np.inf)
+  for feature in representative_features:
+    scores = session.run(attention_maps, {
+        placeholder: [feature[name]] for name, placeholder in inputs.items()})
+    real = np.array(feature["input_mask"], dtype=bool)
+    for layer, layer_scores in enumerate(scores):
+      # [heads, real queries, real keys] of the one example.
+      real_scores = layer_scores[0][:, real][:, :, real]
+      lowest[layer] = min(lowest[layer], real_scores.max(axis=-1).min())
   return [float(value) - MASKED_KEY_MARGIN for value in lowest]
 
 
@@ -688,9 +687,10 @@ def float_compute_ops(model):
 def op_table(model):
   """Rows (op type, dtypes, count) of a TF-Lite model, or None on TF 1.15.
 
-  The dtypes are those of the first two inputs (data and weights, or data
-  and indices), e.g. "float32/int8" for a dynamic-range FULLY_CONNECTED;
-  QUANTIZE and DEQUANTIZE are listed as "from->to".
+  The dtypes are those of the inputs that carry values, e.g. "float32/int8"
+  for a dynamic-range FULLY_CONNECTED; int32 inputs (ids, indices, shapes,
+  biases) are left out unless there is nothing else.  QUANTIZE and
+  DEQUANTIZE are listed as "from->to".
   """
   ops = read_ops(model)
   if ops is None:
@@ -700,7 +700,8 @@ def op_table(model):
     if op in ("QUANTIZE", "DEQUANTIZE"):
       dtype = "%s->%s" % (inputs[0], outputs[0])
     else:
-      dtype = "/".join(sorted(set(inputs[:2]), key=inputs.index)) or "-"
+      values = [dtype for dtype in inputs if dtype != "int32"] or inputs
+      dtype = "/".join(sorted(set(values), key=values.index)) or "-"
     counts[(op, dtype)] += 1
   return [(op, dtype, count) for (op, dtype), count in sorted(counts.items())]
 

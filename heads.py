@@ -13,10 +13,17 @@ import modeling
 CLASSIFIER_DROPOUT_PROB = 0.1
 
 
-def _encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
-             use_one_hot_embeddings, use_einsum, use_quantized_training,
-             masked_key_scores):
-  """The encoder every head sits on, under the default "bert" scope."""
+def encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
+            use_one_hot_embeddings=False, use_einsum=False,
+            use_quantized_training=False, masked_key_scores=None):
+  """The encoder every head sits on, under the default "bert" scope.
+
+  Args are those of `squad_logits`, plus masked_key_scores (see
+  modeling.BertModel; the integer TF-Lite export sets it).
+
+  Returns:
+    modeling.BertModel.
+  """
   return modeling.BertModel(
       config=bert_config,
       is_training=is_training,
@@ -31,7 +38,7 @@ def _encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
 
 def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
                  use_one_hot_embeddings=False, use_einsum=False,
-                 use_quantized_training=False, masked_key_scores=None):
+                 use_quantized_training=False):
   """Span start/end logits for extractive question answering.
 
   Args:
@@ -44,15 +51,18 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
     use_einsum: einsum maths; False (the original SQuAD default) gives plain
       MatMul ops, which TF-Lite converts best.
     use_quantized_training: fake-quant nodes in the encoder.
-    masked_key_scores: see modeling.BertModel (integer export only).
 
   Returns:
     (start_logits, end_logits): float32 Tensors [batch, seq], named
     "start_logits" and "end_logits" so exports can find them by name.
   """
-  model = _encoder(bert_config, is_training, input_ids, input_mask,
-                   segment_ids, use_one_hot_embeddings, use_einsum,
-                   use_quantized_training, masked_key_scores)
+  return squad_head(encoder(bert_config, is_training, input_ids, input_mask,
+                            segment_ids, use_one_hot_embeddings, use_einsum,
+                            use_quantized_training))
+
+
+def squad_head(model):
+  """The SQuAD head on an encoder: see `squad_logits`."""
   sequence_output = model.get_sequence_output()
   batch_size, seq_length, hidden_size = modeling.get_shape_list(
       sequence_output, expected_rank=3)
@@ -74,8 +84,7 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
 
 def classifier_logits(bert_config, is_training, input_ids, input_mask,
                       segment_ids, num_labels, use_one_hot_embeddings=False,
-                      use_einsum=False, use_quantized_training=False,
-                      masked_key_scores=None):
+                      use_einsum=False, use_quantized_training=False):
   """Sentence(-pair) classification or regression logits.
 
   The pooled output follows `classifier_activation`: the tanh pooler when it
@@ -91,16 +100,20 @@ def classifier_logits(bert_config, is_training, input_ids, input_mask,
     use_one_hot_embeddings: one-hot word lookup (TPU).
     use_einsum: einsum maths in the encoder.
     use_quantized_training: fake-quant nodes in the encoder.
-    masked_key_scores: see modeling.BertModel (integer export only).
 
   Returns:
     (logits [batch, num_labels], probabilities [batch, num_labels]); the
     second is named "probabilities" and is the softmax, or for regression the
     raw score.
   """
-  model = _encoder(bert_config, is_training, input_ids, input_mask,
-                   segment_ids, use_one_hot_embeddings, use_einsum,
-                   use_quantized_training, masked_key_scores)
+  return classifier_head(
+      encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
+              use_one_hot_embeddings, use_einsum, use_quantized_training),
+      is_training, num_labels)
+
+
+def classifier_head(model, is_training, num_labels):
+  """The classification head on an encoder: see `classifier_logits`."""
   pooled_output = model.get_pooled_output()
   hidden_size = modeling.get_shape_list(pooled_output, expected_rank=2)[1]
 

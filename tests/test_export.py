@@ -369,6 +369,32 @@ def test_integer_model_computes_nothing_in_float(kind, request):
 
 
 @NEEDS_TF2
+def test_op_table_counts_what_the_interpreter_reads(float_export):
+  """The logged op table against TF 2.15's interpreter reading the same
+  files: every op type with its count, dynamic-range dense layers as
+  float32 activations on int8 weights, integer ones as int8."""
+  for kind in ("dynamic_range", "int8"):
+    path = float_export["paths"][kind]
+    with open(path, "rb") as f:
+      rows = export_tflite.op_table(f.read())
+    ops = _ops(path)
+    counts = collections.Counter()
+    for op, _, count in rows:
+      counts[op] += count
+    assert counts == collections.Counter(o["op"] for o in ops), kind
+    by_op = collections.defaultdict(dict)
+    for op, dtypes, count in rows:
+      by_op[op][dtypes] = count
+    large = sum(o["op"] == "FULLY_CONNECTED" and o["sizes"][1] >= 1024
+                for o in ops)
+    if kind == "dynamic_range":
+      assert by_op["FULLY_CONNECTED"]["float32/int8"] == large
+    else:
+      assert by_op["FULLY_CONNECTED"] == {"int8": 24}
+      assert by_op["DEQUANTIZE"] == {"int8->float32": 2}
+
+
+@NEEDS_TF2
 @pytest.mark.parametrize("kind", ["int8", "qat_int8"])
 def test_integer_attention_matmuls_meet_xnnpack_rules(kind, request):
   """XNNPACK takes an int8 BATCH_MATMUL only if its second operand (K, V)
