@@ -114,6 +114,13 @@ def checkpoint_steps(model_dir):
                 for p in glob.glob(pattern))
 
 
+def recorded_step(model_dir):
+  """The step of the latest checkpoint TF has recorded in `model_dir` (its
+  `checkpoint` file, updated after the files are written), or -1."""
+  latest = tf.train.latest_checkpoint(model_dir)
+  return int(latest.split("-")[-1]) if latest else -1
+
+
 def load(model_dir, step):
   return tf.train.load_checkpoint(os.path.join(model_dir,
                                                "model.ckpt-%d" % step))
@@ -201,20 +208,22 @@ def test_distillation_two_phases_with_kill_and_resume(workdir, teacher_dir):
   warmup_dir = os.path.join(output_dir, "warmup")
   args = distill_command(workdir, teacher_checkpoint, output_dir)
 
-  # Kill the run hard once phase 1 has written its second checkpoint.
+  # Kill the run hard once phase 1 has recorded its second checkpoint.  A
+  # restart resumes from the recorded one: a kill between a checkpoint's
+  # files and its record leaves .index files one step ahead of it.
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   process = subprocess.Popen([sys.executable, "run_pretraining.py"] + args,
                              cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   deadline = time.time() + 400
   while time.time() < deadline and process.poll() is None:
-    if any(s >= 2 for s in checkpoint_steps(warmup_dir)):
+    if recorded_step(warmup_dir) >= 2:
       break
     time.sleep(0.05)
   assert process.poll() is None, "run finished before it could be killed"
   process.send_signal(signal.SIGKILL)
   process.wait()
-  killed_at = checkpoint_steps(warmup_dir)[-1]
+  killed_at = recorded_step(warmup_dir)
   assert 2 <= killed_at < 6 or checkpoint_steps(output_dir)
 
   code, log = run_script(args)
