@@ -173,14 +173,16 @@ def teacher_mlm_probabilities(teacher_config, teacher, positions, temperature,
                               use_einsum=True):
   """The teacher's MLM distribution at `positions`, [batch * P, vocab].
 
-  As in the original, the temperature multiplies the teacher's sequence
-  output before its transform (whose LayerNorm mostly cancels it).
+  softmax(teacher logits / temperature): a temperature above 1 softens the
+  targets.  (The original multiplied the teacher's sequence output by the
+  temperature before the head's transform, whose LayerNorm mostly cancelled
+  it; at the published temperature 1 the two are the same.)
   """
   with tf.variable_scope(TEACHER_SCOPE):
     logits = masked_lm_logits(
-        teacher_config, temperature * teacher.get_sequence_output(),
+        teacher_config, teacher.get_sequence_output(),
         teacher.get_embedding_table(), positions, use_einsum=use_einsum)
-  return tf.nn.softmax(logits, axis=-1)
+  return tf.nn.softmax(logits / temperature, axis=-1)
 
 
 def masked_lm_targets(label_ids, vocab_size, teacher_probs=None,

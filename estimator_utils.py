@@ -11,10 +11,30 @@ tf.estimator.Estimator with `RunConfig(train_distribute=...)`; see
 """
 
 import collections
+import os
+import sys
+import threading
 
 import tensorflow.compat.v1 as tf
 
+import tf_compat
+
 DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker")
+
+
+def _checkpoint_options():
+  """RunConfig options for what a checkpoint holds besides the variables.
+
+  No graph.pbtxt and no .meta file (TF 2.x estimators only; TF 1.15 always
+  writes them).  Nothing here reads them back: every script rebuilds its
+  graph from the config.  On the TF 2.15 runtime protobuf is the pure-Python
+  implementation (tflite-support pins protobuf < 4, and 3.20 has no C++
+  wheels for Python 3.11), where serialising a MobileBERT training graph
+  takes seconds per checkpoint, tens of seconds for the 24-layer models.
+  """
+  if tf_compat.IS_TF2:
+    return {"checkpoint_save_graph_def": False}
+  return {}
 
 
 def make_estimator(model_fn,
@@ -73,7 +93,8 @@ def make_estimator(model_fn,
           iterations_per_loop=iterations_per_loop,
           num_shards=num_tpu_cores,
           per_host_input_for_training=(
-              tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2)))
+              tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2)),
+      **_checkpoint_options())
   return tf.estimator.tpu.TPUEstimator(
       use_tpu=use_tpu,
       model_fn=model_fn,
@@ -155,9 +176,64 @@ def make_distributed_estimator(model_fn,
       log_step_count_steps=log_step_count_steps,
       session_config=session_config,
       tf_random_seed=tf_random_seed,
-      train_distribute=strategy)
+      train_distribute=strategy,
+      **_checkpoint_options())
   return tf.estimator.Estimator(model_fn=estimator_model_fn, config=run_config,
                                 params={"use_tpu": False})
+
+
+def train_estimator(estimator, input_fn, max_steps, hooks=None):
+  """Trains until the global step reaches `max_steps`.
+
+  estimator.train, except under a multi-worker strategy: its independent
+  worker mode (every worker runs this script with its own TF_CONFIG) only
+  runs through tf.estimator.train_and_evaluate.  Without an `evaluator` task
+  in TF_CONFIG nothing is evaluated there.
+  """
+  if isinstance(estimator.config.train_distribute,
+                tf.distribute.experimental.MultiWorkerMirroredStrategy):
+    tf.estimator.train_and_evaluate(
+        estimator,
+        tf.estimator.TrainSpec(input_fn, max_steps=max_steps, hooks=hooks),
+        tf.estimator.EvalSpec(input_fn, steps=1))
+  else:
+    estimator.train(input_fn=input_fn, max_steps=max_steps, hooks=hooks)
+
+
+class StalledTrainingHook(tf.train.SessionRunHook):
+  """Ends the process when no training step finishes for `timeout_secs`.
+
+  Under a multi-worker strategy a worker that dies leaves the others in a
+  collective op, and the estimator's MonitoredSession treats the error as a
+  preemption and re-creates its session again and again: the run never
+  ends.  This hook starts timing after the first step (which includes graph
+  and cluster set-up); when no step follows in time it writes `message` to
+  stderr and exits with status 1 (os._exit: the stuck threads cannot be
+  joined).  Checkpoints written so far are kept, so the same command resumes.
+  """
+
+  def __init__(self, timeout_secs, message):
+    self._timeout_secs = timeout_secs
+    self._message = message
+    self._timer = None
+
+  def _expire(self):
+    sys.stderr.write(self._message + "\n")
+    sys.stderr.flush()
+    os._exit(1)  # pylint: disable=protected-access
+
+  def after_run(self, run_context, run_values):
+    del run_context, run_values
+    if self._timer is not None:
+      self._timer.cancel()
+    self._timer = threading.Timer(self._timeout_secs, self._expire)
+    self._timer.daemon = True
+    self._timer.start()
+
+  def end(self, session):
+    del session
+    if self._timer is not None:
+      self._timer.cancel()
 
 
 def loss_logging_hooks(loss, use_tpu, every_n_iter=100):

@@ -65,10 +65,12 @@ import tempfile
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import file_checks
 import heads
 import modeling
 import quantization
 import tf_compat
+import tokenization
 
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
 OUTPUT_NAMES = {
@@ -870,14 +872,19 @@ class LiteModel(object):
         says which one runs.
 
     Raises:
-      ValueError: the file is missing or lacks a needed input tensor.
+      ValueError: the file is missing, is not a TF-Lite model, or lacks a
+        needed input tensor.
     """
     if not tf.gfile.Exists(path):
       raise ValueError("TF-Lite model %s does not exist." % path)
     self.path = path
-    self._interpreter, self.runtime = _make_interpreter(path, num_threads,
-                                                        use_litert)
-    self._interpreter.allocate_tensors()
+    try:
+      self._interpreter, self.runtime = _make_interpreter(path, num_threads,
+                                                          use_litert)
+      self._interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+      raise ValueError("%s is not a TF-Lite model this runtime can load (%s)."
+                       % (path, file_checks.first_line(error)))
     details = {_plain_name(d["name"]): d
                for d in self._interpreter.get_input_details()}
     self._inputs = {}
@@ -1034,6 +1041,9 @@ def _define_flags():
 def _validate_flags():
   """Checks the command-line flags before any graph is built.
 
+  Returns:
+    The BertConfig of --bert_config_file.
+
   Raises:
     ValueError: naming the offending flags.
   """
@@ -1044,7 +1054,15 @@ def _validate_flags():
   if not tf.gfile.Exists(flags_values.bert_config_file):
     raise ValueError("--bert_config_file=%s does not exist." %
                      flags_values.bert_config_file)
-  modeling.resolve_checkpoint_path(flags_values.init_checkpoint)
+  bert_config = modeling.BertConfig.from_json_file(
+      flags_values.bert_config_file)
+  modeling.check_checkpoint(flags_values.init_checkpoint, bert_config)
+  file_checks.check_writable_dir(flags_values.export_dir, "export_dir")
+  for name in ("vocab_file", "spm_model_file"):
+    path = getattr(flags_values, name)
+    if path:
+      tokenization.create_tokenizer(vocab_size=bert_config.vocab_size,
+                                    **{name: path})
   check_export_supported(flags_values.use_quantized_training,
                          flags_values.use_post_quantization,
                          flags_values.activation_quantization)
@@ -1064,6 +1082,7 @@ def _validate_flags():
     raise ValueError("--task=classifier needs --num_labels.")
   if flags_values.num_representative_features <= 0:
     raise ValueError("--num_representative_features must be positive.")
+  return bert_config
 
 
 def read_representative_features(path, max_seq_length, limit):
@@ -1095,18 +1114,16 @@ def read_representative_features(path, max_seq_length, limit):
 
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-  _validate_flags()
   flags_values = tf.flags.FLAGS
-  bert_config = modeling.BertConfig.from_json_file(
-      flags_values.bert_config_file)
-  representative = None
-  if writes_integer_model(flags_values.use_quantized_training,
-                          flags_values.use_post_quantization,
-                          flags_values.activation_quantization):
-    representative = read_representative_features(
-        flags_values.representative_file, flags_values.max_seq_length,
-        flags_values.num_representative_features)
   try:
+    bert_config = _validate_flags()
+    representative = None
+    if writes_integer_model(flags_values.use_quantized_training,
+                            flags_values.use_post_quantization,
+                            flags_values.activation_quantization):
+      representative = read_representative_features(
+          flags_values.representative_file, flags_values.max_seq_length,
+          flags_values.num_representative_features)
     paths = export(
         bert_config, flags_values.init_checkpoint, flags_values.export_dir,
         flags_values.max_seq_length, task=flags_values.task,
@@ -1118,7 +1135,7 @@ def main(_):
         vocab_file=flags_values.vocab_file,
         spm_model_file=flags_values.spm_model_file,
         do_lower_case=flags_values.do_lower_case)
-  except IntegerExportError as error:
+  except ValueError as error:  # IntegerExportError too.
     sys.exit("export_tflite.py: %s" % error)
   for kind, path in sorted(paths.items()):
     tf.logging.info("  %s: %s", kind, path)

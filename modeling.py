@@ -25,6 +25,7 @@ import numpy as np
 import six
 import tensorflow.compat.v1 as tf
 
+import file_checks
 import quantization
 
 # The additive mask of the released checkpoint's code (v2020-original) and of
@@ -1025,6 +1026,73 @@ def _graph_variable_name(variable):
   return re.sub(r":\d+$", "", variable.name)
 
 
+def _shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape, graph_name,
+                    graph_shape):
+  return ValueError(
+      "Checkpoint %s does not match the model: variable %s has shape %s in "
+      "the checkpoint but %s has shape %s in the graph. Check that "
+      "--bert_config_file describes the checkpoint." %
+      (checkpoint, checkpoint_name, list(checkpoint_shape), graph_name,
+       list(graph_shape)))
+
+
+def encoder_variable_shapes(config, scope="bert"):
+  """{variable name: shape} of the BertModel `config` builds under `scope`.
+
+  Built in a throwaway graph on a [1, 2] input (no variable's shape depends
+  on the input size).
+  """
+  with tf.Graph().as_default():
+    BertModel(config, is_training=False,
+              input_ids=tf.zeros([1, 2], dtype=tf.int32), scope=scope)
+    return {_graph_variable_name(var): var.shape.as_list()
+            for var in tf.global_variables()}
+
+
+def check_checkpoint(path, config=None, scope="bert"):
+  """Checks that a checkpoint can be read whole and fits `config`.
+
+  Run before building the training or export graph, so that a damaged file
+  or a wrong --bert_config_file ends in one message instead of a failure deep
+  inside a TensorFlow session.  Every tensor is read once (the .data files'
+  checksums are verified on read).
+
+  Args:
+    path: what resolve_checkpoint_path accepts.
+    config: optional BertConfig; its encoder variables under `scope` must
+      have the checkpoint's shapes wherever both have a variable.
+    scope: the name scope the config's variables carry in the checkpoint.
+
+  Returns:
+    The checkpoint prefix.
+
+  Raises:
+    ValueError: nothing at `path`, a damaged .index or .data file (naming
+      the variable that cannot be read), or a variable whose shape differs
+      (naming the variable and both shapes).
+  """
+  prefix = resolve_checkpoint_path(path)
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+  except Exception as error:  # pylint: disable=broad-except
+    raise ValueError("Checkpoint %s is damaged: its .index file cannot be "
+                     "read (%s)." % (prefix, file_checks.first_line(error)))
+  for name in sorted(shapes):
+    try:
+      reader.get_tensor(name)
+    except Exception as error:  # pylint: disable=broad-except
+      raise ValueError("Checkpoint %s is damaged: variable %s cannot be read "
+                       "from its .data file (%s)." %
+                       (prefix, name, file_checks.first_line(error)))
+  if config is not None:
+    for name, graph_shape in sorted(encoder_variable_shapes(config,
+                                                            scope).items()):
+      if name in shapes and list(shapes[name]) != graph_shape:
+        raise _shape_mismatch(prefix, name, shapes[name], name, graph_shape)
+  return prefix
+
+
 def get_assignment_map_from_checkpoint(tvars, init_checkpoint,
                                        init_from_teacher=False,
                                        init_embedding=False):
@@ -1061,12 +1129,8 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint,
       continue
     graph_shape = graph_variables[graph_name].shape.as_list()
     if list(checkpoint_shape) != graph_shape:
-      raise ValueError(
-          "Checkpoint %s does not match the model: variable %s has shape %s in "
-          "the checkpoint but %s has shape %s in the graph. Check that "
-          "--bert_config_file describes the checkpoint." %
-          (checkpoint, checkpoint_name, list(checkpoint_shape), graph_name,
-           graph_shape))
+      raise _shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape,
+                            graph_name, graph_shape)
     assignment_map[checkpoint_name] = graph_name
     initialized_variable_names[graph_name] = 1
   return assignment_map, initialized_variable_names

@@ -155,40 +155,64 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     raise ValueError("create_optimizer found no trainable non-teacher "
                      "variables")
   grads = tf.gradients(loss, tvars, colocate_gradients_with_ops=True)
-  grads = scale_for_replicas(grads)
-  grads, _ = tf.clip_by_global_norm(grads, clip_norm=GRADIENT_CLIP_NORM)
+  grads = clip_global_batch_gradients(grads)
   return opt.apply_gradients(zip(grads, tvars), global_step=global_step)
 
 
-def scale_for_replicas(grads):
-  """Divides gradients by the replica count of a tf.distribute strategy.
+def _num_replicas():
+  replica_context = tf.distribute.get_replica_context()
+  return (replica_context.num_replicas_in_sync
+          if replica_context is not None else 1)
 
-  The base optimizer sums gradients over replicas; each replica's loss is a
-  mean over its share of the global batch, so 1/num_replicas turns the sum
-  into the mean over the global batch.  A no-op without a strategy.
+
+def clip_global_batch_gradients(grads):
+  """Clips gradients to GRADIENT_CLIP_NORM as one device would.
+
+  On one device this is tf.clip_by_global_norm.  On TPU each core clips its
+  own gradient before CrossShardOptimizer averages them, as in the original,
+  whose published training ran that way.  Under a tf.distribute strategy
+  each replica holds the gradient of the mean loss over its share of the
+  global batch, and the base optimizer sums the replicas' gradients.  Each
+  gradient is divided by the replica count (so the sum is the global-batch
+  mean) and clipped by the norm of that global-batch gradient, which takes
+  one extra all-reduce: N replicas then take the step one device takes on
+  the whole batch.  Clipping each replica by its own norm would make the
+  step depend on the replica count whenever clipping is active.
 
   Args:
-    grads: list of gradient tensors / IndexedSlices / None.
+    grads: list of gradient tensors / IndexedSlices / None, of this replica.
 
   Returns:
-    The list with every non-None gradient scaled.
+    The clipped list (None entries kept), ready for apply_gradients.
   """
-  replica_context = tf.distribute.get_replica_context()
-  num_replicas = (replica_context.num_replicas_in_sync
-                  if replica_context is not None else 1)
+  num_replicas = _num_replicas()
   if num_replicas == 1:
-    return grads
+    clipped, _ = tf.clip_by_global_norm(grads, clip_norm=GRADIENT_CLIP_NORM)
+    return clipped
   scale = 1.0 / num_replicas
-  scaled = []
-  for grad in grads:
-    if grad is None:
-      scaled.append(None)
-    elif isinstance(grad, tf.IndexedSlices):
-      scaled.append(tf.IndexedSlices(grad.values * scale, grad.indices,
-                                     grad.dense_shape))
-    else:
-      scaled.append(grad * scale)
-  return scaled
+  scaled = [None if grad is None else tf.convert_to_tensor(grad) * scale
+            for grad in grads]
+  present = [grad for grad in scaled if grad is not None]
+  clipped, _ = tf.clip_by_global_norm(
+      scaled, clip_norm=GRADIENT_CLIP_NORM,
+      use_norm=tf.linalg.global_norm(_sum_over_replicas(present)))
+  return clipped
+
+
+def _sum_over_replicas(values):
+  """This replica's view of the sum of `values` over all replicas.
+
+  A merge_call with batch_reduce_to, as the base optimizer reduces its
+  gradients (ReplicaContext.all_reduce would wrap the sum in a custom
+  gradient, which cannot find mirrored variables in graph mode).
+  """
+  def merge_fn(strategy, *per_replica_values):
+    return strategy.extended.batch_reduce_to(
+        tf.distribute.ReduceOp.SUM,
+        [(value, value) for value in per_replica_values])
+
+  return tf.distribute.get_replica_context().merge_call(merge_fn,
+                                                        args=tuple(values))
 
 
 class AdamWeightDecayOptimizer(tf.train.Optimizer):

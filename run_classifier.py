@@ -27,6 +27,7 @@ import tensorflow.compat.v1 as tf
 
 import estimator_utils
 import export_tflite
+import file_checks
 import glue_data
 import glue_metrics
 import heads
@@ -171,6 +172,8 @@ def validate_flags(processor):
   config_problems, bert_config = _config_problems()
   problems.extend(config_problems)
   problems.extend(_checkpoint_problems())
+  if not problems:
+    problems.extend(_checkpoint_content_problems(bert_config))
   if processor is not None:
     problems.extend(_data_file_problems(processor))
   return problems, bert_config
@@ -181,6 +184,11 @@ def _run_flag_problems():
   problems = []
   if not FLAGS.output_dir:
     problems.append("--output_dir is required.")
+  for name in ("output_dir", "export_dir", "tfrecord_dir"):
+    try:
+      file_checks.check_writable_dir(getattr(FLAGS, name), name)
+    except ValueError as e:
+      problems.append(str(e))
   if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or
           FLAGS.export_dir):
     problems.append("At least one of --do_train, --do_eval, --do_predict or "
@@ -264,6 +272,20 @@ def _checkpoint_problems():
         "%s needs trained weights: train in this run (--do_train), keep a "
         "checkpoint in --output_dir=%s, or give --init_checkpoint." %
         (" and ".join(uses_tf_model), FLAGS.output_dir))
+  return problems
+
+
+def _checkpoint_content_problems(bert_config):
+  """Every checkpoint this run restores must be whole and fit the config."""
+  checkpoints = [("--init_checkpoint", FLAGS.init_checkpoint),
+                 ("--output_dir", _latest_checkpoint())]
+  problems = []
+  for flag, checkpoint in checkpoints:
+    if checkpoint:
+      try:
+        modeling.check_checkpoint(checkpoint, bert_config)
+      except ValueError as e:
+        problems.append("%s: %s" % (flag, e))
   return problems
 
 
@@ -558,7 +580,7 @@ def main(_):
   try:
     tokenizer = tokenization.create_tokenizer(
         vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
-        do_lower_case=FLAGS.do_lower_case)
+        do_lower_case=FLAGS.do_lower_case, vocab_size=bert_config.vocab_size)
     train_examples, dev_sets, test_sets = read_examples(processor)
   except ValueError as e:
     _exit_with_problems([str(e)])

@@ -30,9 +30,11 @@ import tensorflow.compat.v2 as tf2
 
 import distill_modeling
 import estimator_utils
+import file_checks
 import modeling
 import optimization
 import pretraining_data
+import tf_compat
 
 flags = tf.flags
 
@@ -168,8 +170,8 @@ flags.DEFINE_integer("num_distill_steps", 100000,
                      "layers.")
 
 flags.DEFINE_float("distill_temperature", 1.0,
-                   "Multiplies the teacher's sequence output before its MLM "
-                   "head.")
+                   "Divides the teacher's MLM logits: targets are "
+                   "softmax(teacher logits / T); above 1 they are softer.")
 
 flags.DEFINE_float("distill_ground_truth_ratio", 1.0,
                    "Weight of the one-hot label in the MLM target; 1.0 "
@@ -200,6 +202,12 @@ flags.DEFINE_enum("distribution_strategy", "none",
                   "Off-TPU multi-device training: 'mirrored' (all local "
                   "GPUs, or --mirrored_devices) or 'multi_worker' (cluster "
                   "from TF_CONFIG).")
+
+flags.DEFINE_integer(
+    "worker_timeout_secs", 600,
+    "With --distribution_strategy=multi_worker: a worker that finishes no "
+    "training step for this long (after its first) stops the run with a "
+    "message, instead of waiting forever for a worker that is gone.")
 
 flags.DEFINE_list("mirrored_devices", None,
                   "Devices for --distribution_strategy=mirrored, e.g. "
@@ -308,10 +316,26 @@ def validate_flags_and_load_configs():
     first_input_files = pretraining_data.expand_input_patterns(
         FLAGS.first_input_file, "first_input_file")
 
+  file_checks.check_writable_dir(FLAGS.output_dir, "output_dir")
+  # Every checkpoint this run restores must be whole and fit its config: the
+  # starting one (a teacher's, or a checkpoint of this student) and the ones
+  # it resumes from.
   if FLAGS.init_checkpoint:
-    modeling.resolve_checkpoint_path(FLAGS.init_checkpoint)
+    init_config = bert_config
+    if teacher_config is not None and is_teacher_checkpoint(
+        FLAGS.init_checkpoint):
+      init_config = teacher_config
+    modeling.check_checkpoint(FLAGS.init_checkpoint, init_config)
+  for model_dir in (os.path.join(FLAGS.output_dir, WARMUP_DIR),
+                    FLAGS.output_dir):
+    if tf.gfile.IsDirectory(model_dir) and tf.train.latest_checkpoint(
+        model_dir):
+      modeling.check_checkpoint(model_dir, bert_config)
 
   strategy = None
+  if FLAGS.worker_timeout_secs <= 0:
+    raise ValueError("--worker_timeout_secs must be positive, got %d" %
+                     FLAGS.worker_timeout_secs)
   if FLAGS.distribution_strategy != "none":
     if FLAGS.use_tpu:
       raise ValueError("--distribution_strategy=%s cannot be combined with "
@@ -434,7 +458,11 @@ def make_host_call(summary_dir, global_step, scalars):
     with writer.as_default(), tf2.summary.record_if(True):
       for name in sorted(kwargs):
         tf2.summary.scalar(name, tf.reduce_mean(kwargs[name]), step=step)
-      return tf.summary.all_v2_summary_ops()
+      summary_ops = tf.summary.all_v2_summary_ops()
+      # Flushed after every host call, so a killed run keeps the summaries
+      # of every step it finished.
+      with tf.control_dependencies(summary_ops):
+        return summary_ops + [writer.flush()]
 
   return host_call_fn, tensors
 
@@ -658,7 +686,16 @@ def train_round(description, model_dir, model_fn, strategy, input_files,
   input_fn = pretraining_data.input_fn_builder(
       input_files, max_seq_length, FLAGS.max_predictions_per_seq,
       is_training=True, batch_size=per_replica_batch)
-  estimator.train(input_fn=input_fn, max_steps=max_steps)
+  hooks = None
+  if FLAGS.distribution_strategy == "multi_worker":
+    hooks = [estimator_utils.StalledTrainingHook(
+        FLAGS.worker_timeout_secs,
+        "run_pretraining.py: no training step finished in %d s "
+        "(--worker_timeout_secs): a worker of the cluster in TF_CONFIG has "
+        "stopped or cannot be reached. Start every worker again with the "
+        "same command; training resumes from the last checkpoint in %s." %
+        (FLAGS.worker_timeout_secs, model_dir))]
+  estimator_utils.train_estimator(estimator, input_fn, max_steps, hooks)
 
 
 def summary_dir_for(phase):
@@ -757,6 +794,13 @@ def main(_):
       for key in sorted(result):
         tf.logging.info("  %s = %s", key, str(result[key]))
         writer.write("%s = %s\n" % (key, str(result[key])))
+
+  if FLAGS.distribution_strategy == "multi_worker" and not tf_compat.IS_TF2:
+    # TF 1.15's in-process gRPC server fails in its __del__ at interpreter
+    # shutdown (a traceback after a successful run); everything is written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

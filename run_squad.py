@@ -21,6 +21,7 @@ import tensorflow.compat.v1 as tf
 
 import estimator_utils
 import export_tflite
+import file_checks
 import heads
 import modeling
 import optimization
@@ -250,6 +251,18 @@ def validate_flags_or_throw(bert_config):
         "--output_dir=%s has no checkpoint and --init_checkpoint is not set." %
         FLAGS.output_dir)
 
+  file_checks.check_writable_dir(FLAGS.output_dir, "output_dir")
+  file_checks.check_writable_dir(FLAGS.export_dir, "export_dir")
+  if FLAGS.lite_model_path:
+    export_tflite.LiteModel(FLAGS.lite_model_path)
+  # Every checkpoint this run restores: the one it starts from and the one
+  # it resumes (or predicts and exports) from.
+  if FLAGS.init_checkpoint:
+    modeling.check_checkpoint(FLAGS.init_checkpoint, bert_config)
+  latest = _checkpoint_to_use()
+  if latest:
+    modeling.check_checkpoint(latest, bert_config)
+
 
 def compute_span_loss(logits, positions):
   """Mean cross-entropy of span logits against gold positions.
@@ -467,13 +480,31 @@ def predict(bert_config, tokenizer):
 
 
 def evaluate(predictions, null_odds):
-  """Scores predictions against --predict_file if it carries answers."""
+  """Scores predictions against --predict_file if it carries answers.
+
+  A file without any answers (a test set) is not scored.  One where only
+  some questions have answers is refused (after the predictions are
+  written): most often a SQuAD 2.0 file read without
+  --version_2_with_negative.
+
+  Raises:
+    ValueError: some but not all questions can be scored.
+  """
   dataset = squad_data.load_squad_json(FLAGS.predict_file)
-  if not squad_metrics.has_gold_answers(dataset,
-                                        FLAGS.version_2_with_negative):
-    tf.logging.info("%s has no gold answers for every question; skipping "
+  unscorable, total = squad_metrics.questions_without_gold(
+      dataset, FLAGS.version_2_with_negative)
+  if len(unscorable) == total:
+    tf.logging.info("%s has no gold answers; predictions written, no "
                     "evaluation.", FLAGS.predict_file)
     return
+  if unscorable:
+    hint = ("; for a SQuAD 2.0 file pass --version_2_with_negative"
+            if not FLAGS.version_2_with_negative else "")
+    raise ValueError(
+        "--predict_file=%s: %d of %d questions (e.g. %s) have no gold "
+        "answer, so the file cannot be scored%s. The predictions are in "
+        "--output_dir=%s." % (FLAGS.predict_file, len(unscorable), total,
+                              unscorable[0], hint, FLAGS.output_dir))
   if FLAGS.version_2_with_negative:
     # With the threshold used for predictions.json, the official no-answer
     # thresholding agrees with the written predictions.
@@ -523,21 +554,25 @@ def export(bert_config, tokenizer):
 
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  validate_flags_or_throw(bert_config)
-  tf.gfile.MakeDirs(FLAGS.output_dir)
-  tokenizer = tokenization.create_tokenizer(
-      vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
-      do_lower_case=FLAGS.do_lower_case)
-  if FLAGS.do_train:
-    train(bert_config, tokenizer)
-  if FLAGS.do_predict:
-    predict(bert_config, tokenizer)
-  if FLAGS.export_dir:
-    try:
+  # Bad flags, files and data raise ValueError naming them: the run ends with
+  # that one line (and nothing written by an earlier stage is lost).
+  try:
+    bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+    validate_flags_or_throw(bert_config)
+    tokenizer = tokenization.create_tokenizer(
+        vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
+        do_lower_case=FLAGS.do_lower_case, vocab_size=bert_config.vocab_size)
+    tf.gfile.MakeDirs(FLAGS.output_dir)
+    if FLAGS.do_train:
+      train(bert_config, tokenizer)
+    if FLAGS.do_predict:
+      predict(bert_config, tokenizer)
+    if FLAGS.export_dir:
       export(bert_config, tokenizer)
-    except export_tflite.IntegerExportError as error:
-      sys.exit("run_squad.py: --export_dir: %s" % error)
+  except export_tflite.IntegerExportError as error:
+    sys.exit("run_squad.py: --export_dir: %s" % error)
+  except ValueError as error:
+    sys.exit("run_squad.py: %s" % error)
 
 
 if __name__ == "__main__":

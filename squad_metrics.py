@@ -215,19 +215,19 @@ def _mean_percent(scores, qids):
   return 100.0 * sum(scores[qid] for qid in qids) / len(qids)
 
 
-def has_gold_answers(dataset, version_2_with_negative):
-  """True if the file can be scored: every question carries `answers`.
+def questions_without_gold(dataset, version_2_with_negative):
+  """(ids of the questions that cannot be scored, number of questions).
 
   v1.1 questions need at least one answer; v2.0 questions may have none when
-  they are marked `is_impossible`.
+  they are marked `is_impossible`.  A question without an `answers` key
+  cannot be scored either way.
   """
-  any_question = False
+  unscorable = []
+  total = 0
   for qa in _iter_questions(dataset):
-    any_question = True
+    total += 1
     answers = qa.get("answers")
-    if answers is None:
-      return False
-    if not answers and not (version_2_with_negative and
-                            qa.get("is_impossible", False)):
-      return False
-  return any_question
+    if answers is None or (not answers and not (
+        version_2_with_negative and qa.get("is_impossible", False))):
+      unscorable.append(qa["id"])
+  return unscorable, total

@@ -142,7 +142,8 @@ def whitespace_tokenize(text):
   return text.split()
 
 
-def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True):
+def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True,
+                     vocab_size=None):
   """Builds the tokenizer selected by the --vocab_file / --spm_model_file flags.
 
   Args:
@@ -150,23 +151,58 @@ def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True):
     spm_model_file: a SentencePiece `.model` file, or None.
     do_lower_case: whether to lower-case the input (and, for WordPiece, strip
       accents).
+    vocab_size: the model's vocab_size, if known: a vocabulary with more
+      tokens is refused (see check_vocab_fits_config).
 
   Returns:
     A FullTokenizer or a SentencePieceTokenizer.
 
   Raises:
-    ValueError: both or neither of the files are given, or the file is bad.
+    ValueError: both or neither of the files are given, the file is bad, or
+      it does not fit `vocab_size`.
   """
   if vocab_file and spm_model_file:
     raise ValueError(
         "Give only one of --vocab_file (%r) and --spm_model_file (%r)."
         % (vocab_file, spm_model_file))
   if vocab_file:
-    return FullTokenizer(vocab_file, do_lower_case=do_lower_case)
-  if spm_model_file:
-    return SentencePieceTokenizer(spm_model_file, do_lower_case=do_lower_case)
-  raise ValueError("One of --vocab_file (a WordPiece vocab.txt) or "
-                   "--spm_model_file (a SentencePiece .model) is required.")
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+  elif spm_model_file:
+    tokenizer = SentencePieceTokenizer(spm_model_file,
+                                       do_lower_case=do_lower_case)
+  else:
+    raise ValueError("One of --vocab_file (a WordPiece vocab.txt) or "
+                     "--spm_model_file (a SentencePiece .model) is required.")
+  if vocab_size is not None:
+    check_vocab_fits_config(tokenizer, vocab_size, vocab_file, spm_model_file)
+  return tokenizer
+
+
+def check_vocab_fits_config(tokenizer, vocab_size, vocab_file=None,
+                            spm_model_file=None):
+  """Refuses a vocabulary whose ids would index past the embedding table.
+
+  A vocabulary smaller than the config's vocab_size is allowed (unused rows,
+  as in the tests' tiny models); a larger one would produce ids the model
+  cannot look up, failing deep inside a session or, on TPU, silently.
+
+  Args:
+    tokenizer: a FullTokenizer or SentencePieceTokenizer.
+    vocab_size: the BertConfig's vocab_size.
+    vocab_file: the --vocab_file it was read from, or None.
+    spm_model_file: the --spm_model_file it was read from, or None.
+
+  Raises:
+    ValueError: naming the flag and both sizes.
+  """
+  size = len(tokenizer.inv_vocab)
+  source = ("--vocab_file=%s" % vocab_file if vocab_file else
+            "--spm_model_file=%s" % spm_model_file)
+  if size > vocab_size:
+    raise ValueError(
+        "%s has %d tokens but the model's vocab_size (--bert_config_file) is "
+        "%d: ids %d..%d have no embedding. Use the vocabulary the checkpoint "
+        "was trained with." % (source, size, vocab_size, vocab_size, size - 1))
 
 
 class FullTokenizer(object):

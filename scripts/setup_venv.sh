@@ -34,9 +34,13 @@ find_python() {
 
 # The TF 2.15 test runtime also gets tflite-support (requirements-metadata.txt)
 # so the Task Library tests run; its native library needs libusb-1.0.
+# It also gets the compiled protobuf (requirements-fast-protobuf.txt, which
+# says why it is installed on its own with --no-deps).
 requirement_files=("$root/requirements.txt" "$root/requirements-test.txt")
+override_files=()
 if [ "$runtime" = tf2 ]; then
   requirement_files+=("$root/requirements-metadata.txt")
+  override_files+=("$root/requirements-fast-protobuf.txt")
 fi
 
 ensure_libusb() {
@@ -52,7 +56,7 @@ ensure_libusb() {
   echo "libusb-1.0 is missing and could not be installed here (Debian/Ubuntu: apt-get install libusb-1.0-0); the Task Library tests will say so" >&2
 }
 
-stamp_value="$(cat "${requirement_files[@]}" | sha256sum | cut -c1-16)"
+stamp_value="$(cat "${requirement_files[@]}" ${override_files[@]+"${override_files[@]}"} | sha256sum | cut -c1-16)"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements-stamp" 2>/dev/null)" = "$stamp_value" ]; then
   if [ "$runtime" = tf2 ]; then ensure_libusb; fi
   echo "$venv/bin/python"
@@ -71,10 +75,15 @@ rm -rf "$venv"
 quiet_pip() {
   "$venv/bin/python" -m pip install --quiet "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
 }
+# The override's expected complaints: pip lists every declared protobuf < 4.
+quiet_override() {
+  "$venv/bin/python" -m pip install --quiet --no-deps "$@" 2>&1 | { grep -v -e "is ignored: it is neither a file nor a directory" -e "dependency resolver does not currently take into account" -e "requires protobuf" || true; } >&2
+}
 quiet_pip --upgrade "pip<24.1"
 pip_args=()
 for file in "${requirement_files[@]}"; do pip_args+=(-r "$file"); done
 quiet_pip "${pip_args[@]}"
+for file in ${override_files[@]+"${override_files[@]}"}; do quiet_override -r "$file"; done
 if [ "$runtime" = tf2 ]; then ensure_libusb; fi
 echo "$stamp_value" > "$venv/.requirements-stamp"
 echo "$venv/bin/python"

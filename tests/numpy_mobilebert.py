@@ -295,3 +295,58 @@ def forward(config, weights, input_ids, input_mask=None, token_type_ids=None):
       "sequence_output": hidden,
       "pooled_output": pooled,
   }
+
+
+def masked_lm_logits(config, weights, sequence_output, positions):
+  """The pretraining head's logits at `positions`.
+
+  transform: dense + hidden_act, then a real LayerNorm (epsilon 1e-12, also
+  for no_norm models); output: h . [word_embeddings ; extra_output_weights]^T
+  + output_bias (the extra columns exist when hidden > embedding size).
+
+  Args:
+    config: config dict.
+    weights: dict of checkpoint variable name -> array.
+    sequence_output: [batch, seq, hidden].
+    positions: int [batch, predictions].
+
+  Returns:
+    [batch * predictions, vocab] float64.
+  """
+  config = complete_config(config)
+  weights = {name: np.asarray(value, dtype=np.float64)
+             for name, value in weights.items()}
+  batch = sequence_output.shape[0]
+  gathered = sequence_output[np.arange(batch)[:, None], positions]
+  h = activation(config["hidden_act"])(
+      dense(gathered.reshape(-1, sequence_output.shape[-1]), weights,
+            "cls/predictions/transform/dense"))
+  h = normalize(h, weights, "cls/predictions/transform", "layer_norm")
+  output_weights = weights["bert/embeddings/word_embeddings"]
+  if "cls/predictions/extra_output_weights" in weights:
+    output_weights = np.concatenate(
+        [output_weights, weights["cls/predictions/extra_output_weights"]],
+        axis=1)
+  return h @ output_weights.T + weights["cls/predictions/output_bias"]
+
+
+def squad_logits(config, weights, input_ids, input_mask, segment_ids):
+  """SQuAD start/end logits, each [batch, seq], of the `cls/squad` head."""
+  sequence = forward(config, weights, input_ids, input_mask,
+                     segment_ids)["sequence_output"]
+  logits = (sequence @ np.asarray(weights["cls/squad/output_weights"],
+                                  np.float64).T +
+            weights["cls/squad/output_bias"])
+  return logits[..., 0], logits[..., 1]
+
+
+def classifier_probabilities(config, weights, input_ids, input_mask,
+                             segment_ids):
+  """Softmax of the classification head ([batch, num_labels]) on the pooled
+  output (no dropout: inference)."""
+  pooled = forward(config, weights, input_ids, input_mask,
+                   segment_ids)["pooled_output"]
+  logits = (pooled @ np.asarray(weights["output_weights"], np.float64).T +
+            weights["output_bias"])
+  logits = logits - logits.max(axis=-1, keepdims=True)
+  return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)

@@ -8,6 +8,7 @@ import tensorflow.compat.v1 as tf
 
 import distill_modeling
 import modeling
+import numpy_mobilebert
 import optimization
 
 STUDENT = dict(
@@ -26,6 +27,7 @@ TEACHER = dict(
     trigram_input=True, use_bottleneck=True, intra_bottleneck_size=32)
 
 BATCH, SEQ, PREDS = 3, 10, 4
+TEMPERATURE = 2.5  # --distill_temperature, tested away from its default 1
 
 
 def np_standardize(x):
@@ -213,7 +215,7 @@ def test_heads_names_shapes_and_logits_match_numpy():
         cfg, teacher_cfg, input_ids, input_mask, segment_ids, True, False,
         True)
     teacher_probs = distill_modeling.teacher_mlm_probabilities(
-        teacher_cfg, teacher, positions, 1.0)
+        teacher_cfg, teacher, positions, TEMPERATURE)
     logits = distill_modeling.masked_lm_logits(
         cfg, student.get_sequence_output(), student.get_embedding_table(),
         positions)
@@ -227,6 +229,11 @@ def test_heads_names_shapes_and_logits_match_numpy():
     fetch = dict(
         seq=student.get_sequence_output(), logits=logits, positions=positions,
         teacher_probs=teacher_probs,
+        teacher_seq=teacher.get_sequence_output(),
+        teacher_head={name[len("teacher/"):]: var
+                      for name, var in tvars.items()
+                      if name.startswith("teacher/cls/predictions/") or
+                      name == "teacher/bert/embeddings/word_embeddings"},
         table=tvars["bert/embeddings/word_embeddings"],
         kernel=tvars["cls/predictions/transform/dense/kernel"],
         bias=tvars["cls/predictions/transform/dense/bias"],
@@ -268,7 +275,18 @@ def test_heads_names_shapes_and_logits_match_numpy():
   expected_logits = h @ weights.T + got["out_bias"]
   np.testing.assert_allclose(got["logits"], expected_logits, rtol=1e-4,
                              atol=1e-5)
-  np.testing.assert_allclose(got["teacher_probs"].sum(-1), 1.0, rtol=1e-5)
+  # Teacher targets: softmax(teacher logits / temperature).
+  teacher_logits = numpy_mobilebert.masked_lm_logits(
+      TEACHER, got["teacher_head"], got["teacher_seq"], got["positions"])
+  tempered = teacher_logits / TEMPERATURE
+  expected_probs = np.exp(tempered - tempered.max(-1, keepdims=True))
+  expected_probs /= expected_probs.sum(-1, keepdims=True)
+  np.testing.assert_allclose(got["teacher_probs"], expected_probs, rtol=1e-4,
+                             atol=1e-6)
+  # The temperature matters: softer than the untempered distribution.
+  plain = np.exp(teacher_logits - teacher_logits.max(-1, keepdims=True))
+  plain /= plain.sum(-1, keepdims=True)
+  assert got["teacher_probs"].max(-1).mean() < plain.max(-1).mean()
 
 
 def save_teacher_checkpoint(path):

@@ -23,8 +23,9 @@ import tensorflow.compat.v1 as tf
 import export_tflite
 import heads
 import modeling
+import numpy_mobilebert
+import script_helpers
 import tf_compat
-from tests import numpy_mobilebert
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ = 32
@@ -137,13 +138,10 @@ def _write_checkpoint(config_dict, directory, rng, qat=False,
 
 def numpy_squad_logits(config_dict, weights, feature):
   """Start/end logits [SEQ] from the numpy MobileBERT and the SQuAD head."""
-  outputs = numpy_mobilebert.forward(
+  start, end = numpy_mobilebert.squad_logits(
       config_dict, weights, np.array([feature["input_ids"]]),
       np.array([feature["input_mask"]]), np.array([feature["segment_ids"]]))
-  sequence = outputs["sequence_output"][0]
-  logits = (sequence @ weights["cls/squad/output_weights"].astype(np.float64).T
-            + weights["cls/squad/output_bias"])
-  return {"start_logits": logits[:, 0], "end_logits": logits[:, 1]}
+  return {"start_logits": start[0], "end_logits": end[0]}
 
 
 def _ops(path):
@@ -193,9 +191,30 @@ def _max_abs_diff(lite_model, features, references):
     got = lite_model.run(feature["input_ids"], feature["input_mask"],
                          feature["segment_ids"])
     for name in ("start_logits", "end_logits"):
-      assert got[name].shape == (1, SEQ) and got[name].dtype == np.float32
+      assert got[name].shape == (1, SEQ)
       worst = max(worst, np.abs(got[name][0] - reference[name]).max())
   return worst
+
+
+def _io_types(path):
+  """(input dtype names, output dtype names) as the file declares them
+  (LiteModel would dequantize any output to float32)."""
+  interpreter = tf.lite.Interpreter(model_path=path)
+  return tuple(sorted(np.dtype(d["dtype"]).name for d in details)
+               for details in (interpreter.get_input_details(),
+                               interpreter.get_output_details()))
+
+
+def test_every_tflite_file_takes_int32_ids_and_gives_float32_logits(
+    float_export, request):
+  paths = dict(float_export["paths"])
+  if tf_compat.IS_TF2:
+    paths["qat_int8"] = request.getfixturevalue("qat_export")["paths"][
+        "qat_int8"]
+  del paths["saved_model"]
+  assert len(paths) == (4 if tf_compat.IS_TF2 else 2), paths
+  for kind, path in paths.items():
+    assert _io_types(path) == (["int32"] * 3, ["float32"] * 2), kind
 
 
 def _logit_scale(references):
@@ -354,6 +373,10 @@ def test_integer_model_computes_nothing_in_float(kind, request):
   assert counts["FULLY_CONNECTED"] == 1 + 11 * num_layers + 1
   assert counts["BATCH_MATMUL"] == 2 * num_layers
   assert counts["SOFTMAX"] == num_layers
+  # The embedding lookups (words, token types) and the mask table; the
+  # residual adds and NoNorm products (several per layer).
+  assert counts["GATHER"] >= 3
+  assert counts["ADD"] >= 2 * num_layers and counts["MUL"] >= 2 * num_layers
   for o in ops:
     if o["op"] in ("FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GATHER",
                    "ADD", "MUL"):
@@ -580,15 +603,53 @@ def test_command_line_classifier_export(float_export, tmp_path):
     got = lite_model.run(feature["input_ids"], feature["input_mask"],
                          feature["segment_ids"])["probabilities"]
     # No pooler (classifier_activation false): the raw [CLS] state.
-    outputs = numpy_mobilebert.forward(
+    expected = numpy_mobilebert.classifier_probabilities(
         config_dict, weights, np.array([feature["input_ids"]]),
         np.array([feature["input_mask"]]), np.array([feature["segment_ids"]]))
-    logits = (outputs["pooled_output"] @ weights["output_weights"].T +
-              weights["output_bias"])
-    expected = np.exp(logits - logits.max()) / np.exp(
-        logits - logits.max()).sum()
     assert got.shape == (1, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_command_line_bad_input_ends_in_one_line(float_export, tmp_path):
+  """export_tflite.py refuses a damaged checkpoint, a config that does not
+  fit it and an export directory that cannot exist, with one line each and
+  before writing anything."""
+  config_dict = float_export["config"]
+  config_file = str(tmp_path / "config.json")
+  with open(config_file, "w") as f:
+    json.dump(config_dict, f)
+  wide_file = str(tmp_path / "wide.json")
+  with open(wide_file, "w") as f:
+    json.dump(dict(config_dict, intermediate_size=48), f)
+  damaged = script_helpers.copy_checkpoint(float_export["prefix"],
+                                           str(tmp_path / "damaged"))
+  script_helpers.damage_file(damaged + ".data-00000-of-00001")
+  open(str(tmp_path / "a_file"), "w").close()
+  export_dir = str(tmp_path / "export")
+  cases = [
+      (["--bert_config_file=" + config_file, "--init_checkpoint=" + damaged,
+        "--export_dir=" + export_dir], ["is damaged", damaged]),
+      (["--bert_config_file=" + wide_file,
+        "--init_checkpoint=" + float_export["prefix"],
+        "--export_dir=" + export_dir],
+       ["intermediate/dense/bias", "[%d]" % config_dict["intermediate_size"],
+        "[48]"]),
+      (["--bert_config_file=" + config_file,
+        "--init_checkpoint=" + float_export["prefix"],
+        "--export_dir=" + str(tmp_path / "a_file" / "export")],
+       ["--export_dir=", "a_file is a file"]),
+  ]
+  for args, wanted in cases:
+    code, output = script_helpers.run_script(
+        "export_tflite.py", args + ["--max_seq_length=%d" % SEQ],
+        expect_success=False)
+    assert code == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    last = script_helpers.last_line(output)
+    assert last.startswith("export_tflite.py: "), last
+    for part in wanted:
+      assert part in last, (part, last)
+  assert not os.path.exists(export_dir)
 
 
 @NEEDS_TF2
@@ -878,11 +939,14 @@ TASK_LIBRARY_SCRIPT = textwrap.dedent("""
 
 
 def _run_task_library(models):
+  # The Task runtime's generated protobuf code needs the pure-Python protobuf
+  # backend under protobuf 4 (see requirements-fast-protobuf.txt).
+  env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
   completed = subprocess.run(
       [sys.executable, "-c", TASK_LIBRARY_SCRIPT, json.dumps(models),
        QA_CONTEXT, QA_QUESTION, QA_CONTEXT],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
-      check=False)
+      check=False, env=env)
   stderr = completed.stderr.decode()
   if completed.returncode and "libusb" in stderr:
     _skip_or_fail_under_ci("the Task Library's native library needs "

@@ -264,3 +264,112 @@ def test_loss_gate_matches_stage_definition():
         expected = [1.0 if 5 * l < s <= 5 * (l + 1) else 0.0
                     for l in range(3)]
         assert got == expected, (s, got)
+
+
+# One or two replicas take three steps on the same global batch of 4 targets;
+# prints the final variables of each run as JSON.  Run in a fresh process:
+# TF 2.15 must be given two logical CPUs before it initialises.
+_REPLICA_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow.compat.v1 as tf
+import tf_compat
+if tf_compat.IS_TF2:
+  import tensorflow as tf2
+  cpu = tf2.config.list_physical_devices("CPU")[0]
+  tf2.config.set_logical_device_configuration(
+      cpu, [tf2.config.LogicalDeviceConfiguration()] * 2)
+import optimization
+
+optimizer, names, targets = sys.argv[1], json.loads(sys.argv[2]), json.loads(
+    sys.argv[3])
+layer_wise = optimizer == "lamb_layer_wise"
+rng = np.random.RandomState(5)
+initial = {n: rng.uniform(-1, 1, size=(3, 2)).astype(np.float32)
+           for n in names}
+coefficients = {n: 1.0 + i for i, n in enumerate(names)}
+
+def loss_of(batch_targets):
+  # mean over examples of sum_v 0.5 * c_v * ||v - t||^2
+  variables = {n: tf.get_variable(n, initializer=initial[n]) for n in names}
+  per_example = tf.add_n([
+      0.5 * coefficients[n] * tf.reduce_sum(
+          tf.square(variables[n][None] - batch_targets[:, None, None]),
+          axis=[1, 2]) for n in names])
+  return tf.reduce_mean(per_example)
+
+def train_op_for(loss):
+  return optimization.create_optimizer(
+      loss, 0.1, num_train_steps=8, num_warmup_steps=0, use_tpu=False,
+      optimizer="adamw" if optimizer == "adamw" else "lamb",
+      use_layer_wise_warmup=layer_wise, total_warmup_phases=2)
+
+def run(num_replicas):
+  config = tf.ConfigProto(device_count={"CPU": 2})
+  with tf.Graph().as_default():
+    all_targets = tf.constant(targets, tf.float32)
+    if num_replicas == 1:
+      global_step = tf.train.get_or_create_global_step()
+      train_op = train_op_for(loss_of(all_targets))
+    else:
+      strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+      with strategy.scope():
+        global_step = tf.train.get_or_create_global_step()
+        def step_fn():
+          replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+          half = len(targets) // num_replicas
+          return train_op_for(loss_of(
+              all_targets[replica * half:(replica + 1) * half]))
+        run_fn = getattr(strategy, "run", None) or strategy.experimental_run_v2
+        train_op = tf.group(strategy.experimental_local_results(
+            run_fn(step_fn)))
+    with tf.Session(config=config) as session:
+      session.run(tf.global_variables_initializer())
+      # Steps 5-7: the second of layer-wise warm-up's two 4-step stages,
+      # where both layers train.
+      session.run(tf.assign(global_step, 5))
+      for _ in range(3):
+        session.run(train_op)
+      values = {v.op.name: session.run(v) for v in tf.global_variables()}
+      return {n: values[n].tolist() for n in names}
+
+print("RESULT=" + json.dumps([run(1), run(2)]))
+"""
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lamb_layer_wise"])
+def test_two_mirrored_replicas_take_the_one_device_step(optimizer):
+  """Two replicas on half batches each equal one device on the whole batch,
+  with the gradient clipping active (targets make the norm about 60) and
+  the halves' gradients far apart (clipping each by its own norm would
+  change the step)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  names = ["bert/encoder/layer_0/attention/self/query/kernel",
+           "bert/encoder/layer_1/intermediate/dense/kernel",
+           "bert/encoder/layer_1/output/FakeLayerNorm/gamma"]
+  targets = [30.0, 28.0, -1.0, 0.5]
+  # The one-device gradient norm at the start is far above the clip norm 1.
+  start = np.random.RandomState(5).uniform(-1, 1, size=(len(names), 3, 2))
+  gradient_norm = math.sqrt(sum(
+      float(np.sum(((1.0 + i) * (start[i] - np.mean(targets))) ** 2))
+      for i in range(len(names))))
+  assert gradient_norm > 20.0
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  output = subprocess.run(
+      [sys.executable, "-c", _REPLICA_SCRIPT, optimizer, json.dumps(names),
+       json.dumps(targets)],
+      cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+      timeout=300)
+  assert output.returncode == 0, output.stderr[-4000:]
+  line = [l for l in output.stdout.splitlines() if l.startswith("RESULT=")][0]
+  one_device, two_replicas = json.loads(line[len("RESULT="):])
+  moved = 0
+  for name in names:
+    np.testing.assert_allclose(two_replicas[name], one_device[name],
+                               rtol=1e-5, atol=1e-6, err_msg=name)
+    moved += not np.allclose(one_device[name], start[names.index(name)])
+  assert moved == len(names)  # the steps did something

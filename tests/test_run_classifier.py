@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+import numpy_mobilebert
+import script_helpers
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FILLER = ["the", "cat", "dog", "sat", "ran", "on", "mat", "big", "small", "red",
@@ -23,6 +26,9 @@ FILLER = ["the", "cat", "dog", "sat", "ran", "on", "mat", "big", "small", "red",
           "friend", "car", "green", "old", "new", "man", "woman", "saw", "bird"]
 KEYWORDS = {"yes": "entailment", "no": "contradiction", None: "neutral"}
 MNLI_LABELS = ["contradiction", "entailment", "neutral"]
+# In the nine-task test, label k of a task is the one whose keyword is
+# LABEL_WORDS[k]; STS-B's score grows with "yes".
+LABEL_WORDS = ["no", "yes", "maybe"]
 SEQ_LENGTH = 24
 
 TINY_CONFIG = {
@@ -48,7 +54,8 @@ TINY_CONFIG = {
 
 
 def _write_vocab(directory):
-  tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER + ["yes", "no"]
+  tokens = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + FILLER +
+            LABEL_WORDS)
   path = os.path.join(directory, "vocab.txt")
   with open(path, "w") as f:
     f.write("\n".join(tokens) + "\n")
@@ -77,24 +84,10 @@ def _mnli_pair(rng):
 
 
 def _mnli_file(path, rng, count, num_label_columns):
-  """An MNLI TSV: 10 text columns, then label1..labelN and gold_label."""
-  header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
-            "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
-            "sentence1", "sentence2"]
-  if num_label_columns:
-    header += ["label%d" % (i + 1) for i in range(num_label_columns - 1)]
-    header += ["gold_label"]
-  labels = []
-  with open(path, "w") as f:
-    f.write("\t".join(header) + "\n")
-    for index in range(count):
-      premise, hypothesis, label = _mnli_pair(rng)
-      row = [str(index), "1", "1n", "fiction", "( x )", "( y )", "(ROOT x)",
-             "(ROOT y)", premise, hypothesis]
-      row += [label] * num_label_columns
-      f.write("\t".join(row) + "\n")
-      labels.append(label)
-  return labels
+  """An MNLI TSV of keyword pairs (see _write_mnli); returns the labels."""
+  rows = [_mnli_pair(rng) + (None,) for _ in range(count)]
+  _write_mnli(path, rows, num_label_columns)
+  return [label for _, _, label, _ in rows]
 
 
 def _make_mnli(directory):
@@ -184,35 +177,37 @@ def test_submission_files_hold_label_strings(trained_mnli):
     assert correct >= 0.85 * len(expected)
 
 
-def _graph_probabilities(config_file, checkpoint_dir, features):
-  """probabilities [n, 3] of the trained checkpoint, built here in TF."""
-  import heads  # pylint: disable=g-import-not-at-top
-  import modeling  # pylint: disable=g-import-not-at-top
-  config = modeling.BertConfig.from_json_file(config_file)
-  with tf.Graph().as_default():
-    ids = tf.constant([f.input_ids for f in features], tf.int32)
-    mask = tf.constant([f.input_mask for f in features], tf.int32)
-    segments = tf.constant([f.segment_ids for f in features], tf.int32)
-    _, probabilities = heads.classifier_logits(config, False, ids, mask,
-                                               segments, num_labels=3)
-    saver = tf.train.Saver(tf.global_variables())
-    with tf.Session() as sess:
-      saver.restore(sess, tf.train.latest_checkpoint(checkpoint_dir))
-      return sess.run(probabilities)
+def _numpy_probabilities(config_file, checkpoint_dir, features):
+  """probabilities [n, 3] of the trained checkpoint by the numpy MobileBERT."""
+  with open(config_file) as f:
+    config = json.load(f)
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(checkpoint_dir))
+  weights = {name: reader.get_tensor(name)
+             for name in reader.get_variable_to_shape_map()
+             if "adam_" not in name and name != "global_step"}
+  return numpy_mobilebert.classifier_probabilities(
+      config, weights, np.array([f.input_ids for f in features]),
+      np.array([f.input_mask for f in features]),
+      np.array([f.segment_ids for f in features]))
 
 
-def test_tflite_float_export_agrees_with_the_graph(trained_mnli):
-  import export_tflite  # pylint: disable=g-import-not-at-top
+def _dev_features(trained_mnli, split):
   import glue_data  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
   tokenizer = tokenization.FullTokenizer(trained_mnli["vocab_file"])
   examples = glue_data.get_processor("mnli").get_examples(
-      trained_mnli["data_dir"], "dev_matched")[:6]
+      trained_mnli["data_dir"], split)
   features = glue_data.convert_examples_to_features(
       examples, MNLI_LABELS, SEQ_LENGTH, tokenizer)
-  expected = _graph_probabilities(trained_mnli["config_file"],
+  return examples, features
+
+
+def test_tflite_float_export_agrees_with_numpy(trained_mnli):
+  import export_tflite  # pylint: disable=g-import-not-at-top
+  _, features = _dev_features(trained_mnli, "dev_matched")
+  features = features[:6]
+  expected = _numpy_probabilities(trained_mnli["config_file"],
                                   trained_mnli["output_dir"], features)
-  np.testing.assert_allclose(expected.sum(axis=-1), 1.0, atol=1e-5)
   float_model = export_tflite.LiteModel(
       os.path.join(trained_mnli["export_dir"], "model_float.tflite"))
   # --use_post_quantization: int8 weights, so only the decisions must agree.
@@ -243,62 +238,231 @@ def test_eval_through_tflite_matches_estimator_eval(trained_mnli, tmp_path):
   graph = _read_eval_results(
       os.path.join(trained_mnli["output_dir"], "eval_results.txt"))
   for split in ("matched", "mismatched"):
-    key = "eval_%s_accuracy" % split
-    assert abs(lite[key] - graph[key]) <= 1.0 / 48 + 1e-9
-    assert lite["eval_%s_loss" % split] == pytest.approx(
-        graph["eval_%s_loss" % split], rel=1e-2, abs=1e-3)
+    # The reference: numpy MobileBERT on the same checkpoint and features.
+    examples, features = _dev_features(trained_mnli, "dev_" + split)
+    probabilities = _numpy_probabilities(
+        trained_mnli["config_file"], trained_mnli["output_dir"], features)
+    labels = np.array([MNLI_LABELS.index(e.label) for e in examples])
+    accuracy = np.mean(np.argmax(probabilities, axis=-1) == labels)
+    loss = np.mean(-np.log(probabilities[np.arange(len(labels)), labels]))
+    for results in (lite, graph):
+      assert results["eval_%s_num_examples" % split] == len(examples)
+      # A near-tie may flip one decision between float implementations.
+      assert abs(results["eval_%s_accuracy" % split] - accuracy) <= (
+          1.0 / len(examples) + 1e-9)
+      assert results["eval_%s_loss" % split] == pytest.approx(
+          loss, rel=1e-2, abs=1e-3)
 
 
-def _stsb_file(path, rng, count, with_score):
-  """STS-B TSV whose score is 1.5 times the number of "yes" in sentence1."""
-  header = ["index", "genre", "filename", "year", "old_index", "source1",
-            "source2", "sentence1", "sentence2"] + (["score"] if with_score else [])
-  scores = []
+# --- All nine GLUE tasks through the script ---------------------------------
+
+# (header or None, columns of a labelled row, columns of a test row) per task;
+# {a}/{b} are the texts, {label} the label string, {i} the row index.
+GLUE_LAYOUTS = {
+    "CoLA": (None, ["gj04", "{label}", "", "{a}"],
+             ("index\tsentence", ["{i}", "{a}"])),
+    "SST-2": ("sentence\tlabel", ["{a}", "{label}"],
+              ("index\tsentence", ["{i}", "{a}"])),
+    "MRPC": ("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+             ["{label}", "1{i}", "2{i}", "{a}", "{b}"],
+             ("index\t#1 ID\t#2 ID\t#1 String\t#2 String",
+              ["{i}", "1{i}", "2{i}", "{a}", "{b}"])),
+    "STS-B": ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2"
+              "\tsentence1\tsentence2\tscore",
+              ["{i}", "main", "f", "2012", "{i}", "s", "s", "{a}", "{b}",
+               "{label}"],
+              ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2"
+               "\tsentence1\tsentence2",
+               ["{i}", "main", "f", "2012", "{i}", "s", "s", "{a}", "{b}"])),
+    "QQP": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
+            ["{i}", "1{i}", "2{i}", "{a}", "{b}", "{label}"],
+            ("id\tquestion1\tquestion2", ["{i}", "{a}", "{b}"])),
+    "QNLI": ("index\tquestion\tsentence\tlabel",
+             ["{i}", "{a}", "{b}", "{label}"],
+             ("index\tquestion\tsentence", ["{i}", "{a}", "{b}"])),
+    "RTE": ("index\tsentence1\tsentence2\tlabel",
+            ["{i}", "{a}", "{b}", "{label}"],
+            ("index\tsentence1\tsentence2", ["{i}", "{a}", "{b}"])),
+    "WNLI": ("index\tsentence1\tsentence2\tlabel",
+             ["{i}", "{a}", "{b}", "{label}"],
+             ("index\tsentence1\tsentence2", ["{i}", "{a}", "{b}"])),
+}
+GLUE_LABELS = {"CoLA": ["0", "1"], "SST-2": ["0", "1"], "MRPC": ["0", "1"],
+               "QQP": ["0", "1"], "QNLI": ["entailment", "not_entailment"],
+               "RTE": ["entailment", "not_entailment"], "WNLI": ["0", "1"],
+               "MNLI": MNLI_LABELS, "STS-B": []}
+SINGLE_SENTENCE = ("CoLA", "SST-2")
+
+
+def _glue_example(rng, task):
+  """(text_a, text_b, label string, target): the keyword is in the second
+  text (the only one for single-sentence tasks)."""
+  labels = GLUE_LABELS[task]
+  target = rng.randrange(len(labels) or 2)
+  words = _sentence(rng, 2, 5).split()
+  words.insert(rng.randint(0, len(words)), LABEL_WORDS[target])
+  keyword_text = " ".join(words)
+  if task in SINGLE_SENTENCE:
+    return keyword_text, None, labels[target], target
+  if not labels:  # STS-B: a continuous score, higher with "yes"
+    score = 1.0 + 3.0 * target + rng.uniform(-0.5, 0.5)
+    return _sentence(rng, 2, 5), keyword_text, "%.4f" % score, score
+  return _sentence(rng, 2, 5), keyword_text, labels[target], target
+
+
+def _write_rows(path, header, columns, rows):
+  with open(path, "w") as f:
+    if header is not None:
+      f.write(header + "\n")
+    for i, (a, b, label) in enumerate(rows):
+      f.write("\t".join(c.format(i=i, a=a, b=b, label=label)
+                        for c in columns) + "\n")
+
+
+def _write_glue_task(data_dir, task, rng):
+  """train/dev/test files in the task's real layout; the test rows are the
+  dev rows (so the submission holds the dev predictions).
+
+  Returns:
+    {dev split: [target per dev row]}.
+  """
+  os.makedirs(data_dir)
+  if task == "MNLI":
+    mnli_rows = {}
+    for split, count, columns in (("train", 96, 2), ("dev_matched", 24, 6),
+                                  ("dev_mismatched", 24, 6)):
+      mnli_rows[split] = [_glue_example(rng, task) for _ in range(count)]
+      _write_mnli(os.path.join(data_dir, split + ".tsv"), mnli_rows[split],
+                  columns)
+    for dev, test in (("dev_matched", "test_matched"),
+                      ("dev_mismatched", "test_mismatched")):
+      _write_mnli(os.path.join(data_dir, test + ".tsv"), mnli_rows[dev], 0)
+    return {split: [row[3] for row in mnli_rows[split]]
+            for split in ("dev_matched", "dev_mismatched")}
+  header, columns, (test_header, test_columns) = GLUE_LAYOUTS[task]
+  train = [_glue_example(rng, task) for _ in range(96)]
+  dev = [_glue_example(rng, task) for _ in range(24)]
+  _write_rows(os.path.join(data_dir, "train.tsv"), header, columns,
+              [row[:3] for row in train])
+  _write_rows(os.path.join(data_dir, "dev.tsv"), header, columns,
+              [row[:3] for row in dev])
+  _write_rows(os.path.join(data_dir, "test.tsv"), test_header, test_columns,
+              [row[:3] for row in dev])
+  return {"dev": [row[3] for row in dev]}
+
+
+def _write_mnli(path, rows, num_label_columns):
+  """MNLI: 10 text columns, then label1..labelN-1 and gold_label (train 12
+  columns, dev 16, test 10)."""
+  header = ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
+            "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
+            "sentence1", "sentence2"]
+  if num_label_columns:
+    header += ["label%d" % (i + 1) for i in range(num_label_columns - 1)]
+    header += ["gold_label"]
   with open(path, "w") as f:
     f.write("\t".join(header) + "\n")
-    for index in range(count):
-      count_yes = rng.randint(0, 3)
-      words = _sentence(rng, 2, 5).split()
-      for _ in range(count_yes):
-        words.insert(rng.randint(0, len(words)), "yes")
-      score = 1.5 * count_yes
-      row = [str(index), "main", "x", "2012", "0", "none", "none", " ".join(words),
-             _sentence(rng, 2, 5)]
-      if with_score:
-        row.append("%.3f" % score)
+    for index, (a, b, label, _) in enumerate(rows):
+      row = [str(index), "1", "1n", "fiction", "( x )", "( y )", "(ROOT x)",
+             "(ROOT y)", a, b] + [label] * num_label_columns
       f.write("\t".join(row) + "\n")
-      scores.append(score)
-  return scores
 
 
-def test_stsb_regression_trains_and_reports_correlations(tmp_path):
-  rng = random.Random(3)
-  data_dir = str(tmp_path / "data")
-  os.makedirs(data_dir)
-  _stsb_file(os.path.join(data_dir, "train.tsv"), rng, 256, True)
-  dev_scores = _stsb_file(os.path.join(data_dir, "dev.tsv"), rng, 40, True)
-  _stsb_file(os.path.join(data_dir, "test.tsv"), rng, 10, False)
+# Independent GLUE metrics (numpy only), written from their definitions.
+def _accuracy(predicted, gold):
+  return float(np.mean(np.asarray(predicted) == np.asarray(gold)))
+
+
+def _f1_positive(predicted, gold):
+  predicted, gold = np.asarray(predicted), np.asarray(gold)
+  tp = np.sum((predicted == 1) & (gold == 1))
+  precision = tp / max(np.sum(predicted == 1), 1)
+  recall = tp / max(np.sum(gold == 1), 1)
+  return float(2 * precision * recall / (precision + recall)) if tp else 0.0
+
+
+def _matthews(predicted, gold):
+  predicted, gold = np.asarray(predicted), np.asarray(gold)
+  tp = float(np.sum((predicted == 1) & (gold == 1)))
+  tn = float(np.sum((predicted == 0) & (gold == 0)))
+  fp = float(np.sum((predicted == 1) & (gold == 0)))
+  fn = float(np.sum((predicted == 0) & (gold == 1)))
+  denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+  return (tp * tn - fp * fn) / denominator if denominator else 0.0
+
+
+def _pearson(x, y):
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  x, y = x - x.mean(), y - y.mean()
+  return float(np.sum(x * y) / math.sqrt(np.sum(x * x) * np.sum(y * y)))
+
+
+def _spearman(x, y):
+  # Continuous scores: no ties, so ranks are plain orderings.
+  return _pearson(np.argsort(np.argsort(x)), np.argsort(np.argsort(y)))
+
+
+def _expected_metrics(task, predictions, targets):
+  if task == "STS-B":
+    return {"pearson": _pearson(predictions, targets),
+            "spearman": _spearman(predictions, targets)}
+  metrics = {"accuracy": _accuracy(predictions, targets)}
+  if task in ("MRPC", "QQP"):
+    metrics["f1"] = _f1_positive(predictions, targets)
+  if task == "CoLA":
+    metrics["matthews_corr"] = _matthews(predictions, targets)
+  return metrics
+
+
+def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
+  rng = random.Random(11)
   vocab_file, vocab_size = _write_vocab(str(tmp_path))
   config_file = _write_config(str(tmp_path), vocab_size)
-  output_dir = str(tmp_path / "output")
-  _run(["--task_name=STS-B", "--data_dir=" + data_dir,
+  tasks = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE",
+           "WNLI"]
+  targets, argvs = {}, []
+  for task in tasks:
+    data_dir = str(tmp_path / task / "data")
+    targets[task] = _write_glue_task(data_dir, task, rng)
+    argvs.append([
+        "--task_name=" + task, "--data_dir=" + data_dir,
         "--bert_config_file=" + config_file, "--vocab_file=" + vocab_file,
-        "--output_dir=" + output_dir, "--tfrecord_dir=" + str(tmp_path / "cache"),
-        "--do_train", "--do_eval", "--do_predict",
-        "--max_seq_length=20", "--train_batch_size=16", "--learning_rate=2e-3",
-        "--num_train_epochs=12"])
-  results = _read_eval_results(os.path.join(output_dir, "eval_results.txt"))
-  assert set(results) == {"eval_pearson", "eval_spearman", "eval_loss",
-                          "eval_num_examples", "global_step"}
-  assert results["eval_pearson"] > 0.9, results
-  assert results["eval_spearman"] > 0.9, results
-  # Predicting the mean everywhere would give the variance of the scores.
-  assert results["eval_loss"] < 0.2 * np.var(dev_scores), results
-  predictions = [float(p) for p in _read_submission(
-      os.path.join(output_dir, "STS-B.tsv"))]
-  assert len(predictions) == 10 and all(math.isfinite(p) for p in predictions)
-  for name in ("train", "dev", "test"):
-    assert os.path.exists(str(tmp_path / "cache" / (name + ".tf_record")))
+        "--output_dir=" + str(tmp_path / task / "out"), "--do_train",
+        "--do_eval", "--do_predict", "--max_seq_length=16",
+        "--train_batch_size=16", "--learning_rate=3e-3",
+        "--num_train_epochs=20", "--save_checkpoints_steps=1000",
+        "--random_seed=1"])
+  results = script_helpers.run_main_per_argv("run_classifier", argvs)
+  for task, result in zip(tasks, results):
+    assert result["exit"] == 0, (task, result)
+  for task in tasks:
+    output_dir = str(tmp_path / task / "out")
+    scores = _read_eval_results(os.path.join(output_dir, "eval_results.txt"))
+    assert scores["global_step"] == 120  # int(96 / 16 * 20)
+    submissions = ((("dev_matched", "MNLI-m"), ("dev_mismatched", "MNLI-mm"))
+                   if task == "MNLI" else (("dev", task),))
+    for split, submission in submissions:
+      prefix = "eval_" if split == "dev" else "eval_%s_" % split[4:]
+      written = _read_submission(os.path.join(output_dir,
+                                              submission + ".tsv"))
+      assert len(written) == len(targets[task][split])
+      if task == "STS-B":
+        predictions = [float(p) for p in written]
+      else:
+        assert set(written) <= set(GLUE_LABELS[task]), written
+        predictions = [GLUE_LABELS[task].index(p) for p in written]
+      expected = _expected_metrics(task, predictions, targets[task][split])
+      assert {k[len(prefix):] for k in scores if k.startswith(prefix)} == (
+          set(expected) | {"loss", "num_examples"}), (task, sorted(scores))
+      for name, value in expected.items():
+        # STS-B submissions carry 6 decimals.
+        assert scores[prefix + name] == pytest.approx(value, abs=1e-4), (
+            task, name)
+    # Each toy task is learnable from one keyword.
+    first = submissions[0][0]
+    main_metric = "pearson" if task == "STS-B" else "accuracy"
+    prefix = "eval_" if first == "dev" else "eval_%s_" % first[4:]
+    assert scores[prefix + main_metric] > 0.6, (task, scores)
 
 
 def test_invalid_flags_are_all_reported_before_any_graph(tmp_path):
@@ -371,3 +535,56 @@ def test_classifier_loss_matches_numpy():
   log_softmax = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
   assert ce == pytest.approx(-(log_softmax[0, 0] + log_softmax[1, 2]) / 2, rel=1e-5)
   assert mse == pytest.approx(((1.5 - 2.0) ** 2 + (3.0 - 2.0) ** 2) / 2, rel=1e-6)
+
+
+def test_bad_input_ends_in_one_message(trained_mnli, tmp_path):
+  """Damaged or mismatched checkpoints, a vocabulary too big for the model,
+  an output directory that cannot exist and a file that is not TF-Lite end
+  the run before any graph, naming the flag and the problem."""
+  checkpoint = tf.train.latest_checkpoint(trained_mnli["output_dir"])
+  damaged = script_helpers.copy_checkpoint(checkpoint, str(tmp_path / "bad"))
+  script_helpers.damage_file(damaged + ".data-00000-of-00001")
+  with open(trained_mnli["config_file"]) as f:
+    vocab_size = json.load(f)["vocab_size"]
+  wide_config = _write_config(str(tmp_path), vocab_size, intermediate_size=48)
+  big_vocab = str(tmp_path / "big_vocab.txt")
+  with open(big_vocab, "w") as f:
+    f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                      ["w%d" % i for i in range(100)]) + "\n")
+  not_tflite = str(tmp_path / "model.tflite")
+  with open(not_tflite, "w") as f:
+    f.write("not a model")
+  open(str(tmp_path / "a_file"), "w").close()
+
+  def flags(output_dir, **overrides):
+    values = {"task_name": "MNLI", "data_dir": trained_mnli["data_dir"],
+              "bert_config_file": trained_mnli["config_file"],
+              "vocab_file": trained_mnli["vocab_file"],
+              "output_dir": str(tmp_path / output_dir),
+              "max_seq_length": str(SEQ_LENGTH)}
+    values.update(overrides)
+    return ["--%s=%s" % item for item in sorted(values.items())] + [
+        "--do_eval"]
+
+  cases = [
+      (flags("o1", init_checkpoint=damaged),
+       ["--init_checkpoint", "is damaged", damaged]),
+      (flags("o2", init_checkpoint=checkpoint, bert_config_file=wide_config),
+       ["intermediate/dense/bias", "[32]", "[48]"]),
+      (flags("o3", init_checkpoint=checkpoint, vocab_file=big_vocab),
+       ["--vocab_file=" + big_vocab, "105 tokens", "vocab_size"]),
+      (flags("a_file/out", init_checkpoint=checkpoint),
+       ["--output_dir=", "cannot be created", "a_file is a file"]),
+      (flags("o5", lite_model_path=not_tflite),
+       ["--lite_model_path", not_tflite, "is not a TF-Lite model"]),
+  ]
+  results = script_helpers.run_main_per_argv(
+      "run_classifier", [argv for argv, _ in cases])
+  for (argv, wanted), result in zip(cases, results):
+    assert "traceback" not in result, result["traceback"]
+    assert result["exit"] == 1, argv
+    assert result["message"].startswith("run_classifier.py: "), result
+    for part in wanted:
+      assert part in result["message"], (part, result["message"])
+  for name in ("o1", "o2", "o3", "o5"):
+    assert not os.path.exists(str(tmp_path / name))

@@ -8,7 +8,7 @@ import glob
 import json
 import os
 import random
-import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,10 +19,13 @@ import pytest
 
 import tensorflow.compat.v1 as tf
 
+import numpy_mobilebert
+import script_helpers
 import tf_compat
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ, PREDS = 24, 4
+DISTILL_STEPS, TRAIN_STEPS = 6, 4  # phase 1 (3 steps per layer), phase 2
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["w%d" % i for i in range(59)]
 
@@ -114,13 +117,6 @@ def checkpoint_steps(model_dir):
                 for p in glob.glob(pattern))
 
 
-def recorded_step(model_dir):
-  """The step of the latest checkpoint TF has recorded in `model_dir` (its
-  `checkpoint` file, updated after the files are written), or -1."""
-  latest = tf.train.latest_checkpoint(model_dir)
-  return int(latest.split("-")[-1]) if latest else -1
-
-
 def load(model_dir, step):
   return tf.train.load_checkpoint(os.path.join(model_dir,
                                                "model.ckpt-%d" % step))
@@ -189,8 +185,8 @@ def distill_command(workdir, teacher_checkpoint, output_dir):
       "--learning_rate=0.0015",
       "--max_predictions_per_seq=%d" % PREDS,
       "--max_seq_length=%d" % SEQ,
-      "--num_distill_steps=6",
-      "--num_train_steps=3",
+      "--num_distill_steps=%d" % DISTILL_STEPS,
+      "--num_train_steps=%d" % TRAIN_STEPS,
       "--num_warmup_steps=1",
       "--optimizer=lamb",
       "--output_dir=" + output_dir,
@@ -202,46 +198,73 @@ def distill_command(workdir, teacher_checkpoint, output_dir):
   ]
 
 
+def _eval_records(path, count):
+  """The first `count` records of a pretraining TFRecord file as arrays."""
+  rows = []
+  for record in tf.python_io.tf_record_iterator(path):
+    feature = tf.train.Example.FromString(record).features.feature
+    rows.append({name: np.array(feature[name].int64_list.value or
+                                feature[name].float_list.value)
+                 for name in ("input_ids", "input_mask", "segment_ids",
+                              "masked_lm_positions", "masked_lm_ids",
+                              "masked_lm_weights")})
+    if len(rows) == count:
+      break
+  return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+
+def _numpy_masked_lm_accuracy(checkpoint, records):
+  """MLM accuracy of the student in `checkpoint`, by numpy_mobilebert."""
+  weights = {name: checkpoint.get_tensor(name)
+             for name in checkpoint.get_variable_to_shape_map()
+             if not name.startswith("teacher/") and "adam_" not in name}
+  outputs = numpy_mobilebert.forward(
+      STUDENT, weights, records["input_ids"], records["input_mask"],
+      records["segment_ids"])
+  logits = numpy_mobilebert.masked_lm_logits(
+      STUDENT, weights, outputs["sequence_output"],
+      records["masked_lm_positions"])
+  correct = np.argmax(logits, axis=-1) == records["masked_lm_ids"].reshape(-1)
+  mask_weights = records["masked_lm_weights"].reshape(-1)
+  return float(np.sum(correct * mask_weights) / np.sum(mask_weights))
+
+
 def test_distillation_two_phases_with_kill_and_resume(workdir, teacher_dir):
   teacher_checkpoint = os.path.join(teacher_dir[0], "model.ckpt-16")
   output_dir = str(workdir / "student")
   warmup_dir = os.path.join(output_dir, "warmup")
   args = distill_command(workdir, teacher_checkpoint, output_dir)
 
-  # Kill the run hard once phase 1 has recorded its second checkpoint.  A
-  # restart resumes from the recorded one: a kill between a checkpoint's
-  # files and its record leaves .index files one step ahead of it.
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  process = subprocess.Popen([sys.executable, "run_pretraining.py"] + args,
-                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-  deadline = time.time() + 400
-  while time.time() < deadline and process.poll() is None:
-    if recorded_step(warmup_dir) >= 2:
-      break
-    time.sleep(0.05)
-  assert process.poll() is None, "run finished before it could be killed"
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  killed_at = recorded_step(warmup_dir)
-  assert 2 <= killed_at < 6 or checkpoint_steps(output_dir)
-
+  # Killed hard in phase 1, then (same command) in phase 2, then run to the
+  # end.  Each restart resumes from the checkpoint TF recorded last (a kill
+  # between a checkpoint's files and its record leaves .index files one step
+  # ahead of it).
+  killed_in_phase_1, _ = script_helpers.run_and_kill(
+      "run_pretraining.py", args, warmup_dir, 2)
+  assert 2 <= killed_in_phase_1 < DISTILL_STEPS
+  killed_in_phase_2, log = script_helpers.run_and_kill(
+      "run_pretraining.py", args, output_dir, 1)
+  assert 1 <= killed_in_phase_2 < TRAIN_STEPS
+  assert "model.ckpt-%d" % killed_in_phase_1 in log
+  assert "steps %d -> %d" % (killed_in_phase_1, DISTILL_STEPS) in log
   code, log = run_script(args)
   assert code == 0, log[-5000:]
-  if killed_at < 6:
-    assert "model.ckpt-%d" % killed_at in log
-    assert "steps %d -> 6" % killed_at in log
+  assert "phase 1: layer-wise knowledge transfer already complete" in log
+  assert "model.ckpt-%d" % killed_in_phase_2 in log
+  assert "steps %d -> %d" % (killed_in_phase_2, TRAIN_STEPS) in log
   assert "global_step/sec" in log and "loss = " in log
-  assert checkpoint_steps(warmup_dir) == list(range(0, 7))
-  assert checkpoint_steps(output_dir)[-1] == 3
+  assert checkpoint_steps(warmup_dir) == list(range(0, DISTILL_STEPS + 1))
+  assert checkpoint_steps(output_dir) == list(range(0, TRAIN_STEPS + 1))
 
-  with open(os.path.join(output_dir, "eval_results.txt")) as f:
-    results = dict(line.strip().split(" = ") for line in f if line.strip())
-  for key in ("masked_lm_accuracy", "masked_lm_loss", "next_sentence_accuracy",
-              "next_sentence_loss"):
-    assert np.isfinite(float(results[key])), key
-  assert 0.0 <= float(results["masked_lm_accuracy"]) <= 1.0
-  assert int(results["global_step"]) == 3
+  # Evaluation of the final student, recomputed by the numpy MobileBERT on
+  # the records it read (in order: 2 steps of the default batch of 8).
+  results = script_helpers.read_key_value_results(
+      os.path.join(output_dir, "eval_results.txt"))
+  assert int(results["global_step"]) == TRAIN_STEPS
+  final = load(output_dir, TRAIN_STEPS)
+  expected = _numpy_masked_lm_accuracy(
+      final, _eval_records(str(workdir / "data.tfrecord"), 16))
+  assert results["masked_lm_accuracy"] == pytest.approx(expected, abs=1e-6)
 
   # Training again skips both finished phases without building a graph.
   code, log = run_script([a for a in args if a != "--do_eval"])
@@ -249,13 +272,13 @@ def test_distillation_two_phases_with_kill_and_resume(workdir, teacher_dir):
   assert "phase 1: layer-wise knowledge transfer already complete" in log
   assert "phase 2: pretraining distillation already complete" in log
   assert "Done calling model_fn" not in log
-  assert checkpoint_steps(output_dir)[-1] == 3
+  assert checkpoint_steps(output_dir)[-1] == TRAIN_STEPS
 
   teacher = tf.train.load_checkpoint(teacher_checkpoint)
   teacher_names = [n for n in teacher.get_variable_to_shape_map()
                    if not n.startswith("cls/seq_relationship") and
                    "adam_" not in n and n != "global_step"]
-  spp = 3
+  spp = DISTILL_STEPS // STUDENT["num_hidden_layers"]
   previous = load(warmup_dir, 0)
   names = [n for n in previous.get_variable_to_shape_map()
            if "adam_" not in n and n != "global_step"]
@@ -264,7 +287,7 @@ def test_distillation_two_phases_with_kill_and_resume(workdir, teacher_dir):
   copied = [n for n in names if n.startswith(("bert/embeddings/", "cls/"))
             and teacher.has_tensor(n)]
   assert "bert/embeddings/word_embeddings" in copied
-  for step in range(1, 7):
+  for step in range(1, DISTILL_STEPS + 1):
     current = load(warmup_dir, step)
     value = step - 1  # the global step seen by the update that made `step`
 
@@ -280,28 +303,45 @@ def test_distillation_two_phases_with_kill_and_resume(workdir, teacher_dir):
       np.testing.assert_array_equal(current.get_tensor(name),
                                     teacher.get_tensor(name))
     previous = current
-  final = load(output_dir, 3)
+  # Phase 2 starts from phase 1's last student, with the teacher loaded.
+  phase_1_end, phase_2_start = load(warmup_dir, DISTILL_STEPS), load(
+      output_dir, 0)
+  student_names = [n for n in names if not n.startswith("teacher/")]
+  assert len(student_names) > 20
+  for name in student_names:
+    np.testing.assert_array_equal(phase_2_start.get_tensor(name),
+                                  phase_1_end.get_tensor(name), name)
   for name in teacher_names:
     np.testing.assert_array_equal(final.get_tensor("teacher/" + name),
                                   teacher.get_tensor(name))
   table = "bert/embeddings/word_embeddings"
   assert not np.array_equal(final.get_tensor(table), teacher.get_tensor(table))
 
-  # Summaries of the killed run were still queued; the resumed run's are
-  # written from the step it restarted at.  (That the transfer losses go down
-  # is checked on a fixed batch in test_distillation.py.)
+  # Summaries are flushed every step, so the killed runs kept theirs.  The
+  # phase-1 transfer losses are gated: layer l's count for steps
+  # spp*l < s <= spp*(l+1), so the total is 0 at step 0 only.  (That they go
+  # down is checked on a fixed batch in test_distillation.py.)
   warm = read_scalars(os.path.join(output_dir, "my_summary", "warmup"))
-  assert min(warm["loss"]) <= max(killed_at, 1) and max(warm["loss"]) == 5
   for name in ("feature_map_transfer_loss", "attention_transfer_loss",
                "mean_transfer_loss", "variance_transfer_loss"):
-    assert all(value > 0.0 for value in warm[name].values()), name
+    assert sorted(warm[name]) == list(range(DISTILL_STEPS)), (name,
+                                                              warm[name])
+    assert warm[name][0] == 0.0, name
+    assert all(warm[name][s] > 0.0 for s in range(1, DISTILL_STEPS)), name
   main = read_scalars(os.path.join(output_dir, "my_summary", "main"))
   assert set(main) >= {"masked_lm_loss", "next_sentence_loss",
                        "masked_lm_accuracy", "next_sentence_accuracy",
                        "learning_rate", "loss"}
+  assert sorted(main["loss"]) == list(range(TRAIN_STEPS))
 
 
-def test_invalid_flags_stop_before_any_graph(workdir):
+def test_invalid_flags_stop_before_any_graph(workdir, teacher_dir):
+  damaged = script_helpers.copy_checkpoint(
+      os.path.join(teacher_dir[0], "model.ckpt-16"), str(workdir / "damaged"))
+  script_helpers.damage_file(damaged + ".data-00000-of-00001")
+  write_json(str(workdir / "wide_teacher.json"),
+             dict(TEACHER, intermediate_size=96))
+  open(str(workdir / "a_file"), "w").close()
   script = textwrap.dedent("""
       import sys
       import run_pretraining
@@ -316,6 +356,11 @@ def test_invalid_flags_stop_before_any_graph(workdir):
            "--bert_teacher_config_file=%(teacher)s",
            "--init_checkpoint=%(root)s/nothing.ckpt",
            "--hidden_distill_factor=1"],
+          ["--bert_teacher_config_file=%(teacher)s",
+           "--init_checkpoint=%(damaged)s"],
+          ["--bert_teacher_config_file=%(root)s/wide_teacher.json",
+           "--init_checkpoint=%(good)s"],
+          ["--output_dir=%(root)s/a_file/out"],
       ]
       for extra in cases:
         FLAGS.unparse_flags()
@@ -326,7 +371,8 @@ def test_invalid_flags_stop_before_any_graph(workdir):
         except ValueError as error:
           print("ERROR: " + str(error).replace("\\n", " "))
       """) % {"bad": workdir / "bad_teacher.json", "root": workdir,
-              "teacher": workdir / "teacher.json"}
+              "teacher": workdir / "teacher.json", "damaged": damaged,
+              "good": os.path.join(teacher_dir[0], "model.ckpt-16")}
   write_json(str(workdir / "bad_teacher.json"),
              dict(TEACHER, hidden_size=48, num_attention_heads=4,
                   intra_bottleneck_size=48))
@@ -337,13 +383,18 @@ def test_invalid_flags_stop_before_any_graph(workdir):
       "--max_seq_length=%d" % SEQ, "--num_train_steps=10",
       "--num_warmup_steps=1"], script=None)
   lines = [l for l in out.splitlines() if l.startswith(("ERROR", "NO ERROR"))]
-  assert code == 0 and len(lines) == 5, out[-3000:]
+  assert code == 0 and len(lines) == 8, out[-3000:]
   assert "--layer_wise_warmup" in lines[0] and "lamb" in lines[0]
   assert "hidden_size" in lines[1] and "num_attention_heads" in lines[1]
   assert "--max_seq_length=64" in lines[2]
   assert "max_position_embeddings=32" in lines[2]
   assert "--input_file" in lines[3] and "missing-*" in lines[3]
   assert "nothing.ckpt" in lines[4]
+  assert "is damaged" in lines[5] and damaged in lines[5]
+  assert ("teacher/" not in lines[6] and
+          "intermediate/dense/bias has shape [64] in the checkpoint but" in
+          lines[6] and "[96]" in lines[6]), lines[6]
+  assert "--output_dir=" in lines[7] and "a_file is a file" in lines[7]
   assert not os.path.exists(str(workdir / "never"))
 
 
@@ -383,3 +434,79 @@ def test_mirrored_strategy_on_two_cpu_devices(workdir):
     assert np.all(np.isfinite(final.get_tensor(name))), name
   kernel = "bert/encoder/layer_1/attention/self/query/kernel"
   assert not np.array_equal(start.get_tensor(kernel), final.get_tensor(kernel))
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("localhost", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def _start_workers(workdir, output_dir, num_train_steps):
+  """Two run_pretraining.py workers on this machine, TF_CONFIG on localhost."""
+  cluster = {"worker": ["localhost:%d" % p for p in _free_ports(2)]}
+  processes = []
+  for index in range(2):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    processes.append(subprocess.Popen(
+        [sys.executable, "run_pretraining.py",
+         "--bert_config_file=%s" % (workdir / "student.json"),
+         "--input_file=%s" % (workdir / "data.tfrecord"),
+         "--output_dir=" + output_dir, "--do_train",
+         "--max_seq_length=%d" % SEQ, "--max_predictions_per_seq=%d" % PREDS,
+         "--train_batch_size=8", "--learning_rate=1e-3",
+         "--num_train_steps=%d" % num_train_steps, "--num_warmup_steps=0",
+         "--save_checkpoints_steps=1000", "--log_step_count_steps=1",
+         "--distribution_strategy=multi_worker", "--worker_timeout_secs=15"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        universal_newlines=True))
+  return processes
+
+
+def test_multi_worker_training_and_a_lost_worker(workdir):
+  """--distribution_strategy=multi_worker with two worker processes: both
+  take the same synchronous steps, the chief writes the checkpoint; then a
+  worker killed mid-run stops the other with one line instead of a hang."""
+  output_dir = str(workdir / "multi_worker")
+  workers = _start_workers(workdir, output_dir, 4)
+  outputs = [w.communicate(timeout=300)[0] for w in workers]
+  for worker, output in zip(workers, outputs):
+    assert worker.returncode == 0, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+  assert script_helpers.recorded_step(output_dir) == 4
+  # The non-chief keeps its own copy in a temporary directory; synchronous
+  # all-reduce steps leave both copies equal.
+  chief = load(output_dir, 4)
+  other = tf.train.load_checkpoint(
+      os.path.join(output_dir, "tmp_worker_1", "model.ckpt-4"))
+  start = load(output_dir, 0)
+  kernel = "bert/encoder/layer_1/attention/self/query/kernel"
+  assert not np.array_equal(start.get_tensor(kernel), chief.get_tensor(kernel))
+  for name in chief.get_variable_to_shape_map():
+    np.testing.assert_array_equal(chief.get_tensor(name),
+                                  other.get_tensor(name), name)
+
+  # Resume the same run for many more steps and kill worker 1 mid-way.
+  workers = _start_workers(workdir, output_dir, 100000)
+  lines = []
+  deadline = time.time() + 300
+  for line in workers[1].stdout:
+    lines.append(line)
+    if "global_step = 20" in line or time.time() > deadline:
+      break
+  assert any("global_step = 20" in line for line in lines), "".join(lines)
+  workers[1].kill()
+  workers[1].communicate()
+  killed = time.time()
+  output = workers[0].communicate(timeout=240)[0]
+  assert workers[0].returncode == 1
+  assert time.time() - killed < 120
+  last = [l for l in output.splitlines() if l.strip()][-1]
+  assert last.startswith("run_pretraining.py: no training step finished in "
+                         "15 s (--worker_timeout_secs)"), output[-3000:]
+  assert "Start every worker again with the same command" in last

@@ -1,19 +1,15 @@
 # coding=utf-8
-"""run_squad.py end to end: flag validation, learning, resume, export, TF-Lite.
+"""run_squad.py end to end: flag validation, learning, resume, export, TF-Lite,
+SQuAD 2.0 and bad input.
 
 The script runs in subprocesses, as users run it (run_squad and run_classifier
 define the same absl flags, so they cannot both be imported in one process).
-
-Learning task: each context is a random string of filler words with one
-colour and two animals inserted at random places, and the question asks for
-the colour.  The answer's position and text change with every context, so
-only a model that reads the context can score; one that answers by position
-alone gets about 1 in 15.
+The learning task is toy_tasks' colour questions.
 """
 
 import json
 import os
-import random
+import string
 import subprocess
 import sys
 
@@ -21,18 +17,14 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+import numpy_mobilebert
+import script_helpers
 import tf_compat
+import toy_tasks
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
 TINY_QAT_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert_qat.json")
-
-COLOURS = ["red", "blue", "green", "pink", "gray", "black", "white", "brown"]
-ANIMALS = ["dog", "cat", "cow", "pig", "fox", "owl", "bee", "ant"]
-FILLER = ["the", "a", "is", "on", "near", "big", "old", "box", "cup", "hat",
-          "sat", "ran", "and", "with"]
-QUESTION = "what color is named ?"
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 MAX_SEQ_LENGTH = 32
 TRAIN_QUESTIONS = 400
@@ -44,35 +36,8 @@ RESUME_STEPS = 156
 PROBE_VARIABLE = "bert/encoder/layer_0/attention/self/query/kernel"
 
 
-def _make_squad_file(path, num_questions, seed):
-  rng = random.Random(seed)
-  paragraphs = []
-  for p in range(num_questions):
-    words = [rng.choice(FILLER) for _ in range(rng.randint(6, 12))]
-    colour = rng.choice(COLOURS)
-    for word in rng.sample(ANIMALS, 2) + [colour]:
-      words.insert(rng.randint(0, len(words)), word)
-    context = " ".join(words) + " ."
-    index = words.index(colour)
-    start = len(" ".join(words[:index])) + (1 if index else 0)
-    assert context[start:start + len(colour)] == colour
-    paragraphs.append({"context": context, "qas": [{
-        "id": "p%d" % p, "question": QUESTION,
-        "answers": [{"text": colour, "answer_start": start}]}]})
-  with open(path, "w") as f:
-    json.dump({"version": "1.1",
-               "data": [{"title": "colours", "paragraphs": paragraphs}]}, f)
-  return path
-
-
 def _run_squad(args, timeout=900):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "run_squad.py")] + args,
-      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      universal_newlines=True, timeout=timeout)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  return proc.stderr
+  return script_helpers.run_script("run_squad.py", args, timeout)[1]
 
 
 def _load_json(path):
@@ -80,25 +45,15 @@ def _load_json(path):
     return json.load(f)
 
 
-def _gold_answers(squad_file):
-  data = _load_json(squad_file)["data"]
-  return {qa["id"]: qa["answers"][0]["text"]
-          for article in data for paragraph in article["paragraphs"]
-          for qa in paragraph["qas"]}
-
-
 @pytest.fixture(scope="module", name="workspace")
 def fixture_workspace(tmp_path_factory):
   root = tmp_path_factory.mktemp("squad")
-  vocab = SPECIAL + sorted(set(COLOURS + ANIMALS + FILLER +
-                               QUESTION.split() + ["."]))
-  vocab_file = root / "vocab.txt"
-  vocab_file.write_text("\n".join(vocab) + "\n")
   return {
       "root": root,
-      "vocab": str(vocab_file),
-      "train": _make_squad_file(str(root / "train.json"), TRAIN_QUESTIONS, 1),
-      "dev": _make_squad_file(str(root / "dev.json"), 100, 2),
+      "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
+      "train": toy_tasks.make_colour_squad_file(root / "train.json",
+                                                TRAIN_QUESTIONS, 1),
+      "dev": toy_tasks.make_colour_squad_file(root / "dev.json", 100, 2),
   }
 
 
@@ -148,7 +103,7 @@ def test_learns_to_read_question_and_context(workspace, trained):
                                     "eval_results.json"))
   assert results["f1"] >= 80.0, results
   # Every answer is one word, so exact match is plain string equality.
-  gold = _gold_answers(workspace["dev"])
+  gold = toy_tasks.gold_answers(workspace["dev"])
   predictions = trained["predictions"]
   assert set(predictions) == set(gold)
   exact = 100.0 * np.mean([predictions[q] == gold[q] for q in gold])
@@ -212,6 +167,36 @@ def test_lite_prediction_matches_estimator(workspace, trained, resumed):
   estimator_results = _load_json(os.path.join(trained["output_dir"],
                                               "eval_results.json"))
   assert lite_results["f1"] == pytest.approx(estimator_results["f1"])
+  # Both run the same graph code; the file's logits must also be the numpy
+  # MobileBERT's on the trained weights.
+  import export_tflite  # pylint: disable=g-import-not-at-top
+  import squad_data  # pylint: disable=g-import-not-at-top
+  import tokenization  # pylint: disable=g-import-not-at-top
+  examples, _ = squad_data.read_squad_examples(workspace["dev"], False, False,
+                                               max_examples=4)
+  features = []
+  squad_data.convert_examples_to_features(
+      examples, tokenization.FullTokenizer(workspace["vocab"]),
+      MAX_SEQ_LENGTH, 16, 12, is_training=False, output_fn=features.append)
+  reader = tf.train.load_checkpoint(trained["checkpoint"])
+  weights = {name: reader.get_tensor(name)
+             for name in reader.get_variable_to_shape_map()
+             if "adam_" not in name and name != "global_step"}
+  with open(TINY_CONFIG) as f:
+    config = json.load(f)
+  lite_model = export_tflite.LiteModel(
+      os.path.join(resumed["export_dir"], "model_float.tflite"))
+  for feature in features:
+    start, end = numpy_mobilebert.squad_logits(
+        config, weights, np.array([feature.input_ids]),
+        np.array([feature.input_mask]), np.array([feature.segment_ids]))
+    got = lite_model.run(feature.input_ids, feature.input_mask,
+                         feature.segment_ids)
+    # float32 against float64 (the toy model's logits grow large).
+    for name, expected in (("start_logits", start[0]), ("end_logits", end[0])):
+      np.testing.assert_allclose(
+          got[name][0], expected, rtol=1e-5,
+          atol=1e-5 * np.abs(expected).max() + 1e-4)
 
 
 _VALIDATION_DRIVER = r"""
@@ -280,3 +265,200 @@ def test_flag_validation(workspace):
       assert got is None, (argv, got)
     else:
       assert got is not None and want in got, (argv, want, got)
+
+
+# --- SQuAD 2.0 ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", name="squad_v2")
+def fixture_squad_v2(workspace, trained):
+  """Fine-tunes the trained model for one epoch on SQuAD 2.0 questions (a
+  third without a colour in the context, so without an answer) and predicts
+  a 2.0 dev set at the default threshold."""
+  root = workspace["root"]
+  train = toy_tasks.write_squad_file(
+      root / "train_v2.json", toy_tasks.colour_paragraphs(
+          TRAIN_QUESTIONS, 3, unanswerable_every=3), version="v2.0")
+  dev = toy_tasks.write_squad_file(
+      root / "dev_v2.json", toy_tasks.colour_paragraphs(
+          90, 4, unanswerable_every=3), version="v2.0")
+  output_dir = str(root / "v2")
+  log = _run_squad(_common_flags(workspace, output_dir) + [
+      "--version_2_with_negative", "--do_train", "--do_predict",
+      "--train_file=" + train, "--predict_file=" + dev,
+      "--init_checkpoint=" + trained["checkpoint"],
+      "--train_batch_size=%d" % TRAIN_BATCH, "--num_train_epochs=1",
+      "--learning_rate=1e-3", "--data_dir=" + str(root / "v2_cache")])
+  return {"dev": dev, "output_dir": output_dir, "log": log}
+
+
+def _v2_outputs(output_dir):
+  return (_load_json(os.path.join(output_dir, "predictions.json")),
+          _load_json(os.path.join(output_dir, "null_odds.json")),
+          _load_json(os.path.join(output_dir, "eval_results.json")))
+
+
+def test_squad_v2_answers_empty_above_the_threshold(workspace, squad_v2):
+  assert "Num steps = %d" % (TRAIN_QUESTIONS // TRAIN_BATCH) in squad_v2["log"]
+  gold = toy_tasks.gold_answers(squad_v2["dev"])
+  predictions, null_odds, results = _v2_outputs(squad_v2["output_dir"])
+  assert set(predictions) == set(null_odds) == set(gold)
+  # Default --null_score_diff_threshold=0: "" exactly where the null score
+  # beats the best span.
+  assert {q for q in gold if predictions[q] == ""} == {
+      q for q in gold if null_odds[q] > 0.0}
+
+  impossible = [q for q in gold if gold[q] == ""]
+  answerable = [q for q in gold if gold[q]]
+  assert results["NoAns_total"] == len(impossible) == 30
+  assert results["HasAns_total"] == len(answerable) == 60
+
+  def normalized(text):
+    # SQuAD's answer normalization: lower case, no punctuation, no articles.
+    words = "".join(c for c in text.lower() if c not in string.punctuation)
+    return " ".join(w for w in words.split() if w not in ("a", "an", "the"))
+
+  # Every answer is one word: exact match is equality after normalization.
+  def share(questions):
+    return 100.0 * np.mean([normalized(predictions[q]) == normalized(gold[q])
+                            for q in questions])
+  assert results["exact_match"] == pytest.approx(share(gold))
+  assert results["HasAns_exact"] == pytest.approx(share(answerable))
+  assert results["NoAns_exact"] == pytest.approx(share(impossible))
+  assert results["NoAns_f1"] == pytest.approx(share(impossible))
+  # The best threshold is searched from "everything empty" upwards.
+  assert results["best_exact"] >= 100.0 * len(impossible) / len(gold)
+  assert results["best_f1"] >= results["best_exact"] - 1e-9
+  assert results["best_exact_thresh"] in set(null_odds.values()) | {0.0}
+  # One epoch with impossible questions teaches some of them.
+  assert results["NoAns_exact"] > 0.0
+
+
+def test_squad_v2_lower_threshold_answers_fewer(workspace, squad_v2):
+  """The same logits at a lower threshold than the default 0: the empty
+  answers are exactly the questions whose null odds exceed it, a superset of
+  the default's."""
+  _, null_odds, _ = _v2_outputs(squad_v2["output_dir"])
+  odds = sorted(null_odds.values())
+  threshold = odds[len(odds) // 4]
+  assert threshold < 0.0, odds  # else pick a dev set with fewer null wins
+  output_dir = str(workspace["root"] / "v2_low")
+  _run_squad(_common_flags(workspace, output_dir) + [
+      "--version_2_with_negative", "--do_predict",
+      "--predict_file=" + squad_v2["dev"],
+      "--init_checkpoint=" + tf.train.latest_checkpoint(
+          squad_v2["output_dir"]),
+      "--null_score_diff_threshold=%r" % threshold])
+  low_predictions, low_odds, _ = _v2_outputs(output_dir)
+  default_predictions, _, _ = _v2_outputs(squad_v2["output_dir"])
+  assert low_odds == pytest.approx(null_odds)
+  empty_low = {q for q, text in low_predictions.items() if text == ""}
+  empty_default = {q for q, text in default_predictions.items() if text == ""}
+  assert empty_low == {q for q in null_odds if null_odds[q] > threshold}
+  assert empty_low > empty_default
+  for q in set(null_odds) - empty_low:
+    assert low_predictions[q] == default_predictions[q] != ""
+
+
+# --- Bad input: one line, nothing lost ---------------------------------------
+
+def _write_tflite_with_inputs(path, names):
+  with tf.Graph().as_default():
+    inputs = [tf.placeholder(tf.int32, [1, MAX_SEQ_LENGTH], name=name)
+              for name in names]
+    output = tf.identity(tf.cast(tf.add_n(inputs), tf.float32),
+                         name="start_logits")
+    with tf.Session() as session:
+      converter = tf.lite.TFLiteConverter.from_session(session, inputs,
+                                                       [output])
+      with open(path, "wb") as f:
+        f.write(converter.convert())
+  return path
+
+
+def test_bad_input_ends_in_one_line(workspace, trained):
+  root = workspace["root"] / "bad"
+  os.makedirs(str(root))
+  checkpoint = trained["checkpoint"]
+  bad_data = script_helpers.copy_checkpoint(checkpoint,
+                                            str(root / "bad_data"))
+  script_helpers.damage_file(bad_data + ".data-00000-of-00001")
+  bad_index = script_helpers.copy_checkpoint(checkpoint,
+                                             str(root / "bad_index"))
+  script_helpers.damage_file(bad_index + ".index", offset_from_end=3)
+  wide = json.load(open(TINY_CONFIG))
+  wide["intermediate_size"] = 96
+  wide_config = str(root / "wide.json")
+  json.dump(wide, open(wide_config, "w"))
+  not_tflite = str(root / "model.tflite")
+  with open(not_tflite, "w") as f:
+    f.write("not a model")
+  wrong_inputs = _write_tflite_with_inputs(str(root / "wrong.tflite"),
+                                           ["tokens", "attention", "types"])
+  big_vocab = str(root / "big_vocab.txt")
+  with open(big_vocab, "w") as f:
+    f.write("\n".join(toy_tasks.SPECIAL_TOKENS +
+                      ["w%d" % i for i in range(1100)]) + "\n")
+  blocker = str(root / "a_file")
+  open(blocker, "w").close()
+  half_answered = toy_tasks.colour_paragraphs(10, 9)
+  for paragraph in half_answered[:4]:
+    paragraph["qas"][0]["answers"] = []
+  half_answered_file = toy_tasks.write_squad_file(root / "half.json",
+                                                  half_answered)
+  unanswered = toy_tasks.colour_paragraphs(6, 9)
+  for paragraph in unanswered:
+    paragraph["qas"][0]["answers"] = []
+  unanswered_file = toy_tasks.write_squad_file(root / "test.json", unanswered)
+
+  def flags(output_dir, *extra):
+    return _common_flags(workspace, str(root / output_dir)) + list(extra)
+
+  predict = ["--do_predict", "--predict_file=" + workspace["dev"]]
+  train = ["--do_train", "--train_file=" + workspace["train"],
+           "--num_train_epochs=0.1"]
+  cases = [
+      (flags("o1", "--init_checkpoint=" + bad_data, *predict),
+       ["is damaged", "cannot be read from its .data file", bad_data]),
+      (flags("o2", "--init_checkpoint=" + bad_index, *predict),
+       ["is damaged", ".index file cannot be read", bad_index]),
+      ([a.replace(TINY_CONFIG, wide_config)
+        for a in flags("o3", "--init_checkpoint=" + checkpoint, *train)],
+       ["bert/encoder/layer_0/ffn_layer_0/intermediate/dense/bias", "[64]",
+        "[96]"]),
+      (flags("o4", "--lite_model_path=" + not_tflite, *predict),
+       [not_tflite, "is not a TF-Lite model"]),
+      (flags("o5", "--lite_model_path=" + wrong_inputs, *predict),
+       [wrong_inputs, "no input named input_ids", "tokens"]),
+      ([a.replace(workspace["vocab"], big_vocab)
+        for a in flags("o6", "--init_checkpoint=" + checkpoint, *predict)],
+       ["--vocab_file=" + big_vocab, "1105 tokens", "vocab_size", "1024"]),
+      (flags("a_file/out", "--init_checkpoint=" + checkpoint, *predict),
+       ["--output_dir=", "cannot be created", "a_file is a file"]),
+      (flags("o8", "--init_checkpoint=" + checkpoint, "--do_predict",
+             "--predict_file=" + half_answered_file),
+       ["--predict_file=" + half_answered_file, "4 of 10 questions",
+        "--version_2_with_negative"]),
+      (flags("o9", "--init_checkpoint=" + checkpoint, "--do_predict",
+             "--predict_file=" + unanswered_file), None),
+  ]
+  results = script_helpers.run_main_per_argv(
+      "run_squad", [argv for argv, _ in cases])
+  assert len(results) == len(cases), results
+  for (argv, wanted), result in zip(cases, results):
+    assert "traceback" not in result, result["traceback"]
+    if wanted is None:
+      assert result["exit"] == 0, (argv, result)
+      continue
+    assert result["exit"] == 1, argv
+    message = result["message"]
+    assert "\n" not in message and message.startswith("run_squad.py: "), (
+        message)
+    for part in wanted:
+      assert part in message, (part, message)
+  # Nothing lost: the refused half-answered file still got its predictions;
+  # the test set got predictions and no scores.
+  assert len(_load_json(str(root / "o8" / "predictions.json"))) == 10
+  assert len(_load_json(str(root / "o9" / "predictions.json"))) == 6
+  assert not os.path.exists(str(root / "o9" / "eval_results.json"))
+  assert not os.path.exists(str(root / "o1"))  # refused before writing

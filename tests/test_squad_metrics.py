@@ -119,10 +119,13 @@ def test_evaluate_v2_without_na_probs_or_with_missing_predictions():
   assert "best_f1" not in result
 
 
-def test_has_gold_answers():
-  assert squad_metrics.has_gold_answers(_dataset([("q1", ["a"])]), False)
-  assert not squad_metrics.has_gold_answers(_dataset([("q1", [])]), False)
-  assert squad_metrics.has_gold_answers(_dataset([("q1", [])]), True)
+def test_questions_without_gold():
+  def unscorable(dataset, version_2):
+    return squad_metrics.questions_without_gold(dataset, version_2)
+
+  assert unscorable(_dataset([("q1", ["a"]), ("q2", [])]), False) == (
+      ["q2"], 2)
+  assert unscorable(_dataset([("q1", [])]), True) == ([], 1)
   no_answers_key = [{"paragraphs": [{"context": "c",
                                      "qas": [{"id": "q", "question": "?"}]}]}]
-  assert not squad_metrics.has_gold_answers(no_answers_key, True)
+  assert unscorable(no_answers_key, True) == (["q"], 1)

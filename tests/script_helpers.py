@@ -1,0 +1,148 @@
+"""Running the repository's scripts as a user does: in a subprocess, from the
+repository root, killed and restarted; reading what they write.
+
+The scripts define clashing absl flags, so each runs in its own process.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import tensorflow.compat.v1 as tf
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+
+
+def run_script(script, args, timeout=900, expect_success=True):
+  """Runs `python3 <script> <args>`; returns (exit code, stdout + stderr).
+
+  script None runs `python3 <args>` (e.g. ["-c", code, ...]).  With
+  expect_success, a non-zero exit fails the test with the output's end.
+  """
+  command = [sys.executable] + (
+      [os.path.join(REPO_ROOT, script)] if script else [])
+  process = subprocess.run(
+      command + list(args),
+      cwd=REPO_ROOT, env=SCRIPT_ENV, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+  if expect_success:
+    assert process.returncode == 0, "%s failed:\n%s" % (
+        script, process.stdout[-6000:])
+  return process.returncode, process.stdout
+
+
+# Runs <module>.main once per argv in one process, as tf.app.run would (absl
+# flags parsed; a SystemExit's message is the line the user sees), and prints
+# one JSON result per run: the exit message, exit 0, or the traceback of any
+# other exception.  One process instead of one per case saves TF's start-up.
+_MAIN_DRIVER = r"""
+import importlib, json, sys, traceback
+module = importlib.import_module(sys.argv[1])
+for argv in json.loads(sys.argv[2]):
+  module.FLAGS.unparse_flags()
+  module.FLAGS([sys.argv[1] + ".py"] + argv)
+  try:
+    module.main(None)
+    result = {"exit": 0}
+  except SystemExit as exit_:
+    result = {"exit": 0 if exit_.code in (None, 0) else 1,
+              "message": str(exit_.code)}
+  except Exception:  # pylint: disable=broad-except
+    result = {"exit": 1, "traceback": traceback.format_exc()}
+  print("RESULT=" + json.dumps(result), flush=True)
+"""
+
+
+def run_main_per_argv(module, argvs, timeout=900):
+  """[{"exit": 0 or 1, "message" or "traceback": ...}] per argv."""
+  _, output = run_script(None, ["-c", _MAIN_DRIVER, module, json.dumps(argvs)],
+                         timeout=timeout)
+  results = [json.loads(line[len("RESULT="):])
+             for line in output.splitlines() if line.startswith("RESULT=")]
+  assert len(results) == len(argvs), output[-6000:]
+  return results
+
+
+def last_line(output):
+  lines = [line for line in output.splitlines() if line.strip()]
+  return lines[-1] if lines else ""
+
+
+def recorded_step(model_dir):
+  """The step of the latest checkpoint TF has recorded in `model_dir` (its
+  `checkpoint` file, written after the checkpoint's own files), or -1."""
+  latest = (tf.train.latest_checkpoint(model_dir)
+            if os.path.isdir(model_dir) else None)
+  return int(latest.split("-")[-1]) if latest else -1
+
+
+def run_and_kill(script, args, model_dir, at_step, timeout=400):
+  """Starts the script and SIGKILLs it once `model_dir` records `at_step`.
+
+  Returns:
+    (the recorded step at the kill, the run's output so far).  Fails the
+    test if the run ended first.
+  """
+  with tempfile.TemporaryFile(mode="w+") as log:
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(REPO_ROOT, script)] + list(args),
+        cwd=REPO_ROOT, env=SCRIPT_ENV, stdout=log, stderr=subprocess.STDOUT,
+        universal_newlines=True)
+    deadline = time.time() + timeout
+    while (time.time() < deadline and process.poll() is None and
+           recorded_step(model_dir) < at_step):
+      time.sleep(0.02)
+    finished = process.poll() is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    log.seek(0)
+    output = log.read()
+  assert not finished, "%s finished before it could be killed:\n%s" % (
+      script, output[-3000:])
+  return recorded_step(model_dir), output
+
+
+def read_key_value_results(path):
+  """{key: float} of an eval_results.txt ("key = value" lines)."""
+  results = {}
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        key, value = line.strip().split(" = ")
+        results[key] = float(value)
+  return results
+
+
+def checkpoint_values(checkpoint, prefix=""):
+  """{name: array} of a checkpoint's model variables under `prefix` (no
+  optimizer slots, no global_step)."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name.startswith(prefix) and name != "global_step" and
+          "adam_" not in name}
+
+
+def copy_checkpoint(checkpoint, directory):
+  """Copies a checkpoint's files into `directory`; returns the new prefix."""
+  os.makedirs(directory)
+  for path in tf.io.gfile.glob(checkpoint + ".*"):
+    tf.io.gfile.copy(path, os.path.join(directory, os.path.basename(path)))
+  return os.path.join(directory, os.path.basename(checkpoint))
+
+
+def damage_file(path, offset_from_end=None):
+  """Flips one byte (a checksummed tensor byte of a .data file, or the
+  magic number at the end of an .index file)."""
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    position = len(data) // 2 if offset_from_end is None else (
+        len(data) - offset_from_end)
+    data[position] ^= 0xFF
+    f.seek(0)
+    f.write(data)
