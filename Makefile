@@ -7,6 +7,7 @@ test:
 venvs:
 	@scripts/setup_venv.sh tf2 >/dev/null
 	@scripts/setup_venv.sh tf1 >/dev/null
+	@scripts/setup_venv.sh hf >/dev/null
 
 clean:
 	rm -rf .venv .pytest_cache

@@ -20,6 +20,14 @@ if [ $tf1_status -ne 0 ]; then
   tf1_python=""
 fi
 
+# The transformers consumer of export_huggingface.py (its tests skip, or fail
+# under CI, when it cannot be built).
+hf_python="$(scripts/setup_venv.sh hf)" || {
+  echo "make test: could not set up the transformers venv (.venv/hf); its tests will say so" >&2
+  hf_python=""
+}
+export MOBILEBERT_HF_PYTHON="$hf_python"
+
 declare -A results
 run_suite() {
   local name="$1" python="$2" peer="$3"; shift 3

@@ -3,6 +3,7 @@
 #
 #   scripts/setup_venv.sh tf2   -> .venv/tf2, TF 2.15 on Python 3.11/3.10/3.9
 #   scripts/setup_venv.sh tf1   -> .venv/tf1, TF 1.15 on Python 3.7
+#   scripts/setup_venv.sh hf    -> .venv/hf, PyTorch + transformers (no TF)
 #
 # The venv is reinstalled only when its requirements files change (a hash
 # stamp inside the venv records what was installed).  Exit code 3 means "no suitable
@@ -15,7 +16,8 @@ venv="$root/.venv/$runtime"
 case "$runtime" in
   tf1) versions="3.7" ;;
   tf2) versions="3.11 3.10 3.9" ;;
-  *) echo "setup_venv.sh: unknown runtime '$runtime' (expected tf1 or tf2)" >&2; exit 2 ;;
+  hf) versions="3.11 3.10" ;;
+  *) echo "setup_venv.sh: unknown runtime '$runtime' (expected tf1, tf2 or hf)" >&2; exit 2 ;;
 esac
 
 works() { [ -n "$1" ] && "$1" -c 'import sys, venv' >/dev/null 2>&1; }
@@ -38,6 +40,10 @@ find_python() {
 # says why it is installed on its own with --no-deps).
 requirement_files=("$root/requirements.txt" "$root/requirements-test.txt")
 override_files=()
+if [ "$runtime" = hf ]; then
+  # The transformers consumer of export_huggingface.py: no TensorFlow.
+  requirement_files=("$root/requirements-huggingface.txt")
+fi
 if [ "$runtime" = tf2 ]; then
   requirement_files+=("$root/requirements-metadata.txt")
   override_files+=("$root/requirements-fast-protobuf.txt")
