@@ -28,22 +28,33 @@ hf_python="$(scripts/setup_venv.sh hf)" || {
 }
 export MOBILEBERT_HF_PYTHON="$hf_python"
 
-declare -A results
+# The two suites run side by side (most of their time is single-threaded
+# graph building), each in its own temporary directory; their output is
+# streamed with a [tf2] / [tf1] prefix.
+logs="$(mktemp -d)"
 run_suite() {
   local name="$1" python="$2" peer="$3"; shift 3
-  echo "=== $name: $("$python" -c 'import sys, tensorflow as t; print("Python %d.%d, TensorFlow %s" % (sys.version_info[0], sys.version_info[1], t.__version__))' 2>/dev/null) ==="
-  MOBILEBERT_PEER_PYTHON="$peer" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m pytest -p no:cacheprovider tests "$@"
-  results[$name]=$?
+  {
+    echo "=== $name: $("$python" -c 'import sys, tensorflow as t; print("Python %d.%d, TensorFlow %s" % (sys.version_info[0], sys.version_info[1], t.__version__))' 2>/dev/null) ==="
+    MOBILEBERT_PEER_PYTHON="$peer" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m pytest \
+      -p no:cacheprovider --basetemp="$logs/tmp-$name" tests "$@"
+    echo $? > "$logs/$name.status"
+  } 2>&1 | sed -u "s/^/[$name] /"
 }
 
-run_suite tf2 "$tf2_python" "$tf1_python" "$@"
+suites=(tf2)
+run_suite tf2 "$tf2_python" "$tf1_python" "$@" &
 if [ -n "$tf1_python" ]; then
-  run_suite tf1 "$tf1_python" "$tf2_python" "$@"
+  suites+=(tf1)
+  run_suite tf1 "$tf1_python" "$tf2_python" "$@" &
 fi
+wait
 
 status=0
-for name in "${!results[@]}"; do
-  echo "make test: $name suite exit code ${results[$name]}"
-  [ "${results[$name]}" -eq 0 ] || status=1
+for name in "${suites[@]}"; do
+  code="$(cat "$logs/$name.status" 2>/dev/null || echo 1)"
+  echo "make test: $name suite exit code $code"
+  [ "$code" -eq 0 ] || status=1
 done
+rm -rf "$logs"
 exit $status

@@ -28,8 +28,9 @@ import tf_compat
 import toy_tasks
 
 REPO_ROOT = script_helpers.REPO_ROOT
-FLOAT_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
-QAT_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert_qat.json")
+# tiny_mobilebert(_qat).json cut to 2 layers of 2 FFNs: graph building is
+# most of each run's time.
+CUT = {"num_hidden_layers": 2, "num_feedforward_networks": 2}
 SEQ = 32
 PRETRAIN_STEPS = 10
 SQUAD_QUESTIONS, SQUAD_BATCH, SQUAD_EPOCHS = 400, 32, 12.0
@@ -63,10 +64,21 @@ def _not_loaded(log):
   return set(names)
 
 
+def _cut_config(name, root):
+  with open(os.path.join(REPO_ROOT, "config", name)) as f:
+    config = dict(json.load(f), **CUT)
+  path = os.path.join(str(root), name)
+  with open(path, "w") as f:
+    json.dump(config, f)
+  return path
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
   """SentencePiece model, pretraining records and a pretrained checkpoint."""
   root = tmp_path_factory.mktemp("spm_chain")
+  float_config = _cut_config("tiny_mobilebert.json", root)
+  qat_config = _cut_config("tiny_mobilebert_qat.json", root)
   rng = random.Random(3)
   lines = []
   for paragraph in toy_tasks.colour_paragraphs(200, seed=11):
@@ -85,7 +97,7 @@ def pretrained(tmp_path_factory):
       "--max_predictions_per_seq=5", "--dupe_factor=2"])
   output_dir = str(root / "pretrain")
   script_helpers.run_script("run_pretraining.py", [
-      "--bert_config_file=" + FLOAT_CONFIG, "--input_file=" + records,
+      "--bert_config_file=" + float_config, "--input_file=" + records,
       "--output_dir=" + output_dir, "--do_train",
       "--max_seq_length=%d" % SEQ, "--max_predictions_per_seq=5",
       "--train_batch_size=16", "--learning_rate=1e-3",
@@ -93,6 +105,7 @@ def pretrained(tmp_path_factory):
       "--save_checkpoints_steps=100"])
   checkpoint = os.path.join(output_dir, "model.ckpt-%d" % PRETRAIN_STEPS)
   return dict(root=root, spm_model=spm_model, checkpoint=checkpoint,
+              float_config=float_config, qat_config=qat_config,
               train=toy_tasks.make_colour_squad_file(
                   root / "train.json", SQUAD_QUESTIONS, 1),
               dev=toy_tasks.make_colour_squad_file(root / "dev.json", 100, 2))
@@ -121,7 +134,7 @@ def squad_run(pretrained):
   checkpoint and run again with the same command (which also exports)."""
   output_dir = str(pretrained["root"] / "squad")
   export_dir = str(pretrained["root"] / "squad_export")
-  args = _squad_flags(pretrained, FLOAT_CONFIG, output_dir) + [
+  args = _squad_flags(pretrained, pretrained["float_config"], output_dir) + [
       "--save_checkpoints_steps=50", "--export_dir=" + export_dir]
   killed_at, _ = script_helpers.run_and_kill("run_squad.py", args, output_dir,
                                              50)
@@ -207,7 +220,7 @@ def classifier_run(pretrained):
   _classifier_data(data_dir, 5)
   output_dir = str(pretrained["root"] / "sst2_out")
   args = ["--task_name=SST-2", "--data_dir=" + data_dir,
-          "--bert_config_file=" + FLOAT_CONFIG,
+          "--bert_config_file=" + pretrained["float_config"],
           "--spm_model_file=" + pretrained["spm_model"],
           "--init_checkpoint=" + pretrained["checkpoint"],
           "--output_dir=" + output_dir, "--do_train", "--do_eval",
@@ -245,7 +258,7 @@ def qat_run(pretrained):
   # than the float run's (1e-3 learns this task in 150 steps only
   # sometimes; 3e-3 reliably).
   _, log = script_helpers.run_script("run_squad.py", _squad_flags(
-      pretrained, QAT_CONFIG, output_dir, learning_rate=3e-3) + [
+      pretrained, pretrained["qat_config"], output_dir, learning_rate=3e-3) + [
           "--use_quantized_training=true", "--save_checkpoints_steps=1000"])
   return dict(output_dir=output_dir, log=log)
 
@@ -277,7 +290,7 @@ def qat_export(pretrained, qat_run):
             "--data_dir=" + str(pretrained["root"] / "squad_cache"),
             "--output_dir=" + qat_run["output_dir"],
             "--spm_model_file=" + pretrained["spm_model"],
-            "--bert_config_file=" + QAT_CONFIG,
+            "--bert_config_file=" + pretrained["qat_config"],
             "--train_file=" + pretrained["train"],
             "--max_seq_length=%d" % SEQ, "--max_query_length=12",
             "--doc_stride=16", "--export_dir=" + export_dir]
@@ -303,7 +316,7 @@ def test_every_exported_file_predicts_like_the_graph(pretrained, qat_run,
   for name in files:
     output_dir = str(pretrained["root"] / ("lite_" + name))
     script_helpers.run_script("run_squad.py", [
-        "--bert_config_file=" + QAT_CONFIG,
+        "--bert_config_file=" + pretrained["qat_config"],
         "--spm_model_file=" + pretrained["spm_model"],
         "--output_dir=" + output_dir, "--do_predict",
         "--predict_file=" + pretrained["dev"], "--max_seq_length=%d" % SEQ,
