@@ -22,7 +22,7 @@ bench:
 	bench/setup_peer_venv.sh >/dev/null || echo "make bench: peer packages not installed; their columns will say so" >&2; \
 	"$$tf2_python" bench/run_all.py $(BENCH_ARGS)
 
-# The whole pipeline at tiny scale on the TF 2.15 runtime (about 15 minutes on
+# The whole pipeline at tiny scale on the TF 2.15 runtime (about 8 minutes on
 # 2 CPU cores); outputs under demo_out/.  Extra flags: make demo DEMO_ARGS=...
 demo:
 	@python="$$(scripts/setup_venv.sh tf2)" && TF_CPP_MIN_LOG_LEVEL=2 "$$python" demo.py $(DEMO_ARGS)
