@@ -1036,17 +1036,24 @@ def _shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape, graph_name,
        list(graph_shape)))
 
 
+_ENCODER_SHAPES = {}
+
+
 def encoder_variable_shapes(config, scope="bert"):
   """{variable name: shape} of the BertModel `config` builds under `scope`.
 
-  Built in a throwaway graph on a [1, 2] input (no variable's shape depends
-  on the input size).
+  Built once per (config, scope) in a throwaway graph on a [1, 2] input (no
+  variable's shape depends on the input size); a run that checks several
+  checkpoints of one config builds it once.
   """
-  with tf.Graph().as_default():
-    BertModel(config, is_training=False,
-              input_ids=tf.zeros([1, 2], dtype=tf.int32), scope=scope)
-    return {_graph_variable_name(var): var.shape.as_list()
-            for var in tf.global_variables()}
+  key = (config.to_json_string(), scope)
+  if key not in _ENCODER_SHAPES:
+    with tf.Graph().as_default():
+      BertModel(config, is_training=False,
+                input_ids=tf.zeros([1, 2], dtype=tf.int32), scope=scope)
+      _ENCODER_SHAPES[key] = {_graph_variable_name(var): var.shape.as_list()
+                              for var in tf.global_variables()}
+  return {name: list(shape) for name, shape in _ENCODER_SHAPES[key].items()}
 
 
 def check_checkpoint(path, config=None, scope="bert"):

@@ -255,13 +255,16 @@ def validate_flags_or_throw(bert_config):
   file_checks.check_writable_dir(FLAGS.export_dir, "export_dir")
   if FLAGS.lite_model_path:
     export_tflite.LiteModel(FLAGS.lite_model_path)
-  # Every checkpoint this run restores: the one it starts from and the one
-  # it resumes (or predicts and exports) from.
+  # Every checkpoint this run restores, once each: the one it starts from
+  # and the one it resumes (or predicts and exports) from, often the same.
+  checkpoints = set()
   if FLAGS.init_checkpoint:
-    modeling.check_checkpoint(FLAGS.init_checkpoint, bert_config)
-  latest = _checkpoint_to_use()
-  if latest:
-    modeling.check_checkpoint(latest, bert_config)
+    checkpoints.add(modeling.resolve_checkpoint_path(FLAGS.init_checkpoint))
+  resumed_from = _checkpoint_to_use()
+  if resumed_from:
+    checkpoints.add(resumed_from)
+  for checkpoint in sorted(checkpoints):
+    modeling.check_checkpoint(checkpoint, bert_config)
 
 
 def compute_span_loss(logits, positions):

@@ -68,6 +68,13 @@ def run_main_per_argv(module, argvs, timeout=900):
   return results
 
 
+def write_json(path, obj):
+  """Writes `obj` as JSON to `path`; returns the path as a string."""
+  with open(str(path), "w") as f:
+    json.dump(obj, f)
+  return str(path)
+
+
 def last_line(output):
   lines = [line for line in output.splitlines() if line.strip()]
   return lines[-1] if lines else ""

@@ -67,10 +67,7 @@ def _not_loaded(log):
 def _cut_config(name, root):
   with open(os.path.join(REPO_ROOT, "config", name)) as f:
     config = dict(json.load(f), **CUT)
-  path = os.path.join(str(root), name)
-  with open(path, "w") as f:
-    json.dump(config, f)
-  return path
+  return script_helpers.write_json(os.path.join(str(root), name), config)
 
 
 @pytest.fixture(scope="module")

@@ -47,18 +47,10 @@ TEACHER = dict(
 
 
 def run_script(args, timeout=600, script="run_pretraining.py"):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  command = [sys.executable] + ([script] if script else []) + args
-  result = subprocess.run(command, cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=timeout)
-  return result.returncode, result.stdout
-
-
-def write_json(path, obj):
-  with open(path, "w") as f:
-    json.dump(obj, f)
-  return path
+  """(exit code, output) of `python3 <script> <args>` (script None: python
+  arguments); the test judges the exit code."""
+  return script_helpers.run_script(script, args, timeout=timeout,
+                                   expect_success=False)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +84,8 @@ def workdir(tmp_path_factory):
       "--max_predictions_per_seq=%d" % PREDS, "--dupe_factor=2"],
                          script="create_pretraining_data.py")
   assert code == 0, out[-3000:]
-  write_json(str(root / "student.json"), STUDENT)
-  write_json(str(root / "teacher.json"), TEACHER)
+  script_helpers.write_json(str(root / "student.json"), STUDENT)
+  script_helpers.write_json(str(root / "teacher.json"), TEACHER)
   return root
 
 
@@ -339,7 +331,7 @@ def test_invalid_flags_stop_before_any_graph(workdir, teacher_dir):
   damaged = script_helpers.copy_checkpoint(
       os.path.join(teacher_dir[0], "model.ckpt-16"), str(workdir / "damaged"))
   script_helpers.damage_file(damaged + ".data-00000-of-00001")
-  write_json(str(workdir / "wide_teacher.json"),
+  script_helpers.write_json(str(workdir / "wide_teacher.json"),
              dict(TEACHER, intermediate_size=96))
   open(str(workdir / "a_file"), "w").close()
   script = textwrap.dedent("""
@@ -373,7 +365,7 @@ def test_invalid_flags_stop_before_any_graph(workdir, teacher_dir):
       """) % {"bad": workdir / "bad_teacher.json", "root": workdir,
               "teacher": workdir / "teacher.json", "damaged": damaged,
               "good": os.path.join(teacher_dir[0], "model.ckpt-16")}
-  write_json(str(workdir / "bad_teacher.json"),
+  script_helpers.write_json(str(workdir / "bad_teacher.json"),
              dict(TEACHER, hidden_size=48, num_attention_heads=4,
                   intra_bottleneck_size=48))
   code, out = run_script([

@@ -376,7 +376,11 @@ def _write_tflite_with_inputs(path, names):
   return path
 
 
-def test_bad_input_ends_in_one_line(workspace, trained):
+def test_bad_input_ends_in_one_line(workspace, trained, monkeypatch):
+  # TF 1.15's converter runs `toco_from_protos` from the venv's bin, which
+  # an activated venv has on PATH (the test process need not).
+  monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep +
+                     os.environ.get("PATH", ""))
   root = workspace["root"] / "bad"
   os.makedirs(str(root))
   checkpoint = trained["checkpoint"]
