@@ -17,10 +17,8 @@ import collections
 
 import tensorflow.compat.v1 as tf
 
-import lamb_optimizer
+import layer_schedule
 import modeling
-
-TEACHER_SCOPE = "teacher"
 
 FEATURE_MAP_LOSS = "feature_map_transfer_loss"
 ATTENTION_LOSS = "attention_transfer_loss"
@@ -93,7 +91,7 @@ def build_models(bert_config, teacher_config, input_ids, input_mask,
       use_einsum=use_einsum)
   if teacher_config is None:
     return student, None
-  with tf.variable_scope(TEACHER_SCOPE):
+  with tf.variable_scope(modeling.TEACHER_SCOPE):
     teacher = modeling.BertModel(
         config=teacher_config,
         is_training=False,
@@ -178,7 +176,7 @@ def teacher_mlm_probabilities(teacher_config, teacher, positions, temperature,
   temperature before the head's transform, whose LayerNorm mostly cancelled
   it; at the published temperature 1 the two are the same.)
   """
-  with tf.variable_scope(TEACHER_SCOPE):
+  with tf.variable_scope(modeling.TEACHER_SCOPE):
     logits = masked_lm_logits(
         teacher_config, teacher.get_sequence_output(),
         teacher.get_embedding_table(), positions, use_einsum=use_einsum)
@@ -360,7 +358,7 @@ def layer_wise_transfer_losses(teacher, student, global_step, steps_per_phase,
 
   terms = collections.OrderedDict((name, []) for name in TRANSFER_LOSS_NAMES)
   for layer in range(num_layers):
-    gate = lamb_optimizer.layer_loss_gate(global_step, layer, steps_per_phase)
+    gate = layer_schedule.layer_loss_gate(global_step, layer, steps_per_phase)
     teacher_hidden = teacher_hiddens[layer + 1]
     student_hidden = student_hiddens[layer + 1]
     with tf.name_scope("hidden_distill_%d" % layer):

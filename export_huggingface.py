@@ -42,7 +42,7 @@ MODEL_CLASSES = {"pretraining": "MobileBertForPreTraining",
                  "masked_lm": "MobileBertForMaskedLM",
                  "squad": "MobileBertForQuestionAnswering",
                  "classifier": "MobileBertForSequenceClassification"}
-SCOPES = ("bert", "teacher")
+SCOPES = (modeling.MODEL_SCOPE, modeling.TEACHER_SCOPE)
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -202,7 +202,8 @@ def convert_checkpoint(checkpoint, bert_config, task, scope="bert"):
       variable the task's model needs that the checkpoint lacks.
   """
   reader = tf.train.load_checkpoint(checkpoint)
-  prefix = "teacher/" if scope == "teacher" else ""
+  teacher_prefix = modeling.TEACHER_SCOPE + "/"
+  prefix = teacher_prefix if scope == modeling.TEACHER_SCOPE else ""
   expected = set(modeling.encoder_variable_shapes(bert_config)) | set(
       _HEADS[task])
   if task in ("pretraining", "masked_lm") and (
@@ -219,7 +220,7 @@ def convert_checkpoint(checkpoint, bert_config, task, scope="bert"):
       skip("optimizer slots, quantizer ranges and global_step", name)
       continue
     if not name.startswith(prefix) or (
-        scope == "bert" and name.startswith("teacher/")):
+        scope == modeling.MODEL_SCOPE and name.startswith(teacher_prefix)):
       skip("the other model of a distillation checkpoint", name)
       continue
     local = name[len(prefix):]
@@ -324,7 +325,8 @@ def export(bert_config, checkpoint, output_dir, task="pretraining",
   config = transformers_config(bert_config, task, num_labels)
   prefix = modeling.check_checkpoint(
       checkpoint, bert_config,
-      scope="teacher/bert" if scope == "teacher" else "bert")
+      scope=(modeling.TEACHER_SCOPE + "/" + modeling.MODEL_SCOPE
+             if scope == modeling.TEACHER_SCOPE else modeling.MODEL_SCOPE))
   _check_output_dir(output_dir, config)
   tensors, skipped = convert_checkpoint(prefix, bert_config, task, scope)
   for rule, names in sorted(skipped.items()):

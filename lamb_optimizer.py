@@ -10,9 +10,8 @@ Update for a variable w with gradient g (no bias correction):
 Without layer-wise warm-up gate = lr_mult = 1.  With it, the global step s
 selects a stage l = ceil(s / P) - 1 (P = steps per stage) and, for a student
 variable under bert/encoder/layer_{i}/:
-  lr_mult = 3 * background(s) * c_i(s),  c_i = 0 (s <= P i), 1 (P i < s <=
-  P (i+1)), 0.1 (after);  gate = 1 if lr_mult > 0 else 0,
-  background(s) = min(0.9 + 0.1 sqrt(1 - t/P), 10 t/P), t = s mod P.
+  lr_mult = 3 * background(s) * c_i(s);  gate = 1 if lr_mult > 0 else 0,
+with background and c_i from `layer_schedule`.
 Every other variable (embeddings, heads) has lr_mult = gate = 0, so it stays
 frozen; at each stage boundary t = 0 makes every gate 0, which resets all
 moments.
@@ -22,73 +21,13 @@ from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
-import re
-
 import tensorflow.compat.v1 as tf
 
-import optimization
-
-# The student's encoder layers; the teacher never gets gradients.
-_LAYER_ID_PATTERN = re.compile(r"^bert/encoder/layer_(\d+)/")
-
-ACTIVE_LAYER_LR_MULTIPLIER = 3.0
-LOWER_LAYER_LR_FRACTION = 0.1
+import adam_weight_decay
+import layer_schedule
 
 
-def background_lr(global_step, steps_per_phase):
-  """The periodic ramp shared by all layers, a scalar float32 tensor.
-
-  Args:
-    global_step: scalar integer tensor.
-    steps_per_phase: int, P; the ramp restarts every P steps.
-
-  Returns:
-    min(0.9 + 0.1 * sqrt(1 - t/P), 10 * t/P) with t = global_step mod P, or
-    1.0 when P <= 1.
-  """
-  if steps_per_phase <= 1:
-    return tf.constant(1.0)
-  step_in_phase = tf.cast(tf.math.floormod(global_step, steps_per_phase),
-                          tf.float32)
-  fraction = step_in_phase / float(steps_per_phase)
-  slow_decay = 0.9 + 0.1 * tf.sqrt(1.0 - fraction)
-  ramp = 10.0 * fraction
-  return tf.minimum(slow_decay, ramp)
-
-
-def layer_stage_value(global_step, layer_id, steps_per_phase):
-  """c_l(s): 0 before layer l's stage, 1 during it, 0.1 afterwards.
-
-  Args:
-    global_step: scalar integer tensor s.
-    layer_id: int l.
-    steps_per_phase: int P.
-
-  Returns:
-    Scalar float32 tensor (tf.train.piecewise_constant semantics with
-    boundaries [P l, P (l+1)]: the stage is P l < s <= P (l+1)).
-  """
-  step = tf.cast(global_step, tf.int64)
-  start = tf.constant(steps_per_phase * layer_id, tf.int64)
-  end = tf.constant(steps_per_phase * (layer_id + 1), tf.int64)
-  after = tf.where(step <= end, tf.constant(1.0),
-                   tf.constant(LOWER_LAYER_LR_FRACTION))
-  return tf.where(step <= start, tf.constant(0.0), after)
-
-
-def layer_loss_gate(global_step, layer_id, steps_per_phase):
-  """1.0 while layer l's transfer losses are active (P l < s <= P (l+1))."""
-  stage = layer_stage_value(global_step, layer_id, steps_per_phase)
-  return tf.cast(stage > 0.5, tf.float32)
-
-
-def encoder_layer_id(name):
-  """The student layer index from a variable name, or None."""
-  match = _LAYER_ID_PATTERN.match(name)
-  return int(match.group(1)) if match else None
-
-
-class LAMBOptimizer(optimization.AdamWeightDecayOptimizer):
+class LAMBOptimizer(adam_weight_decay.AdamWeightDecayOptimizer):
   """Layer-wise adaptive moments (LAMB) with optional layer-wise warm-up.
 
   Slots are <var>/adam_m and <var>/adam_v like AdamWeightDecayOptimizer.
@@ -127,17 +66,19 @@ class LAMBOptimizer(optimization.AdamWeightDecayOptimizer):
     super(LAMBOptimizer, self)._prepare()
     if self.use_layer_wise_warmup:
       self._step_t = tf.identity(self._global_step)
-      self._background_t = background_lr(self._step_t, self.steps_per_phase)
+      self._background_t = layer_schedule.background_lr(self._step_t, self.steps_per_phase)
 
   def _lr_multiplier_and_gate(self, var):
     """(lr_mult, gate) scalars for `var`, or (None, None) when ungated."""
     if not self.use_layer_wise_warmup:
       return None, None
-    layer_id = encoder_layer_id(optimization.variable_name(var))
+    layer_id = layer_schedule.encoder_layer_id(
+        adam_weight_decay.variable_name(var))
     if layer_id is None:
       return tf.constant(0.0), tf.constant(0.0)
-    lr_mult = (ACTIVE_LAYER_LR_MULTIPLIER * self._background_t *
-               layer_stage_value(self._step_t, layer_id, self.steps_per_phase))
+    lr_mult = (layer_schedule.ACTIVE_LAYER_LR_MULTIPLIER *
+               self._background_t *
+               layer_schedule.layer_stage_value(self._step_t, layer_id, self.steps_per_phase))
     gate = tf.cast(lr_mult > 0.0, tf.float32)
     return lr_mult, gate
 
@@ -145,8 +86,9 @@ class LAMBOptimizer(optimization.AdamWeightDecayOptimizer):
     lr_mult, gate = self._lr_multiplier_and_gate(var)
     update, moment_assigns = self.adam_update(grad, var, gate=gate)
     ratio = 1.0
-    if not optimization.matches_any(optimization.variable_name(var),
-                                    self.exclude_from_layer_adaptation):
+    if not adam_weight_decay.matches_any(
+        adam_weight_decay.variable_name(var),
+        self.exclude_from_layer_adaptation):
       w_norm = tf.norm(var, ord=2)
       u_norm = tf.norm(update, ord=2)
       ratio = tf.where(

@@ -28,6 +28,11 @@ import tensorflow.compat.v1 as tf
 import file_checks
 import quantization
 
+# Variable scopes of the checkpoint: the model (student) and, in distillation
+# checkpoints, the frozen teacher whose model sits under "teacher/bert".
+MODEL_SCOPE = "bert"
+TEACHER_SCOPE = "teacher"
+
 # The additive mask of the released checkpoint's code (v2020-original) and of
 # standard BERT: masked keys get -10000 before the softmax.
 MASK_MODE_ADDITIVE = "additive"
@@ -285,7 +290,7 @@ class BertModel(object):
     if token_type_ids is None:
       token_type_ids = tf.zeros(shape=[batch_size, seq_length], dtype=tf.int32)
 
-    with tf.variable_scope(scope, default_name="bert"):
+    with tf.variable_scope(scope, default_name=MODEL_SCOPE):
       with tf.variable_scope("embeddings"):
         (self.word_embedding_output,
          self.embedding_table) = embedding_lookup(
@@ -1039,7 +1044,7 @@ def _shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape, graph_name,
 _ENCODER_SHAPES = {}
 
 
-def encoder_variable_shapes(config, scope="bert"):
+def encoder_variable_shapes(config, scope=MODEL_SCOPE):
   """{variable name: shape} of the BertModel `config` builds under `scope`.
 
   Built once per (config, scope) in a throwaway graph on a [1, 2] input (no
@@ -1056,7 +1061,7 @@ def encoder_variable_shapes(config, scope="bert"):
   return {name: list(shape) for name, shape in _ENCODER_SHAPES[key].items()}
 
 
-def check_checkpoint(path, config=None, scope="bert"):
+def check_checkpoint(path, config=None, scope=MODEL_SCOPE):
   """Checks that a checkpoint can be read whole and fits `config`.
 
   Run before building the training or export graph, so that a damaged file
@@ -1127,7 +1132,7 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint,
   initialized_variable_names = collections.OrderedDict()
   for checkpoint_name, checkpoint_shape in tf.train.list_variables(checkpoint):
     if init_from_teacher:
-      graph_name = "teacher/" + checkpoint_name
+      graph_name = TEACHER_SCOPE + "/" + checkpoint_name
     elif init_embedding and checkpoint_name.startswith("bert/encoder"):
       continue
     else:

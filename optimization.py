@@ -1,5 +1,5 @@
 # coding=utf-8
-"""Optimizer construction and BERT's Adam with decoupled weight decay.
+"""Optimizer construction: schedule, AdamW or LAMB, clipping, train op.
 
 `create_optimizer` is shared by pretraining and every fine-tuning script.  It
 builds the learning-rate schedule (linear warm-up, then linear decay to
@@ -7,26 +7,25 @@ builds the learning-rate schedule (linear warm-up, then linear decay to
 the `teacher` scope, clips the global gradient norm to 1.0 and returns a train
 op that also increments the global step.
 
-Both optimizers implement the `tf.train.Optimizer` slot/update hooks instead
-of overriding `apply_gradients`, so that the base class performs the
-cross-replica gradient reduction under `tf.distribute` strategies and the
-same code runs on one device, several GPUs or (through CrossShardOptimizer) a
-TPU.
+The optimizers themselves live in `adam_weight_decay.py` and
+`lamb_optimizer.py`; this module depends on them, never the other way.
 """
 
 from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
-import re
-
 import tensorflow.compat.v1 as tf
+
+import adam_weight_decay
+import lamb_optimizer
+import modeling
 
 # Variables whose name matches one of these regexes get no weight decay (and,
 # for LAMB, no trust-ratio adaptation): the frozen teacher, every
 # normalisation parameter and every bias.
-EXCLUDE_FROM_WEIGHT_DECAY = ["teacher", "LayerNorm", "layer_norm", "bias",
-                             "FakeLayerNorm"]
+EXCLUDE_FROM_WEIGHT_DECAY = [modeling.TEACHER_SCOPE, "LayerNorm", "layer_norm",
+                             "bias", "FakeLayerNorm"]
 
 OPTIMIZERS = ("adamw", "lamb")
 
@@ -34,8 +33,6 @@ ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
 ADAM_EPSILON = 1e-6
 GRADIENT_CLIP_NORM = 1.0
-
-TEACHER_SCOPE = "teacher"
 
 
 def learning_rate_schedule(global_step, init_lr, num_train_steps,
@@ -70,16 +67,6 @@ def learning_rate_schedule(global_step, init_lr, num_train_steps,
     return decayed_lr
   warmup_lr = init_lr * step / float(num_warmup_steps)
   return tf.where(step < float(num_warmup_steps), warmup_lr, decayed_lr)
-
-
-def matches_any(name, patterns):
-  """Whether a variable name matches (re.search) any of `patterns`."""
-  return any(re.search(p, name) is not None for p in patterns or [])
-
-
-def variable_name(var):
-  """The name of a variable without the ":0" suffix."""
-  return var.op.name
 
 
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
@@ -123,8 +110,6 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
                                          num_warmup_steps, end_lr_rate)
 
   if optimizer == "lamb":
-    # Imported here because lamb_optimizer builds on this module's helpers.
-    import lamb_optimizer  # pylint: disable=g-import-not-at-top
     steps_per_phase = (num_train_steps // total_warmup_phases
                        if total_warmup_phases > 0 else 1)
     opt = lamb_optimizer.LAMBOptimizer(
@@ -137,7 +122,7 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
         use_layer_wise_warmup=use_layer_wise_warmup,
         steps_per_phase=steps_per_phase)
   else:
-    opt = AdamWeightDecayOptimizer(
+    opt = adam_weight_decay.AdamWeightDecayOptimizer(
         learning_rate=learning_rate,
         weight_decay_rate=weight_decay_rate,
         beta_1=ADAM_BETA_1,
@@ -150,7 +135,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
 
   # The teacher is frozen by never differentiating with respect to it.
   tvars = [v for v in tf.trainable_variables()
-           if not variable_name(v).startswith(TEACHER_SCOPE)]
+           if not adam_weight_decay.variable_name(v).startswith(
+               modeling.TEACHER_SCOPE)]
   if not tvars:
     raise ValueError("create_optimizer found no trainable non-teacher "
                      "variables")
@@ -213,83 +199,3 @@ def _sum_over_replicas(values):
 
   return tf.distribute.get_replica_context().merge_call(merge_fn,
                                                         args=tuple(values))
-
-
-class AdamWeightDecayOptimizer(tf.train.Optimizer):
-  """BERT's Adam: no bias correction, decoupled L2 weight decay.
-
-  m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;
-  u = m / (sqrt(v) + eps) + wd * w (unless excluded);  w <- w - lr * u.
-  Slots are named <var>/adam_m and <var>/adam_v, as in released checkpoints.
-  Sparse (embedding) gradients are applied as dense updates, exactly like the
-  original: every row's moments decay every step.
-  """
-
-  def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9,
-               beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
-               name="AdamWeightDecayOptimizer"):
-    super(AdamWeightDecayOptimizer, self).__init__(False, name)
-    self.learning_rate = learning_rate
-    self.weight_decay_rate = weight_decay_rate
-    self.beta_1 = beta_1
-    self.beta_2 = beta_2
-    self.epsilon = epsilon
-    self.exclude_from_weight_decay = exclude_from_weight_decay
-
-  def _create_slots(self, var_list):
-    for var in var_list:
-      self._zeros_slot(var, "m", "adam_m")
-      self._zeros_slot(var, "v", "adam_v")
-
-  def _prepare(self):
-    self._lr_t = tf.convert_to_tensor(self.learning_rate, name="learning_rate")
-
-  def _use_weight_decay(self, var):
-    return (self.weight_decay_rate != 0.0 and
-            not matches_any(variable_name(var), self.exclude_from_weight_decay))
-
-  def adam_update(self, grad, var, gate=None):
-    """Updates the moments of `var` and returns (update direction, assigns).
-
-    Args:
-      grad: dense gradient, same shape as `var`.
-      var: the variable.
-      gate: optional scalar float tensor in {0, 1} multiplying the new
-        moments and the decay term (LAMB's layer-wise warm-up).
-
-    Returns:
-      (u, [m_assign, v_assign]) with u = m/(sqrt(v)+eps) [+ wd * w].
-    """
-    m = self.get_slot(var, "m")
-    v = self.get_slot(var, "v")
-    grad = tf.cast(grad, var.dtype.base_dtype)
-    next_m = (tf.multiply(self.beta_1, m) +
-              tf.multiply(1.0 - self.beta_1, grad))
-    next_v = (tf.multiply(self.beta_2, v) +
-              tf.multiply(1.0 - self.beta_2, tf.square(grad)))
-    if gate is not None:
-      next_m = tf.multiply(gate, next_m)
-      next_v = tf.multiply(gate, next_v)
-    update = next_m / (tf.sqrt(next_v) + self.epsilon)
-    if self._use_weight_decay(var):
-      decay = tf.multiply(self.weight_decay_rate, var)
-      if gate is not None:
-        decay = tf.multiply(gate, decay)
-      update += decay
-    return update, [m.assign(next_m), v.assign(next_v)]
-
-  def _apply_dense(self, grad, var):
-    update, moment_assigns = self.adam_update(grad, var)
-    lr = tf.cast(self._lr_t, var.dtype.base_dtype)
-    return tf.group(var.assign_sub(lr * update), *moment_assigns)
-
-  def _resource_apply_dense(self, grad, var):
-    return self._apply_dense(grad, var)
-
-  def _apply_sparse(self, grad, var):
-    return self._apply_dense(tf.convert_to_tensor(grad), var)
-
-  def _resource_apply_sparse(self, grad, var, indices):
-    num_rows = tf.shape(var)[0]
-    return self._apply_dense(
-        tf.math.unsorted_segment_sum(grad, indices, num_rows), var)

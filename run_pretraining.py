@@ -360,7 +360,7 @@ def validate_flags_and_load_configs():
 def is_teacher_checkpoint(init_checkpoint):
   """True if the checkpoint holds a bare model (no `teacher/` variables)."""
   checkpoint = modeling.resolve_checkpoint_path(init_checkpoint)
-  return not any(name.startswith(distill_modeling.TEACHER_SCOPE + "/")
+  return not any(name.startswith(modeling.TEACHER_SCOPE + "/")
                  for name, _ in tf.train.list_variables(checkpoint))
 
 
@@ -560,7 +560,7 @@ def model_fn_builder(bert_config, teacher_config, init_checkpoint,
     scaffold_fn = initialize_variables(init_checkpoint, use_tpu,
                                        teacher is not None, init_from_teacher)
     student_vars = [v for v in tf.trainable_variables() if not v.op.name
-                    .startswith(distill_modeling.TEACHER_SCOPE)]
+                    .startswith(modeling.TEACHER_SCOPE)]
     tf.logging.info("Trainable student parameters: %d",
                     modeling.count_parameters(student_vars))
 

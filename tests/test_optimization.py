@@ -7,7 +7,7 @@ import pytest
 
 import tensorflow.compat.v1 as tf
 
-import lamb_optimizer
+import layer_schedule
 import optimization
 
 B1, B2, EPS = 0.9, 0.999, 1e-6
@@ -257,7 +257,7 @@ def test_layer_wise_warmup_needs_lamb():
 def test_loss_gate_matches_stage_definition():
   with tf.Graph().as_default():
     step = tf.placeholder(tf.int64, [])
-    gates = [lamb_optimizer.layer_loss_gate(step, l, 5) for l in range(3)]
+    gates = [layer_schedule.layer_loss_gate(step, l, 5) for l in range(3)]
     with tf.Session() as sess:
       for s in range(0, 17):
         got = sess.run(gates, {step: s})
