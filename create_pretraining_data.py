@@ -17,6 +17,7 @@ import random
 
 import tensorflow.compat.v1 as tf
 
+import feature_records
 import pretraining_data
 import tokenization
 
@@ -60,12 +61,6 @@ flags.DEFINE_float("short_seq_prob", 0.1,
                    "Probability of creating sequences shorter than the "
                    "maximum length.")
 
-CLS_TOKEN = "[CLS]"
-SEP_TOKEN = "[SEP]"
-MASK_TOKEN = "[MASK]"
-PAD_TOKEN = "[PAD]"
-UNK_TOKEN = "[UNK]"
-SPECIAL_TOKENS = (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
 # [CLS] A [SEP] B [SEP]
 NUM_SPECIAL_POSITIONS = 3
 
@@ -124,8 +119,8 @@ def create_training_instances(input_files, tokenizer, max_seq_length,
   rng.shuffle(all_documents)
   # Random replacements never produce a special token (the original could
   # put [CLS] or [SEP] in the middle of a sequence).
-  vocab_words = [w for w in tokenizer.vocab if w not in SPECIAL_TOKENS and
-                 w not in (PAD_TOKEN, UNK_TOKEN)]
+  vocab_words = [w for w in tokenizer.vocab
+                 if w not in tokenization.SPECIAL_TOKENS]
   instances = []
   for _ in range(dupe_factor):
     for document_index in range(len(all_documents)):
@@ -187,12 +182,14 @@ def create_instances_from_document(all_documents, document_index,
         else:
           for j in range(a_end, len(current_chunk)):
             tokens_b.extend(current_chunk[j])
-        truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+        tokenization.truncate_longer_at_random_end(
+            tokens_a, tokens_b, max_num_tokens, rng)
 
         if tokens_a and tokens_b:
-          tokens = [CLS_TOKEN] + tokens_a + [SEP_TOKEN]
+          tokens = ([tokenization.CLS_TOKEN] + tokens_a +
+                    [tokenization.SEP_TOKEN])
           segment_ids = [0] * len(tokens)
-          tokens += tokens_b + [SEP_TOKEN]
+          tokens += tokens_b + [tokenization.SEP_TOKEN]
           segment_ids += [1] * (len(tokens_b) + 1)
           tokens, positions, labels = create_masked_lm_predictions(
               tokens, masked_lm_prob, max_predictions_per_seq, vocab_words,
@@ -235,7 +232,7 @@ def create_masked_lm_predictions(tokens, masked_lm_prob,
   """
   candidate_groups = []
   for index, token in enumerate(tokens):
-    if token in (CLS_TOKEN, SEP_TOKEN):
+    if token in (tokenization.CLS_TOKEN, tokenization.SEP_TOKEN):
       continue
     if (do_whole_word_mask and candidate_groups and
         is_word_continuation(token, word_start_marker) and
@@ -261,7 +258,7 @@ def create_masked_lm_predictions(tokens, masked_lm_prob,
     for index in group:
       covered.add(index)
       if rng.random() < 0.8:
-        replacement = MASK_TOKEN
+        replacement = tokenization.MASK_TOKEN
       elif rng.random() < 0.5:
         replacement = tokens[index]
       else:
@@ -272,19 +269,9 @@ def create_masked_lm_predictions(tokens, masked_lm_prob,
   return (output_tokens, [m.index for m in masked], [m.label for m in masked])
 
 
-def truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
-  """Trims the longer segment, from a random end, until the pair fits."""
-  while len(tokens_a) + len(tokens_b) > max_num_tokens:
-    trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-    if rng.random() < 0.5:
-      del trunc_tokens[0]
-    else:
-      trunc_tokens.pop()
-
-
-def instance_to_example(instance, tokenizer, max_seq_length,
-                        max_predictions_per_seq):
-  """A tf.train.Example with the seven pretraining features."""
+def instance_fields(instance, tokenizer, max_seq_length,
+                    max_predictions_per_seq):
+  """The seven pretraining features of one instance, zero-padded."""
   input_ids = tokenizer.convert_tokens_to_ids(instance.tokens)
   input_mask = [1] * len(input_ids)
   segment_ids = list(instance.segment_ids)
@@ -301,40 +288,41 @@ def instance_to_example(instance, tokenizer, max_seq_length,
   label_ids += [0] * prediction_padding
   weights += [0.0] * prediction_padding
 
-  def int_feature(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-  def float_feature(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
-
-  features = collections.OrderedDict()
-  features["input_ids"] = int_feature(input_ids)
-  features["input_mask"] = int_feature(input_mask)
-  features["segment_ids"] = int_feature(segment_ids)
-  features["masked_lm_positions"] = int_feature(positions)
-  features["masked_lm_ids"] = int_feature(label_ids)
-  features["masked_lm_weights"] = float_feature(weights)
-  features["next_sentence_labels"] = int_feature(
-      [1 if instance.is_random_next else 0])
-  return tf.train.Example(features=tf.train.Features(feature=features))
+  fields = collections.OrderedDict()
+  fields["input_ids"] = input_ids
+  fields["input_mask"] = input_mask
+  fields["segment_ids"] = segment_ids
+  fields["masked_lm_positions"] = positions
+  fields["masked_lm_ids"] = label_ids
+  fields["masked_lm_weights"] = weights
+  fields["next_sentence_labels"] = [1 if instance.is_random_next else 0]
+  return fields
 
 
 def write_instance_to_example_files(instances, tokenizer, max_seq_length,
                                     max_predictions_per_seq, output_files):
-  """Writes instances round-robin over output_files; returns the count."""
-  writers = [tf.python_io.TFRecordWriter(f) for f in output_files]
-  for index, instance in enumerate(instances):
-    example = instance_to_example(instance, tokenizer, max_seq_length,
-                                  max_predictions_per_seq)
-    writers[index % len(writers)].write(example.SerializeToString())
-    if index < 5:
-      tf.logging.info("*** Example ***")
-      tf.logging.info("tokens: %s", " ".join(
-          tokenization.printable_text(t) for t in instance.tokens))
-      tf.logging.info("masked_lm_positions: %s",
-                      instance.masked_lm_positions)
-      tf.logging.info("next_sentence_labels: %d",
-                      1 if instance.is_random_next else 0)
+  """Writes instances round-robin over output_files; returns the count.
+
+  Each file appears only once all of them are complete.
+  """
+  writers = [feature_records.RecordWriter(
+      f, pretraining_data.FLOAT_FEATURES) for f in output_files]
+  try:
+    for index, instance in enumerate(instances):
+      writers[index % len(writers)].write(instance_fields(
+          instance, tokenizer, max_seq_length, max_predictions_per_seq))
+      if index < 5:
+        tf.logging.info("*** Example ***")
+        tf.logging.info("tokens: %s", " ".join(
+            tokenization.printable_text(t) for t in instance.tokens))
+        tf.logging.info("masked_lm_positions: %s",
+                        instance.masked_lm_positions)
+        tf.logging.info("next_sentence_labels: %d",
+                        1 if instance.is_random_next else 0)
+  except BaseException:
+    for writer in writers:
+      writer.discard()
+    raise
   for writer in writers:
     writer.close()
   return len(instances)
@@ -363,7 +351,9 @@ def validate_flags():
 
 
 def check_special_tokens(tokenizer):
-  missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.vocab]
+  needed = (tokenization.CLS_TOKEN, tokenization.SEP_TOKEN,
+            tokenization.MASK_TOKEN)
+  missing = [t for t in needed if t not in tokenizer.vocab]
   if missing:
     raise ValueError("the vocabulary (%s) lacks %s" % (
         FLAGS.vocab_file or FLAGS.spm_model_file, ", ".join(missing)))

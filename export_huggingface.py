@@ -28,11 +28,11 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import atomic_files
 import file_checks
 import modeling
 import tokenization
@@ -268,8 +268,11 @@ def _tokenizer_files(directory, vocab_file, spm_model_file, do_lower_case,
     shutil.copyfile(spm_model_file, os.path.join(directory, "spiece.model"))
     tokenizer_config = {"do_lower_case": do_lower_case,
                         "model_max_length": max_length}
-  special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-             "cls_token": "[CLS]", "mask_token": "[MASK]"}
+  special = {"unk_token": tokenization.UNK_TOKEN,
+             "sep_token": tokenization.SEP_TOKEN,
+             "pad_token": tokenization.PAD_TOKEN,
+             "cls_token": tokenization.CLS_TOKEN,
+             "mask_token": tokenization.MASK_TOKEN}
   tokenizer_config.update(special)
   for file_name, content in (("tokenizer_config.json", tokenizer_config),
                              ("special_tokens_map.json", special)):
@@ -337,22 +340,17 @@ def export(bert_config, checkpoint, output_dir, task="pretraining",
 
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
   parent = os.path.dirname(os.path.abspath(output_dir))
-  tf.gfile.MakeDirs(parent)
-  staging = tempfile.mkdtemp(prefix=".staging.", dir=parent)
-  try:
+  with atomic_files.staging_directory(parent) as staging:
+    built = os.path.join(staging, "model")
+    os.mkdir(built)
     # Tied tensors share memory in transformers; safetensors wants copies.
     save_file({name: np.array(value) for name, value in tensors.items()},
-              os.path.join(staging, MODEL_FILE), metadata={"format": "pt"})
-    with open(os.path.join(staging, CONFIG_FILE), "w") as f:
+              os.path.join(built, MODEL_FILE), metadata={"format": "pt"})
+    with open(os.path.join(built, CONFIG_FILE), "w") as f:
       json.dump(config, f, indent=2, sort_keys=True)
-    _tokenizer_files(staging, vocab_file, spm_model_file, do_lower_case,
+    _tokenizer_files(built, vocab_file, spm_model_file, do_lower_case,
                      bert_config.max_position_embeddings)
-    if os.path.isdir(output_dir):
-      shutil.rmtree(output_dir)
-    os.rename(staging, output_dir)
-  finally:
-    if os.path.isdir(staging):
-      shutil.rmtree(staging)
+    atomic_files.replace_directory(built, output_dir)
   return {"config": os.path.join(output_dir, CONFIG_FILE),
           "model": os.path.join(output_dir, MODEL_FILE)}
 

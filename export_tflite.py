@@ -56,15 +56,15 @@ Usable on its own for a checkpoint produced elsewhere:
     --export_dir=... [--vocab_file=...] [--use_post_quantization]"""
 
 import collections
+import contextlib
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import atomic_files
 import file_checks
 import heads
 import modeling
@@ -180,7 +180,6 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
                         use_quantized_training, integer_kinds,
                         calibration_features, vocab_file, spm_model_file)
   prefix = modeling.resolve_checkpoint_path(checkpoint)
-  _put_converter_on_path()
   tf.gfile.MakeDirs(export_dir)
 
   if integer_kinds:
@@ -188,8 +187,8 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
   masks_additively = (
       modeling.effective_mask_mode(bert_config, use_quantized_training) ==
       modeling.MASK_MODE_ADDITIVE)
-  staging_dir = tempfile.mkdtemp(prefix=".staging.", dir=export_dir)
-  try:
+  with _converter_on_path(), atomic_files.staging_directory(
+      export_dir) as staging_dir:
     graph = tf.Graph()
     with graph.as_default():
       inputs, outputs, attention_maps = _build_inference_graph(
@@ -218,32 +217,15 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
       tf.logging.info("Converted %s (%d bytes).", TFLITE_FILES[kind],
                       len(model))
     names = [SAVED_MODEL_DIR] + [TFLITE_FILES[kind] for kind in models]
-    _replace_export(staging_dir, export_dir, names)
-  finally:
-    shutil.rmtree(staging_dir, ignore_errors=True)
+    atomic_files.replace_entries(
+        staging_dir, export_dir, names,
+        [SAVED_MODEL_DIR] + list(TFLITE_FILES.values()))
   paths = {"saved_model": os.path.join(export_dir, SAVED_MODEL_DIR)}
   paths.update((kind, os.path.join(export_dir, TFLITE_FILES[kind]))
                for kind in models)
   for kind, path in sorted(paths.items()):
     tf.logging.info("Wrote %s: %s", kind, path)
   return paths
-
-
-def _replace_export(staging_dir, export_dir, names):
-  """Moves a finished export from `staging_dir` into `export_dir`.
-
-  Every file of an earlier export (the SavedModel and any TFLITE_FILES name,
-  including kinds this export does not write) is moved aside first, so no
-  stale model survives beside the new ones, and is deleted with the staging
-  directory.  Other files in `export_dir` are left alone.
-  """
-  retired_dir = os.path.join(staging_dir, ".previous")
-  os.mkdir(retired_dir)
-  for name in [SAVED_MODEL_DIR] + list(TFLITE_FILES.values()):
-    if os.path.lexists(os.path.join(export_dir, name)):
-      os.rename(os.path.join(export_dir, name), os.path.join(retired_dir, name))
-  for name in names:
-    os.rename(os.path.join(staging_dir, name), os.path.join(export_dir, name))
 
 
 def _tflite_kinds(use_quantized_training, use_post_quantization,
@@ -298,12 +280,25 @@ def _validate_export_args(bert_config, max_seq_length, task, num_labels,
             (index, name, max_seq_length, len(feature.get(name, ()))))
 
 
-def _put_converter_on_path():
-  """TF 1.15's converter runs `toco_from_protos`, installed beside python."""
+@contextlib.contextmanager
+def _converter_on_path():
+  """PATH holds python's bin directory inside the block, as before after it.
+
+  TF 1.15's converter runs `toco_from_protos`, installed beside python, as a
+  subprocess found through PATH; a venv's python may be run without its
+  bin directory on PATH.
+  """
   bin_dir = os.path.dirname(sys.executable)
-  path = os.environ.get("PATH", "")
-  if bin_dir not in path.split(os.pathsep):
-    os.environ["PATH"] = bin_dir + os.pathsep + path
+  saved = os.environ.get("PATH")
+  if bin_dir not in (saved or "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join(p for p in (bin_dir, saved) if p)
+  try:
+    yield
+  finally:
+    if saved is None:
+      os.environ.pop("PATH", None)
+    else:
+      os.environ["PATH"] = saved
 
 
 def _build_inference_graph(bert_config, max_seq_length, task, num_labels,

@@ -21,6 +21,9 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+import feature_records
+import tokenization
+
 # Bump when the record layout changes, so that old caches are rebuilt.
 _RECORD_FORMAT_VERSION = 1
 
@@ -267,19 +270,6 @@ def get_processor(task_name):
   return PROCESSORS[key]()
 
 
-def truncate_seq_pair(tokens_a, tokens_b, max_length):
-  """Truncates the longer list first, in place, until both fit `max_length`.
-
-  Trimming the longer one keeps as much of the shorter (often the whole
-  question or hypothesis) as possible; ties trim `tokens_b`.
-  """
-  while len(tokens_a) + len(tokens_b) > max_length:
-    if len(tokens_a) > len(tokens_b):
-      tokens_a.pop()
-    else:
-      tokens_b.pop()
-
-
 def convert_single_example(example, label_list, max_seq_length, tokenizer):
   """Featurises one example as [CLS] a [SEP] (b [SEP]), zero-padded.
 
@@ -303,14 +293,15 @@ def convert_single_example(example, label_list, max_seq_length, tokenizer):
   tokens_a = tokenizer.tokenize(example.text_a)
   tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
   if tokens_b is not None:
-    truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+    tokenization.truncate_longer_first(tokens_a, tokens_b,
+                                       max_seq_length - 3)
   else:
     tokens_a = tokens_a[:max_seq_length - 2]
 
-  tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+  tokens = [tokenization.CLS_TOKEN] + tokens_a + [tokenization.SEP_TOKEN]
   segment_ids = [0] * len(tokens)
   if tokens_b is not None:
-    tokens += tokens_b + ["[SEP]"]
+    tokens += tokens_b + [tokenization.SEP_TOKEN]
     segment_ids += [1] * (len(tokens_b) + 1)
   input_ids = tokenizer.convert_tokens_to_ids(tokens)
   input_mask = [1] * len(input_ids)
@@ -352,38 +343,9 @@ def pad_examples(examples, batch_size):
   return list(examples) + [PaddingInputExample()] * (batch_size - remainder)
 
 
-def _file_digest(path):
-  """sha256 of a file's bytes, or "" for no file."""
-  if not path:
-    return ""
+def examples_sha256(examples):
+  """sha256 over the examples' ids, texts and labels, in order."""
   digest = hashlib.sha256()
-  with tf.gfile.GFile(path, "rb") as reader:
-    while True:
-      chunk = reader.read(1 << 20)
-      if not chunk:
-        break
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def tokenizer_fingerprint(vocab_file=None, spm_model_file=None,
-                          do_lower_case=True):
-  """A string that changes whenever the tokenizer's behaviour can change."""
-  return json.dumps({"vocab": _file_digest(vocab_file),
-                     "spm_model": _file_digest(spm_model_file),
-                     "do_lower_case": bool(do_lower_case)}, sort_keys=True)
-
-
-def examples_fingerprint(examples, label_list, max_seq_length,
-                         tokenizer_settings):
-  """sha256 over everything that determines the featurised records."""
-  digest = hashlib.sha256()
-  digest.update(json.dumps({
-      "format_version": _RECORD_FORMAT_VERSION,
-      "labels": list(label_list),
-      "max_seq_length": max_seq_length,
-      "tokenizer": tokenizer_settings,
-  }, sort_keys=True).encode("utf-8"))
   for example in examples:
     if isinstance(example, PaddingInputExample):
       fields = ["<padding>"]
@@ -394,67 +356,48 @@ def examples_fingerprint(examples, label_list, max_seq_length,
   return digest.hexdigest()
 
 
-def _int_feature(values):
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-
-def _float_feature(values):
-  return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
-
-
-def write_tfrecord(features, output_file, is_regression):
-  """Writes InputFeatures as tf.train.Examples (keys as the original's)."""
-  with tf.python_io.TFRecordWriter(output_file) as writer:
-    for feature in features:
-      record = collections.OrderedDict()
-      record["input_ids"] = _int_feature(feature.input_ids)
-      record["input_mask"] = _int_feature(feature.input_mask)
-      record["segment_ids"] = _int_feature(feature.segment_ids)
-      if is_regression:
-        record["label_ids"] = _float_feature([feature.label_id])
-      else:
-        record["label_ids"] = _int_feature([feature.label_id])
-      record["is_real_example"] = _int_feature([int(feature.is_real_example)])
-      writer.write(tf.train.Example(
-          features=tf.train.Features(feature=record)).SerializeToString())
+def feature_fields(feature):
+  """One InputFeatures as record fields (keys as the original's)."""
+  fields = collections.OrderedDict()
+  fields["input_ids"] = feature.input_ids
+  fields["input_mask"] = feature.input_mask
+  fields["segment_ids"] = feature.segment_ids
+  fields["label_ids"] = [feature.label_id]
+  fields["is_real_example"] = [int(feature.is_real_example)]
+  return fields
 
 
 def cached_tfrecord(examples, label_list, max_seq_length, tokenizer,
                     tokenizer_settings, output_file):
   """Featurises `examples` into `output_file` unless an up-to-date copy exists.
 
-  The fingerprint of the examples and settings is stored beside the records
-  in `<output_file>.fingerprint`; a missing or different fingerprint means the
-  records are stale (other data, vocabulary, casing or sequence length) and
-  they are rebuilt.
+  The file is reused (feature_records.cached_records) while the examples,
+  labels, sequence length and `tokenizer_settings`
+  (feature_records.tokenizer_settings of the vocabulary) are unchanged.
 
   Returns:
     True if the file was (re)written, False if the cache was reused.
   """
-  fingerprint = examples_fingerprint(examples, label_list, max_seq_length,
-                                     tokenizer_settings)
-  fingerprint_file = output_file + ".fingerprint"
-  if tf.gfile.Exists(output_file) and tf.gfile.Exists(fingerprint_file):
-    with tf.gfile.GFile(fingerprint_file, "r") as reader:
-      if reader.read().strip() == fingerprint:
-        tf.logging.info("Reusing cached features %s", output_file)
-        return False
-    tf.logging.info("Settings changed since %s was written; rebuilding it",
-                    output_file)
-  features = convert_examples_to_features(examples, label_list,
-                                          max_seq_length, tokenizer)
-  output_dir = os.path.dirname(output_file)
-  if output_dir:
-    tf.gfile.MakeDirs(output_dir)
-  # Write under a temporary name so an interrupted run never leaves a
-  # truncated file that a later run would take for a valid cache.
-  partial_file = output_file + ".partial"
-  write_tfrecord(features, partial_file, is_regression=not label_list)
-  tf.gfile.Rename(partial_file, output_file, overwrite=True)
-  with tf.gfile.GFile(fingerprint_file, "w") as writer:
-    writer.write(fingerprint + "\n")
-  tf.logging.info("Wrote %d features to %s", len(features), output_file)
-  return True
+  settings = collections.OrderedDict([
+      ("format_version", _RECORD_FORMAT_VERSION),
+      ("examples_sha256", examples_sha256(examples)),
+      ("labels", list(label_list)),
+      ("max_seq_length", max_seq_length),
+      ("tokenizer", tokenizer_settings),
+  ])
+  is_regression = not label_list
+
+  def build(path):
+    features = convert_examples_to_features(examples, label_list,
+                                            max_seq_length, tokenizer)
+    float_names = ("label_ids",) if is_regression else ()
+    with feature_records.RecordWriter(path, float_names) as writer:
+      for feature in features:
+        writer.write(feature_fields(feature))
+    return {"features": writer.num_records}
+
+  _, rebuilt = feature_records.cached_records(output_file, settings, build)
+  return rebuilt
 
 
 def input_fn_builder(input_file, seq_length, is_training, drop_remainder,
@@ -473,24 +416,8 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder,
           [], tf.float32 if is_regression else tf.int64),
       "is_real_example": tf.FixedLenFeature([], tf.int64),
   }
-
-  def _decode_record(record):
-    # TPUs only support int32, so int64 features are cast down.
-    example = tf.parse_single_example(record, name_to_features)
-    for name in list(example.keys()):
-      if example[name].dtype == tf.int64:
-        example[name] = tf.cast(example[name], tf.int32)
-    return example
-
-  def input_fn(params):
-    dataset = tf.data.TFRecordDataset(input_file)
-    if is_training:
-      dataset = dataset.repeat()
-      dataset = dataset.shuffle(buffer_size=100)
-    dataset = dataset.map(_decode_record)
-    return dataset.batch(params["batch_size"], drop_remainder=drop_remainder)
-
-  return input_fn
+  return feature_records.input_fn_builder(input_file, name_to_features,
+                                          is_training, drop_remainder)
 
 
 def format_prediction(prediction, label_list):

@@ -28,6 +28,7 @@ import tensorflow.compat.v1 as tf
 import estimator_utils
 import export_tflite
 import file_checks
+import feature_records
 import glue_data
 import glue_metrics
 import heads
@@ -588,7 +589,7 @@ def main(_):
   task_name = FLAGS.task_name.lower()
   label_list = processor.get_labels()
   num_labels = len(label_list) or 1
-  tokenizer_settings = glue_data.tokenizer_fingerprint(
+  tokenizer_settings = feature_records.tokenizer_settings(
       FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
 
   num_train_steps = 0

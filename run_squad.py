@@ -407,10 +407,7 @@ def _check_finite(unique_id, start_logits, end_logits):
 def _estimator_results(bert_config, features):
   """RawResults for `features` from the estimator (latest checkpoint)."""
   eval_record = os.path.join(FLAGS.output_dir, EVAL_RECORD_NAME)
-  writer = squad_data.FeatureWriter(eval_record, is_training=False)
-  for feature in features:
-    writer.process_feature(feature)
-  writer.close()
+  squad_data.write_features(features, eval_record, is_training=False)
   model_fn = model_fn_builder(
       bert_config, FLAGS.init_checkpoint, FLAGS.learning_rate, 0, 0,
       FLAGS.use_tpu, FLAGS.use_einsum, FLAGS.use_quantized_training)

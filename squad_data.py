@@ -15,18 +15,17 @@ rebuilt, never silently reused.
 """
 
 import collections
-import hashlib
 import json
 import os
 import random
 
 import tensorflow.compat.v1 as tf
 
+import feature_records
 import tokenization
 
 FIRST_UNIQUE_ID = 1000000000
 TRAIN_RECORD_NAME = "train.tf_record"
-TRAIN_SETTINGS_NAME = "train.tf_record.settings.json"
 # Bump when the feature layout changes so old caches are rebuilt.
 _CACHE_FORMAT_VERSION = 1
 _TRAIN_SHUFFLE_SEED = 12345
@@ -467,90 +466,30 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length,
   return stats
 
 
-# Varint encodings of small ints, for serializing features without building
-# tf.train.Example protos: the pure-Python protobuf runtime (TF 2.15 with
-# protobuf 3.20) spends ~10 ms per feature there, hours for a SQuAD-sized set.
-_VARINT_TABLE_SIZE = 1 << 16
+def feature_fields(feature, is_training):
+  """One InputFeatures as the record fields RecordWriter writes (all ints)."""
+  fields = collections.OrderedDict()
+  fields["unique_ids"] = [feature.unique_id]
+  fields["input_ids"] = feature.input_ids
+  fields["input_mask"] = feature.input_mask
+  fields["segment_ids"] = feature.segment_ids
+  if is_training:
+    fields["start_positions"] = [feature.start_position]
+    fields["end_positions"] = [feature.end_position]
+    fields["is_impossible"] = [int(feature.is_impossible)]
+  return fields
 
 
-def _encode_varint(value):
-  """Protobuf base-128 varint of an int64 (negatives as 64-bit 2s complement)."""
-  value &= 0xFFFFFFFFFFFFFFFF
-  out = bytearray()
-  while True:
-    low = value & 0x7F
-    value >>= 7
-    if value:
-      out.append(low | 0x80)
-    else:
-      out.append(low)
-      return bytes(out)
-
-
-_VARINTS = [_encode_varint(v) for v in range(_VARINT_TABLE_SIZE)]
-
-
-def _packed_varints(values):
-  return b"".join(_VARINTS[v] if 0 <= v < _VARINT_TABLE_SIZE
-                  else _encode_varint(v) for v in values)
-
-
-def _length_delimited(field_tag, payload):
-  return field_tag + _encode_varint(len(payload)) + payload
-
-
-def serialize_int_example(fields):
-  """Serializes {name: list of ints} exactly as a tf.train.Example would.
-
-  The bytes parse as an Example whose features each hold an Int64List (the
-  layout FeatureWriter has always written); tests check that against the
-  protobuf parser.
-
-  Args:
-    fields: OrderedDict feature name -> list of Python ints.
-
-  Returns:
-    bytes.
-  """
-  entries = []
-  for name, values in fields.items():
-    int64_list = _length_delimited(b"\x0a", _packed_varints(values))
-    feature = _length_delimited(b"\x1a", int64_list)
-    entry = (_length_delimited(b"\x0a", name.encode("utf-8")) +
-             _length_delimited(b"\x12", feature))
-    entries.append(_length_delimited(b"\x0a", entry))
-  return _length_delimited(b"\x0a", b"".join(entries))
-
-
-class FeatureWriter(object):
-  """Writes InputFeatures to a TFRecord file."""
-
-  def __init__(self, filename, is_training):
-    self.filename = filename
-    self.is_training = is_training
-    self.num_features = 0
-    self._writer = tf.python_io.TFRecordWriter(filename)
-
-  def process_feature(self, feature):
-    """Serializes one InputFeatures and writes it."""
-    self.num_features += 1
-    fields = collections.OrderedDict()
-    fields["unique_ids"] = [feature.unique_id]
-    fields["input_ids"] = feature.input_ids
-    fields["input_mask"] = feature.input_mask
-    fields["segment_ids"] = feature.segment_ids
-    if self.is_training:
-      fields["start_positions"] = [feature.start_position]
-      fields["end_positions"] = [feature.end_position]
-      fields["is_impossible"] = [int(feature.is_impossible)]
-    self._writer.write(serialize_int_example(fields))
-
-  def close(self):
-    self._writer.close()
+def write_features(features, record_path, is_training):
+  """Writes InputFeatures to `record_path`; returns how many."""
+  with feature_records.RecordWriter(record_path) as writer:
+    for feature in features:
+      writer.write(feature_fields(feature, is_training))
+  return writer.num_records
 
 
 def input_fn_builder(input_file, seq_length, is_training, drop_remainder):
-  """An input_fn for TPUEstimator reading FeatureWriter records.
+  """An input_fn for TPUEstimator reading `write_features` records.
 
   Features are int32: unique_ids [batch], input_ids / input_mask /
   segment_ids [batch, seq_length], and in training start_positions /
@@ -565,64 +504,28 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder):
   if is_training:
     name_to_features["start_positions"] = tf.FixedLenFeature([], tf.int64)
     name_to_features["end_positions"] = tf.FixedLenFeature([], tf.int64)
-
-  def _decode_record(record):
-    example = tf.parse_single_example(record, name_to_features)
-    # TPUs only support int32; int64 is what tf.Example stores.
-    return {name: tf.cast(tensor, tf.int32)
-            for name, tensor in example.items()}
-
-  def input_fn(params):
-    batch_size = params["batch_size"]
-    dataset = tf.data.TFRecordDataset(input_file)
-    if is_training:
-      dataset = dataset.repeat()
-      dataset = dataset.shuffle(buffer_size=100)
-    dataset = dataset.map(_decode_record,
-                          num_parallel_calls=tf.data.experimental.AUTOTUNE)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder)
-
-  return input_fn
-
-
-def _file_sha256(path):
-  digest = hashlib.sha256()
-  with tf.gfile.GFile(path, "rb") as reader:
-    digest.update(reader.read())
-  return digest.hexdigest()
+  return feature_records.input_fn_builder(input_file, name_to_features,
+                                          is_training, drop_remainder)
 
 
 def train_cache_settings(train_file, vocab_file, spm_model_file, do_lower_case,
                          max_seq_length, doc_stride, max_query_length,
                          version_2_with_negative):
   """Everything the cached training features depend on, as a JSON-able dict."""
-  stat = tf.io.gfile.stat(train_file)
-  return collections.OrderedDict([
+  settings = collections.OrderedDict([
       ("format_version", _CACHE_FORMAT_VERSION),
-      ("train_file", os.path.abspath(train_file)
-       if "://" not in train_file else train_file),
-      ("train_file_size", int(stat.length)),
-      ("train_file_mtime_nsec", int(stat.mtime_nsec)),
-      ("vocab_sha256", _file_sha256(vocab_file) if vocab_file else None),
-      ("spm_model_sha256",
-       _file_sha256(spm_model_file) if spm_model_file else None),
-      ("do_lower_case", bool(do_lower_case)),
+      ("train_file_sha256", feature_records.file_sha256(train_file)),
+  ])
+  settings.update(feature_records.tokenizer_settings(
+      vocab_file, spm_model_file, do_lower_case))
+  settings.update([
       ("max_seq_length", int(max_seq_length)),
       ("doc_stride", int(doc_stride)),
       ("max_query_length", int(max_query_length)),
       ("version_2_with_negative", bool(version_2_with_negative)),
       ("shuffle_seed", _TRAIN_SHUFFLE_SEED),
   ])
-
-
-def _read_cache_record(settings_path):
-  if not tf.gfile.Exists(settings_path):
-    return None
-  with tf.gfile.GFile(settings_path, "r") as reader:
-    try:
-      return json.load(reader)
-    except ValueError:
-      return None
+  return settings
 
 
 def prepare_train_features(cache_dir, train_file, tokenizer, vocab_file,
@@ -631,66 +534,37 @@ def prepare_train_features(cache_dir, train_file, tokenizer, vocab_file,
                            version_2_with_negative):
   """Returns cached training features, rebuilding them if stale.
 
-  The cache is `cache_dir/train.tf_record` plus a settings file recording
-  train_cache_settings(...) and the example / feature counts.  When the
-  settings differ (or the settings file is missing) the records are rebuilt
-  and the differences logged.  Examples are shuffled with a fixed seed before
-  featurisation, as in BERT.
+  The cache is `cache_dir/train.tf_record`, reused through
+  feature_records.cached_records while train_cache_settings(...) is
+  unchanged.  Examples are shuffled with a fixed seed before featurisation,
+  as in BERT.
 
   Returns:
     (record_path, num_examples, num_features).
   """
   record_path = os.path.join(cache_dir, TRAIN_RECORD_NAME)
-  settings_path = os.path.join(cache_dir, TRAIN_SETTINGS_NAME)
   settings = train_cache_settings(
       train_file, vocab_file, spm_model_file, do_lower_case, max_seq_length,
       doc_stride, max_query_length, version_2_with_negative)
-  cached = _read_cache_record(settings_path)
-  if cached is not None and tf.gfile.Exists(record_path):
-    if cached.get("settings") == settings:
-      tf.logging.info("Reusing cached training features %s (%d examples, %d "
-                      "features).", record_path, cached["num_examples"],
-                      cached["num_features"])
-      return record_path, cached["num_examples"], cached["num_features"]
-    old_settings = cached.get("settings") or {}
-    changed = sorted(key for key in set(settings) | set(old_settings)
-                     if settings.get(key) != old_settings.get(key))
-    tf.logging.info("Rebuilding stale training features %s: settings changed "
-                    "(%s).", record_path, ", ".join(
-                        "%s: %r -> %r" % (key, old_settings.get(key),
-                                          settings.get(key))
-                        for key in changed))
-  elif tf.gfile.Exists(record_path):
-    tf.logging.info("Rebuilding training features %s: no readable settings "
-                    "file %s records how they were built.", record_path,
-                    settings_path)
-  else:
-    tf.logging.info("Building training features %s.", record_path)
 
-  examples, skipped = read_squad_examples(
-      train_file, is_training=True,
-      version_2_with_negative=version_2_with_negative)
-  log_skipped(train_file, len(examples), skipped)
-  if not examples:
-    raise ValueError("No usable training question in %s." % train_file)
-  random.Random(_TRAIN_SHUFFLE_SEED).shuffle(examples)
+  def build(path):
+    examples, skipped = read_squad_examples(
+        train_file, is_training=True,
+        version_2_with_negative=version_2_with_negative)
+    log_skipped(train_file, len(examples), skipped)
+    if not examples:
+      raise ValueError("No usable training question in %s." % train_file)
+    random.Random(_TRAIN_SHUFFLE_SEED).shuffle(examples)
+    with feature_records.RecordWriter(path) as writer:
+      convert_examples_to_features(
+          examples, tokenizer, max_seq_length, doc_stride, max_query_length,
+          is_training=True,
+          output_fn=lambda f: writer.write(feature_fields(f, True)))
+    return collections.OrderedDict([("examples", len(examples)),
+                                    ("features", writer.num_records)])
 
-  tf.gfile.MakeDirs(cache_dir)
-  if tf.gfile.Exists(settings_path):
-    tf.gfile.Remove(settings_path)
-  partial_path = record_path + ".partial"
-  writer = FeatureWriter(partial_path, is_training=True)
-  try:
-    convert_examples_to_features(
-        examples, tokenizer, max_seq_length, doc_stride, max_query_length,
-        is_training=True, output_fn=writer.process_feature)
-  finally:
-    writer.close()
-  tf.gfile.Rename(partial_path, record_path, overwrite=True)
-  with tf.gfile.GFile(settings_path, "w") as out:
-    json.dump({"settings": settings, "num_examples": len(examples),
-               "num_features": writer.num_features}, out, indent=2)
-  return record_path, len(examples), writer.num_features
+  counts, _ = feature_records.cached_records(record_path, settings, build)
+  return record_path, counts["examples"], counts["features"]
 
 
 def log_skipped(input_file, num_kept, skipped):

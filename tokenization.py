@@ -142,6 +142,34 @@ def whitespace_tokenize(text):
   return text.split()
 
 
+def truncate_longer_first(tokens_a, tokens_b, max_length):
+  """Pops the end of the longer list, in place, until both fit `max_length`.
+
+  Fine-tuning pairs: trimming the longer one keeps as much of the shorter
+  (often the whole question or hypothesis) as possible; ties trim `tokens_b`.
+  """
+  while len(tokens_a) + len(tokens_b) > max_length:
+    if len(tokens_a) > len(tokens_b):
+      tokens_a.pop()
+    else:
+      tokens_b.pop()
+
+
+def truncate_longer_at_random_end(tokens_a, tokens_b, max_length, rng):
+  """Trims the longer list, in place, from a random end, until both fit.
+
+  Pretraining pairs: a coin flip from `rng` (random.Random) picks the front
+  or the back for each removed token, so neither end of a document is
+  favoured; ties trim `tokens_b`.
+  """
+  while len(tokens_a) + len(tokens_b) > max_length:
+    longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+    if rng.random() < 0.5:
+      del longer[0]
+    else:
+      longer.pop()
+
+
 def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True,
                      vocab_size=None):
   """Builds the tokenizer selected by the --vocab_file / --spm_model_file flags.

@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_util  # pylint: disable=g-import-not-at-top,wrong-import-position
+import feature_records  # pylint: disable=g-import-not-at-top,wrong-import-position
 import modeling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import run_squad  # pylint: disable=g-import-not-at-top,wrong-import-position
 import squad_data  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -119,14 +120,13 @@ def bench_featurisation(args, workdir):
   examples, _ = squad_data.read_squad_examples(train_file, True, False)
   read_seconds = time.time() - start
 
-  writer = squad_data.FeatureWriter(os.path.join(workdir, "train.tf_record"),
-                                    is_training=True)
   start = time.time()
-  stats = squad_data.convert_examples_to_features(
-      examples, tokenizer, args.max_seq_length, args.doc_stride,
-      args.max_query_length, is_training=True,
-      output_fn=writer.process_feature)
-  writer.close()
+  with feature_records.RecordWriter(
+      os.path.join(workdir, "train.tf_record")) as writer:
+    stats = squad_data.convert_examples_to_features(
+        examples, tokenizer, args.max_seq_length, args.doc_stride,
+        args.max_query_length, is_training=True,
+        output_fn=lambda f: writer.write(squad_data.feature_fields(f, True)))
   featurise_seconds = time.time() - start
   return [
       ("read SQuAD json (questions)", len(examples), read_seconds),

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+import feature_records
 import glue_data
 
 
@@ -268,7 +269,7 @@ def _read_records(path, seq_length, is_regression, batch_size):
 def test_tfrecord_round_trip_and_cache_invalidation(tmp_path):
   tokenizer = _WhitespaceTokenizer(WORDS)
   vocab_path = _write(tmp_path, "vocab.txt", ["[PAD]", "[CLS]", "[SEP]"] + WORDS)
-  settings = glue_data.tokenizer_fingerprint(vocab_file=vocab_path, do_lower_case=True)
+  settings = feature_records.tokenizer_settings(vocab_file=vocab_path, do_lower_case=True)
   examples = [glue_data.InputExample("dev-0", "a b", "c", "1"),
               glue_data.InputExample("dev-1", "d", None, "0")]
   examples = glue_data.pad_examples(examples, 3)
@@ -294,9 +295,9 @@ def test_tfrecord_round_trip_and_cache_invalidation(tmp_path):
   np.testing.assert_array_equal(_read_records(record, 8, False, 3)["label_ids"], [0, 0, 0])
   assert not glue_data.cached_tfrecord(changed, ["0", "1"], 8, tokenizer, settings, record)
   _write(tmp_path, "vocab.txt", ["[PAD]", "[CLS]", "[SEP]"] + WORDS + ["i"])
-  new_settings = glue_data.tokenizer_fingerprint(vocab_file=vocab_path, do_lower_case=True)
+  new_settings = feature_records.tokenizer_settings(vocab_file=vocab_path, do_lower_case=True)
   assert glue_data.cached_tfrecord(changed, ["0", "1"], 8, tokenizer, new_settings, record)
-  uncased = glue_data.tokenizer_fingerprint(vocab_file=vocab_path, do_lower_case=False)
+  uncased = feature_records.tokenizer_settings(vocab_file=vocab_path, do_lower_case=False)
   assert glue_data.cached_tfrecord(changed, ["0", "1"], 8, tokenizer, uncased, record)
 
 

@@ -286,20 +286,6 @@ def test_each_paragraph_is_tokenized_once(tmp_path, tokenizer):
   assert len(counting.calls) == 5 + 5
 
 
-def test_serialized_features_parse_as_tf_example():
-  fields = collections.OrderedDict([
-      ("unique_ids", [1000000000]),
-      ("input_ids", [0, 1, 127, 128, 300, 16383, 16384, 65535, 65536, 70000]),
-      ("start_positions", [-1]),
-      ("big", [2 ** 40, 2 ** 63 - 1]),
-  ])
-  parsed = tf.train.Example.FromString(
-      squad_data.serialize_int_example(fields))
-  assert set(parsed.features.feature) == set(fields)
-  for name, values in fields.items():
-    assert list(parsed.features.feature[name].int64_list.value) == values
-
-
 def _read_records(path, seq_length, is_training):
   input_fn = squad_data.input_fn_builder(path, seq_length, is_training,
                                          drop_remainder=False)
@@ -318,10 +304,7 @@ def test_feature_writer_round_trip(tmp_path, tokenizer):
   examples, _ = squad_data.read_squad_examples(path, True, False)
   features, _ = _featurise(examples, tokenizer, 9, 2, 8, True)
   record = str(tmp_path / "f.tf_record")
-  writer = squad_data.FeatureWriter(record, is_training=True)
-  for feature in features:
-    writer.process_feature(feature)
-  writer.close()
+  assert squad_data.write_features(features, record, is_training=True) == 4
   batch = _read_records(record, 9, is_training=False)
   assert batch["input_ids"].dtype == np.int32
   np.testing.assert_array_equal(batch["unique_ids"],
@@ -402,5 +385,5 @@ def test_train_cache_reused_and_rebuilt_when_stale(tmp_path, tokenizer,
   assert squad_data.prepare_train_features(
       tokenizer=tokenizer, **_cache_args(cache_dir, train_file, vocab_file,
                                          doc_stride=4)) == (path, 1, 3)
-  with open(os.path.join(cache_dir, squad_data.TRAIN_SETTINGS_NAME)) as f:
+  with open(path + ".settings.json") as f:
     assert json.load(f)["settings"]["doc_stride"] == 4

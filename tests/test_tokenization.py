@@ -423,3 +423,31 @@ def test_build_vocab_script(tmp_path):
                          "--output_file=%s" % output_file)
   assert bad.returncode != 0
   assert "--input_file" in bad.stderr and "matches no file" in bad.stderr
+
+
+def test_truncate_longer_first_pops_the_longer_end():
+  a, b = list("abcde"), list("xyz")
+  tokenization.truncate_longer_first(a, b, 5)
+  # 8 -> 5: a loses e and d (5 > 3, 4 > 3), then the tie 3 = 3 trims b.
+  assert (a, b) == (list("abc"), list("xy"))
+
+
+class _ScriptedCoin(object):
+  """random.Random stand-in whose random() replays fixed values."""
+
+  def __init__(self, values):
+    self.values = list(values)
+
+  def random(self):
+    return self.values.pop(0)
+
+
+def test_truncate_longer_at_random_end_uses_the_coin():
+  a, b = list("abcdef"), list("xy")
+  # < 0.5 deletes the front, otherwise the back.
+  tokenization.truncate_longer_at_random_end(a, b, 5, _ScriptedCoin([0.1, 0.9,
+                                                                   0.2]))
+  assert (a, b) == (list("cde"), list("xy"))
+  a, b = list("ab"), list("xyz")
+  tokenization.truncate_longer_at_random_end(a, b, 4, random.Random(0))
+  assert a == list("ab") and len(b) == 2 and "".join(b) in ("xy", "yz")
