@@ -12,7 +12,7 @@ venvs:
 clean:
 	rm -rf .venv .pytest_cache
 
-# `make bench` (issue 8): every benchmark in bench/ plus the peers (PyTorch and
+# `make bench`: every benchmark in bench/ plus the peers (PyTorch and
 # ONNX Runtime MobileBERT, in their own .venv/bench) in one table, written to
 # bench/results/summary.{md,json}.  If the peer packages cannot be installed
 # the peer columns say "not installed".  BENCH_ARGS go to bench/run_all.py

@@ -2,11 +2,11 @@
 """BERT's Adam with decoupled weight decay, the base of both optimizers.
 
 `optimization.create_optimizer(optimizer="adamw")` builds this class, and
-`lamb_optimizer` builds LAMB on its moment update.  Both implement the `tf.train.Optimizer`
-slot/update hooks instead of overriding `apply_gradients`, so that the base
-class performs the cross-replica gradient reduction under `tf.distribute`
-strategies and the same code runs on one device, several GPUs or (through
-CrossShardOptimizer) a TPU.
+`lamb_optimizer` builds LAMB on its moment update.  Both implement the
+`tf.train.Optimizer` slot/update hooks instead of overriding
+`apply_gradients`, so that the base class performs the cross-replica
+gradient reduction under `tf.distribute` strategies and the same code runs
+on one device, several GPUs or (through CrossShardOptimizer) a TPU.
 """
 
 from __future__ import absolute_import

@@ -26,6 +26,8 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+import pretraining_data
+import run_utils
 import tokenization
 
 flags = tf.flags
@@ -56,27 +58,33 @@ def _read_lines(input_files):
         yield tokenization.convert_to_unicode(line)
 
 
+def validate_flags():
+  """Checks the flags; every problem is reported, then the run exits.
+
+  Returns:
+    The input files.
+  """
+  problems = run_utils.FlagProblems("build_vocab.py")
+  problems.check(FLAGS.vocab_size > len(tokenization.SPECIAL_TOKENS),
+                 "--vocab_size=%d must be larger than the %d special tokens."
+                 % (FLAGS.vocab_size, len(tokenization.SPECIAL_TOKENS)))
+  input_files = problems.call(pretraining_data.expand_input_patterns,
+                              FLAGS.input_file)
+  output_dir = os.path.dirname(FLAGS.output_file)
+  problems.check(not output_dir or tf.gfile.IsDirectory(output_dir),
+                 "--output_file=%s: directory %s does not exist." %
+                 (FLAGS.output_file, output_dir))
+  problems.exit_if_any()
+  return input_files
+
+
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-
-  if FLAGS.vocab_size <= len(tokenization.SPECIAL_TOKENS):
-    raise ValueError(
-        "--vocab_size=%d must be larger than the %d special tokens."
-        % (FLAGS.vocab_size, len(tokenization.SPECIAL_TOKENS)))
-  input_files = []
-  for pattern in FLAGS.input_file.split(","):
-    if pattern:
-      input_files.extend(sorted(tf.gfile.Glob(pattern)))
-  if not input_files:
-    raise ValueError("--input_file=%s matches no file." % FLAGS.input_file)
-  output_dir = os.path.dirname(FLAGS.output_file)
-  if output_dir and not tf.gfile.IsDirectory(output_dir):
-    raise ValueError("--output_file=%s: directory %s does not exist."
-                     % (FLAGS.output_file, output_dir))
-
+  input_files = validate_flags()
   tf.logging.info("Counting words in %d file(s)", len(input_files))
-  vocab = tokenization.build_wordpiece_vocab(
-      _read_lines(input_files), FLAGS.vocab_size, FLAGS.do_lower_case)
+  with run_utils.one_line_errors("build_vocab.py"):
+    vocab = tokenization.build_wordpiece_vocab(
+        _read_lines(input_files), FLAGS.vocab_size, FLAGS.do_lower_case)
   with tf.gfile.GFile(FLAGS.output_file, "w") as writer:
     for token in vocab:
       writer.write(token + "\n")

@@ -13,12 +13,15 @@ from __future__ import division
 from __future__ import print_function
 
 import collections
+import os
 import random
 
 import tensorflow.compat.v1 as tf
 
 import feature_records
+import file_checks
 import pretraining_data
+import run_utils
 import tokenization
 
 flags = tf.flags
@@ -77,12 +80,19 @@ def read_documents(input_files, tokenizer):
   """Tokenised documents: a list of documents, each a list of token lists.
 
   Blank lines end a document; empty documents are dropped.
+
+  Raises:
+    ValueError: a file is not UTF-8 text; names the file and line.
   """
   all_documents = [[]]
   for input_file in input_files:
-    with tf.gfile.GFile(input_file, "r") as reader:
-      for line in reader:
-        line = tokenization.convert_to_unicode(line).strip()
+    with tf.gfile.GFile(input_file, "rb") as reader:
+      for line_number, raw_line in enumerate(reader, 1):
+        try:
+          line = raw_line.decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+          raise ValueError("%s line %d is not UTF-8 text (%s)." %
+                           (input_file, line_number, error))
         if not line:
           all_documents.append([])
           continue
@@ -117,8 +127,8 @@ def create_training_instances(input_files, tokenizer, max_seq_length,
   """
   all_documents = read_documents(input_files, tokenizer)
   rng.shuffle(all_documents)
-  # Random replacements never produce a special token (the original could
-  # put [CLS] or [SEP] in the middle of a sequence).
+  # Random replacements never produce a special token: a [CLS] or [SEP]
+  # inside a sequence would teach the model a wrong segment structure.
   vocab_words = [w for w in tokenizer.vocab
                  if w not in tokenization.SPECIAL_TOKENS]
   instances = []
@@ -329,25 +339,43 @@ def write_instance_to_example_files(instances, tokenizer, max_seq_length,
 
 
 def validate_flags():
-  """Checks flags before reading any data; raises ValueError naming them."""
+  """Checks flags before reading any data; exits with every problem.
+
+  Returns:
+    (input_files, tokenizer).
+  """
+  problems = run_utils.FlagProblems("create_pretraining_data.py")
   for name in ("input_file", "output_file"):
-    if not getattr(FLAGS, name):
-      raise ValueError("--%s is required" % name)
-  if bool(FLAGS.vocab_file) == bool(FLAGS.spm_model_file):
-    raise ValueError("exactly one of --vocab_file and --spm_model_file is "
-                     "required")
-  if FLAGS.max_seq_length <= NUM_SPECIAL_POSITIONS + 1:
-    raise ValueError("--max_seq_length must be > %d, got %d" %
-                     (NUM_SPECIAL_POSITIONS + 1, FLAGS.max_seq_length))
-  if FLAGS.max_predictions_per_seq < 1:
-    raise ValueError("--max_predictions_per_seq must be >= 1")
-  if not 0.0 < FLAGS.masked_lm_prob < 1.0:
-    raise ValueError("--masked_lm_prob must be in (0, 1), got %g" %
-                     FLAGS.masked_lm_prob)
-  if not 0.0 <= FLAGS.short_seq_prob <= 1.0:
-    raise ValueError("--short_seq_prob must be in [0, 1]")
-  if FLAGS.dupe_factor < 1:
-    raise ValueError("--dupe_factor must be >= 1")
+    problems.check(getattr(FLAGS, name), "--%s is required" % name)
+  problems.check(bool(FLAGS.vocab_file) != bool(FLAGS.spm_model_file),
+                 "exactly one of --vocab_file and --spm_model_file is "
+                 "required")
+  problems.check(FLAGS.max_seq_length > NUM_SPECIAL_POSITIONS + 1,
+                 "--max_seq_length must be > %d, got %d" %
+                 (NUM_SPECIAL_POSITIONS + 1, FLAGS.max_seq_length))
+  problems.check(FLAGS.max_predictions_per_seq >= 1,
+                 "--max_predictions_per_seq must be >= 1")
+  problems.check(0.0 < FLAGS.masked_lm_prob < 1.0,
+                 "--masked_lm_prob must be in (0, 1), got %g" %
+                 FLAGS.masked_lm_prob)
+  problems.check(0.0 <= FLAGS.short_seq_prob <= 1.0,
+                 "--short_seq_prob must be in [0, 1]")
+  problems.check(FLAGS.dupe_factor >= 1, "--dupe_factor must be >= 1")
+  input_files = None
+  if FLAGS.input_file:
+    input_files = problems.call(pretraining_data.expand_input_patterns,
+                                FLAGS.input_file)
+  for output_file in (FLAGS.output_file or "").split(","):
+    if output_file.strip():
+      problems.call(file_checks.check_writable_dir,
+                    os.path.dirname(os.path.abspath(output_file.strip())),
+                    "output_file")
+  problems.exit_if_any()
+  tokenizer = problems.tokenizer(FLAGS, vocab_size=None)
+  if tokenizer is not None:
+    problems.call(check_special_tokens, tokenizer)
+  problems.exit_if_any()
+  return input_files, tokenizer
 
 
 def check_special_tokens(tokenizer):
@@ -361,37 +389,34 @@ def check_special_tokens(tokenizer):
 
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-  validate_flags()
-  input_files = pretraining_data.expand_input_patterns(FLAGS.input_file)
-  tokenizer = tokenization.create_tokenizer(
-      vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
-      do_lower_case=FLAGS.do_lower_case)
-  check_special_tokens(tokenizer)
+  input_files, tokenizer = validate_flags()
+  # Undecodable or unreadable input ends the run with one line.
+  with run_utils.one_line_errors("create_pretraining_data.py"):
+    tf.logging.info("*** Reading from input files ***")
+    for input_file in input_files:
+      tf.logging.info("  %s", input_file)
+    rng = random.Random(FLAGS.random_seed)
+    instances, num_documents = create_training_instances(
+        input_files, tokenizer, FLAGS.max_seq_length, FLAGS.dupe_factor,
+        FLAGS.short_seq_prob, FLAGS.masked_lm_prob,
+        FLAGS.max_predictions_per_seq, rng, FLAGS.do_whole_word_mask,
+        word_start_marker=u"\u2581" if FLAGS.spm_model_file else None)
+    if num_documents < 2:
+      tf.logging.warning("only %d document(s): every next_sentence_label is 0",
+                         num_documents)
 
-  tf.logging.info("*** Reading from input files ***")
-  for input_file in input_files:
-    tf.logging.info("  %s", input_file)
-  rng = random.Random(FLAGS.random_seed)
-  instances, num_documents = create_training_instances(
-      input_files, tokenizer, FLAGS.max_seq_length, FLAGS.dupe_factor,
-      FLAGS.short_seq_prob, FLAGS.masked_lm_prob,
-      FLAGS.max_predictions_per_seq, rng, FLAGS.do_whole_word_mask,
-      word_start_marker=u"\u2581" if FLAGS.spm_model_file else None)
-  if num_documents < 2:
-    tf.logging.warning("only %d document(s): every next_sentence_label is 0",
-                       num_documents)
-
-  output_files = [f.strip() for f in FLAGS.output_file.split(",") if f.strip()]
-  tf.logging.info("*** Writing to output files ***")
-  for output_file in output_files:
-    tf.logging.info("  %s", output_file)
-  num_written = write_instance_to_example_files(
-      instances, tokenizer, FLAGS.max_seq_length,
-      FLAGS.max_predictions_per_seq, output_files)
-  tf.logging.info("Read %d documents; wrote %d instances to %d file(s).",
-                  num_documents, num_written, len(output_files))
-  print("documents: %d  instances: %d  files: %d" %
-        (num_documents, num_written, len(output_files)))
+    output_files = [f.strip() for f in FLAGS.output_file.split(",")
+                    if f.strip()]
+    tf.logging.info("*** Writing to output files ***")
+    for output_file in output_files:
+      tf.logging.info("  %s", output_file)
+    num_written = write_instance_to_example_files(
+        instances, tokenizer, FLAGS.max_seq_length,
+        FLAGS.max_predictions_per_seq, output_files)
+    tf.logging.info("Read %d documents; wrote %d instances to %d file(s).",
+                    num_documents, num_written, len(output_files))
+    print("documents: %d  instances: %d  files: %d" %
+          (num_documents, num_written, len(output_files)))
 
 
 if __name__ == "__main__":

@@ -51,10 +51,12 @@ import time
 
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import demo_data
 import distill_modeling
 import export_tflite
 import modeling
+import run_utils
 
 flags = tf.flags
 FLAGS = flags.FLAGS
@@ -125,15 +127,101 @@ DISTILL_FLAGS = (
 )
 SQUAD_DOC_STRIDE = 64
 SQUAD_MAX_QUERY_LENGTH = 32
-# absl prints each log record twice (tf.logging's "INFO:tensorflow:" line and
-# its own glog-style line); the console shows one of them, the log keeps both.
-_GLOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [^\]]+\] (.*)$")
-_TF_LOGGING_LINE = re.compile(r"^(?:INFO|WARNING|ERROR):tensorflow:(.*)$")
-# Only the log keeps these: the CUDA lines TF 2.15 CPU builds print at import
-# (harmless), and the estimator's per-step speed lines (the console shows the
-# "global_step = N, loss = X" lines every --log_step_count_steps instead).
-_CONSOLE_NOISE = re.compile(
-    r"Unable to register cu\w+ factory|\b(global_step|examples)/sec: ")
+# What the console's progress line is read from; every line goes to the log.
+_STEP_AND_LOSS = re.compile(r"global_step = (\d+), loss = ([-+.\w]+)")
+_EXAMPLES_PER_SEC = re.compile(r"examples/sec: ([\d.]+)")
+_STEPS_PER_SEC = re.compile(r"global_step/sec: ([\d.]+)")
+# run_pretraining.py: "steps 0 -> 400"; run_squad.py / run_classifier.py:
+# "Num steps = 120".
+_TOTAL_STEPS = re.compile(r"steps \d+ -> (\d+)|Num steps = (\d+)")
+_COUNTED_WORK = re.compile(r"(Predicting: example|TF-Lite: feature) (\d+) of "
+                           r"(\d+)")
+# Lines of a failed command's log shown on the console.
+FAILURE_TAIL_LINES = 25
+# Without a terminal, a progress line is printed at most this often.
+PROGRESS_INTERVAL_SECONDS = 15.0
+
+
+class ProgressLine(object):
+  """The console's one line about a running command, read from its output.
+
+  Training shows step / total, loss, examples (or steps) per second and the
+  time left; prediction shows the features done.  On a terminal the line is
+  rewritten in place; otherwise it is printed every
+  PROGRESS_INTERVAL_SECONDS.
+  """
+
+  def __init__(self, stream=None):
+    self.stream = stream or sys.stdout
+    self.interactive = self.stream.isatty()
+    self.step = self.total = self.loss = None
+    self.examples_per_sec = self.steps_per_sec = None
+    self.work = None
+    self._last_text = None
+    self._last_print = 0.0
+
+  def update(self, line):
+    """Reads one output line; returns True if the progress changed."""
+    before = self.text()
+    match = _STEP_AND_LOSS.search(line)
+    if match:
+      self.step, self.loss = int(match.group(1)), match.group(2)
+    match = _EXAMPLES_PER_SEC.search(line)
+    if match:
+      self.examples_per_sec = float(match.group(1))
+    match = _STEPS_PER_SEC.search(line)
+    if match:
+      self.steps_per_sec = float(match.group(1))
+    match = _TOTAL_STEPS.search(line)
+    if match:
+      self.total = int(match.group(1) or match.group(2))
+    match = _COUNTED_WORK.search(line)
+    if match:
+      self.work = "%s %s of %s" % (
+          "predicting" if match.group(1).startswith("Predicting") else
+          "TF-Lite", match.group(2), match.group(3))
+    return self.text() != before
+
+  def text(self):
+    """The progress line, or None before any progress was seen."""
+    parts = []
+    if self.step is not None:
+      parts.append("step %d%s" % (self.step, "/%d" % self.total
+                                  if self.total else ""))
+      parts.append("loss %s" % self.loss)
+      if self.examples_per_sec:
+        parts.append("%.0f examples/s" % self.examples_per_sec)
+      elif self.steps_per_sec:
+        parts.append("%.1f steps/s" % self.steps_per_sec)
+      if self.total and self.steps_per_sec and self.total > self.step:
+        parts.append("%s left" % format_seconds(
+            (self.total - self.step) / self.steps_per_sec))
+    if self.work:
+      parts.append(self.work)
+    return "  " + ", ".join(parts) if parts else None
+
+  def show(self):
+    text = self.text()
+    if text is None or text == self._last_text:
+      return
+    if self.interactive:
+      self.stream.write("\r\033[K" + text)
+    elif time.time() - self._last_print >= PROGRESS_INTERVAL_SECONDS:
+      self.stream.write(text + "\n")
+      self._last_print = time.time()
+    else:
+      return
+    self.stream.flush()
+    self._last_text = text
+
+  def finish(self):
+    """Ends the line, showing the last progress once more."""
+    text = self.text()
+    if self.interactive and self._last_text is not None:
+      self.stream.write("\n")
+    elif not self.interactive and text is not None and text != self._last_text:
+      self.stream.write(text + "\n")
+    self.stream.flush()
 
 
 class DemoError(Exception):
@@ -200,7 +288,10 @@ def script_command(script, flag_values):
 
 
 def run_command(args, log_path):
-  """Prints `args`, runs them from the repository root and streams output.
+  """Runs `args` from the repository root, its output going to `log_path`.
+
+  The console gets the command, a live progress line and, if the command
+  fails, the last FAILURE_TAIL_LINES lines of its output.
 
   Args:
     args: the command, as built by script_command.
@@ -210,6 +301,7 @@ def run_command(args, log_path):
     DemoError: the command failed; names the log.
   """
   print("\n$ " + format_command(args), flush=True)
+  print("  output: %s" % display_path(log_path), flush=True)
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   env["PYTHONUNBUFFERED"] = "1"
@@ -217,7 +309,8 @@ def run_command(args, log_path):
   env["PATH"] = os.pathsep.join(
       [os.path.dirname(os.path.abspath(FLAGS.python)), env.get("PATH", "")])
   start = time.time()
-  last_message = None
+  progress = ProgressLine()
+  tail = collections.deque(maxlen=FAILURE_TAIL_LINES)
   with open(log_path, "a") as log:
     log.write("$ %s\n" % format_command(args))
     process = subprocess.Popen(
@@ -225,18 +318,15 @@ def run_command(args, log_path):
         stderr=subprocess.STDOUT, universal_newlines=True, bufsize=1)
     for line in process.stdout:
       log.write(line)
-      text = line.rstrip("\n")
-      glog = _GLOG_LINE.match(text)
-      if glog and glog.group(1) == last_message:
-        continue
-      tf_line = _TF_LOGGING_LINE.match(text)
-      last_message = tf_line.group(1) if tf_line else None
-      if _CONSOLE_NOISE.search(text):
-        continue
-      sys.stdout.write(line)
-      sys.stdout.flush()
+      tail.append(line.rstrip("\n"))
+      if progress.update(line):
+        progress.show()
     returncode = process.wait()
+  progress.finish()
   if returncode:
+    print("  last lines of its output:", flush=True)
+    for line in tail:
+      print("  | " + line)
     raise DemoError("%s exited with status %d after %.0f s; its output is in "
                     "%s." % (args[1], returncode, time.time() - start,
                              log_path))
@@ -249,7 +339,7 @@ def load_config(path):
 
 def latest_checkpoint(model_dir):
   """The newest checkpoint prefix in `model_dir`; DemoError if none."""
-  checkpoint = tf.train.latest_checkpoint(model_dir)
+  checkpoint = checkpoints.latest_checkpoint(model_dir)
   if checkpoint is None:
     raise DemoError("No checkpoint in %s." % model_dir)
   return checkpoint
@@ -258,19 +348,6 @@ def latest_checkpoint(model_dir):
 def count_records(path):
   """Number of records in a TFRecord file."""
   return sum(1 for _ in tf.io.tf_record_iterator(path))
-
-
-def read_eval_results(path):
-  """The `key = value` lines of run_pretraining.py's eval_results.txt."""
-  if not os.path.exists(path):
-    raise DemoError("%s was not written." % path)
-  results = {}
-  with open(path) as reader:
-    for line in reader:
-      key, _, value = line.partition(" = ")
-      if value:
-        results[key.strip()] = float(value)
-  return results
 
 
 def read_json(path):
@@ -320,7 +397,7 @@ def evaluate_mlm(context, config, model_dir, log_path):
   """Runs run_pretraining.py --do_eval on the held-out records.
 
   Returns:
-    The eval_results.txt dict (masked_lm_accuracy, next_sentence_accuracy,
+    The eval_results.json dict (masked_lm_accuracy, next_sentence_accuracy,
     losses, global_step).
   """
   eval_records = context.data_file("pretrain_eval.tfrecord")
@@ -335,7 +412,7 @@ def evaluate_mlm(context, config, model_dir, log_path):
       ("eval_batch_size", EVAL_BATCH_SIZE),
       ("max_eval_steps", num_batches),
   ]), log_path)
-  return read_eval_results(os.path.join(model_dir, "eval_results.txt"))
+  return read_json(os.path.join(model_dir, run_utils.EVAL_RESULTS_JSON))
 
 
 class DataPaths(object):
@@ -531,7 +608,7 @@ def squad_training_flags(paths, epochs, init_checkpoint):
 
 
 def squad_scores(output_dir):
-  results = read_json(os.path.join(output_dir, "eval_results.json"))
+  results = read_json(os.path.join(output_dir, run_utils.EVAL_RESULTS_JSON))
   return {"exact_match": results["exact_match"], "f1": results["f1"]}
 
 
@@ -712,56 +789,46 @@ def print_summary(rows, output_dir):
 
 
 def validate_flags():
-  """Raises ValueError naming the offending flag."""
-  for name in ("max_seq_length", "max_predictions_per_seq", "dupe_factor",
-               "pretrain_batch_size", "teacher_steps", "transfer_steps",
-               "distill_steps", "squad_train_questions", "squad_dev_questions",
-               "squad_batch_size"):
-    if getattr(FLAGS, name) < 1:
-      raise ValueError("--%s=%d must be positive." %
-                       (name, getattr(FLAGS, name)))
-  for name in ("teacher_learning_rate", "distill_learning_rate",
-               "scratch_learning_rate", "squad_learning_rate", "squad_epochs",
-               "qat_epochs"):
-    if getattr(FLAGS, name) <= 0:
-      raise ValueError("--%s=%g must be positive." %
-                       (name, getattr(FLAGS, name)))
-  try:
-    export_tflite.check_export_supported(use_quantized_training=True,
-                                         use_post_quantization=True,
-                                         activation_quantization=True)
-  except ValueError as error:
-    raise ValueError("the qat stage exports an int8 TF-Lite model, so the "
-                     "demo runs on TF 2.15 (make demo sets it up). %s" % error)
-  if not os.access(FLAGS.python, os.X_OK):
-    raise ValueError("--python=%s is not an executable interpreter." %
-                     FLAGS.python)
+  """Checks the flags; every problem is reported, then the demo exits."""
+  problems = run_utils.FlagProblems("demo.py")
+  problems.positive(FLAGS, "max_seq_length", "max_predictions_per_seq",
+                    "dupe_factor", "pretrain_batch_size", "teacher_steps",
+                    "transfer_steps", "distill_steps", "squad_train_questions",
+                    "squad_dev_questions", "squad_batch_size",
+                    "teacher_learning_rate", "distill_learning_rate",
+                    "scratch_learning_rate", "squad_learning_rate",
+                    "squad_epochs", "qat_epochs")
+  problems.call(export_tflite.check_export_supported,
+                use_quantized_training=True, use_post_quantization=True,
+                activation_quantization=True,
+                prefix="the qat stage exports an int8 TF-Lite model, so the "
+                "demo runs on TF 2.15 (make demo sets it up): ")
+  problems.check(os.access(FLAGS.python, os.X_OK),
+                 "--python=%s is not an executable interpreter." %
+                 FLAGS.python)
   configs = [load_config(path)
              for path in (TEACHER_CONFIG, STUDENT_CONFIG, QAT_CONFIG)]
   max_positions = min(config.max_position_embeddings for config in configs)
-  if FLAGS.max_seq_length > max_positions:
-    raise ValueError("--max_seq_length=%d exceeds max_position_embeddings=%d "
-                     "of the demo configs." % (FLAGS.max_seq_length,
-                                               max_positions))
-  if FLAGS.max_seq_length <= SQUAD_MAX_QUERY_LENGTH + 3:
-    raise ValueError("--max_seq_length=%d leaves no room for a SQuAD context "
-                     "after a %d-token question." % (FLAGS.max_seq_length,
-                                                      SQUAD_MAX_QUERY_LENGTH))
+  problems.check(FLAGS.max_seq_length <= max_positions,
+                 "--max_seq_length=%d exceeds max_position_embeddings=%d of "
+                 "the demo configs." % (FLAGS.max_seq_length, max_positions))
+  problems.check(FLAGS.max_seq_length > SQUAD_MAX_QUERY_LENGTH + 3,
+                 "--max_seq_length=%d leaves no room for a SQuAD context "
+                 "after a %d-token question." % (FLAGS.max_seq_length,
+                                                  SQUAD_MAX_QUERY_LENGTH))
   num_layers = configs[1].num_hidden_layers
-  if FLAGS.transfer_steps % num_layers:
-    raise ValueError("--transfer_steps=%d must be a multiple of the student's "
-                     "%d layers (one transfer phase per layer)." %
-                     (FLAGS.transfer_steps, num_layers))
+  problems.check(not FLAGS.transfer_steps % num_layers,
+                 "--transfer_steps=%d must be a multiple of the student's %d "
+                 "layers (one transfer phase per layer)." %
+                 (FLAGS.transfer_steps, num_layers))
+  problems.exit_if_any()
 
 
 def main(_):
   # This process only reads records and event files; its deprecation
   # warnings would interleave with the stage scripts' output.
   tf.logging.set_verbosity(tf.logging.ERROR)
-  try:
-    validate_flags()
-  except ValueError as error:
-    sys.exit("demo.py: error: %s" % error)
+  validate_flags()
 
   output_dir = os.path.abspath(FLAGS.output_dir)
   context = StageContext(output_dir)

@@ -27,7 +27,7 @@ VARIANCE_LOSS = "variance_transfer_loss"
 TRANSFER_LOSS_NAMES = (FEATURE_MAP_LOSS, ATTENTION_LOSS, MEAN_LOSS,
                        VARIANCE_LOSS)
 
-# Standardisation epsilon of the original's (parameter-free) LayerNorm.
+# Standardisation epsilon of the feature-map loss (docs/distillation.md, 3).
 STANDARDIZE_EPSILON = 1e-12
 # Added to the MLM weight sum so a batch without predictions gives loss 0.
 MLM_WEIGHT_EPSILON = 1e-5
@@ -59,16 +59,16 @@ def check_teacher_compatible(student_config, teacher_config):
                       (key, teacher_value, student_value))
   if problems:
     raise ValueError(
-        "--bert_teacher_config_file cannot be paired with --bert_config_file: "
-        + "; ".join(problems))
+        "The teacher config cannot teach the student config: " +
+        "; ".join(problems))
 
 
 def build_models(bert_config, teacher_config, input_ids, input_mask,
                  segment_ids, is_training, use_one_hot_embeddings, use_einsum):
   """Builds the student and, if `teacher_config` is set, the teacher.
 
-  The student has no dropout whenever a teacher is present (as in the
-  original); the teacher never has dropout.
+  The student has no dropout whenever a teacher is present, the regime the
+  published student was distilled in; the teacher never has dropout.
 
   Args:
     bert_config: student BertConfig.
@@ -172,9 +172,7 @@ def teacher_mlm_probabilities(teacher_config, teacher, positions, temperature,
   """The teacher's MLM distribution at `positions`, [batch * P, vocab].
 
   softmax(teacher logits / temperature): a temperature above 1 softens the
-  targets.  (The original multiplied the teacher's sequence output by the
-  temperature before the head's transform, whose LayerNorm mostly cancelled
-  it; at the published temperature 1 the two are the same.)
+  targets (docs/distillation.md, section 5).
   """
   with tf.variable_scope(modeling.TEACHER_SCOPE):
     logits = masked_lm_logits(
@@ -255,8 +253,8 @@ def next_sentence_output(bert_config, pooled_output, labels):
 def standardize(hidden):
   """(x - mean) / sqrt(var + 1e-12) over the last axis, no parameters.
 
-  The original used a non-trainable contrib LayerNorm for this, which left
-  stray beta/gamma variables in checkpoints; tf.nn.moments creates none.
+  tf.nn.moments creates no variable, so distillation checkpoints hold only
+  the models' variables.
   """
   mean, variance = tf.nn.moments(hidden, [-1], keep_dims=True)
   return (hidden - mean) * tf.rsqrt(variance + STANDARDIZE_EPSILON)
@@ -305,10 +303,10 @@ def mean_variance_transfer_losses(teacher_hidden, student_hidden):
   """Mean (beta) and variance (gamma) transfer losses.
 
   Args:
-    teacher_hidden: float [..., batch, seq, hidden].  The original passes the
-      stack of all teacher hidden states [L+1, batch, seq, hidden] here (its
-      default behaviour, kept for fidelity); the per-layer fix passes layer l's
-      [batch, seq, hidden].
+    teacher_hidden: float [..., batch, seq, hidden]: by default the stack of
+      all teacher hidden states [L+1, batch, seq, hidden], with
+      fix_stat_distill layer l's [batch, seq, hidden]
+      (docs/distillation.md, section 3).
     student_hidden: float [batch, seq, hidden].
 
   Returns:
@@ -332,7 +330,7 @@ def layer_wise_transfer_losses(teacher, student, global_step, steps_per_phase,
   loss of layer l counts only for P l < global_step <= P (l + 1).  Totals are
   factor / L * sum_l gate_l * loss_l.  A factor of 0 leaves its term out; the
   mean and variance terms are built only when both of their factors are
-  non-zero (as in the original).
+  non-zero (docs/distillation.md, section 3).
 
   Args:
     teacher: teacher BertModel.
@@ -341,7 +339,7 @@ def layer_wise_transfer_losses(teacher, student, global_step, steps_per_phase,
     steps_per_phase: int P.
     factors: DistillFactors(attention, hidden, beta, gamma).
     fix_stat_distill: use teacher layer l's statistics for the mean/variance
-      losses instead of the original's statistics of all teacher layers.
+      losses instead of the statistics of all teacher layers.
 
   Returns:
     OrderedDict loss name -> scalar float32 (all TRANSFER_LOSS_NAMES; absent

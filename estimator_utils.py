@@ -104,6 +104,48 @@ def make_estimator(model_fn,
       predict_batch_size=predict_batch_size)
 
 
+def make_estimator_from_flags(model_fn, flags_values, predict_batch_size=8,
+                              eval_batch_size=8, model_dir=None,
+                              train_batch_size=None, keep_checkpoint_max=5,
+                              log_step_count_steps=100):
+  """make_estimator with the TPU and checkpoint flags the scripts share.
+
+  Args:
+    model_fn: as for make_estimator.
+    flags_values: absl FLAGS with output_dir, use_tpu, tpu_name, tpu_zone,
+      gcp_project, master, num_tpu_cores, iterations_per_loop,
+      save_checkpoints_steps, random_seed and train_batch_size.
+    predict_batch_size: global predict batch.
+    eval_batch_size: global eval batch.
+    model_dir: default flags_values.output_dir.
+    train_batch_size: default flags_values.train_batch_size.
+    keep_checkpoint_max, log_step_count_steps: as for make_estimator.
+  """
+  return make_estimator(
+      model_fn, model_dir or flags_values.output_dir,
+      use_tpu=flags_values.use_tpu,
+      tpu_name=flags_values.tpu_name, tpu_zone=flags_values.tpu_zone,
+      gcp_project=flags_values.gcp_project, master=flags_values.master,
+      num_tpu_cores=flags_values.num_tpu_cores,
+      iterations_per_loop=flags_values.iterations_per_loop,
+      save_checkpoints_steps=flags_values.save_checkpoints_steps,
+      keep_checkpoint_max=keep_checkpoint_max,
+      tf_random_seed=flags_values.random_seed,
+      train_batch_size=train_batch_size or flags_values.train_batch_size,
+      eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size,
+      log_step_count_steps=log_step_count_steps)
+
+
+def predict_with_progress(estimator, input_fn, total, log_every=1000):
+  """Yields estimator.predict(...) results one example at a time, logging."""
+  for index, result in enumerate(estimator.predict(
+      input_fn=input_fn, yield_single_examples=True)):
+    if index % log_every == 0:
+      tf.logging.info("Predicting: example %d of %d", index, total)
+    yield result
+
+
 def make_distribution_strategy(name, devices=None):
   """A tf.distribute strategy for training on several GPUs or machines.
 

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -35,6 +34,7 @@ import tensorflow.compat.v1 as tf
 import atomic_files
 import file_checks
 import modeling
+import run_utils
 import tokenization
 
 TASKS = ("pretraining", "masked_lm", "squad", "classifier")
@@ -314,15 +314,15 @@ def export(bert_config, checkpoint, output_dir, task="pretraining",
     ValueError: naming the problem (flags, checkpoint, directory).
   """
   if task not in TASKS:
-    raise ValueError("--task must be one of %s, got %r." %
+    raise ValueError("task must be one of %s, got %r." %
                      (", ".join(TASKS), task))
   if scope not in SCOPES:
-    raise ValueError("--scope must be one of %s, got %r." %
+    raise ValueError("scope must be one of %s, got %r." %
                      (", ".join(SCOPES), scope))
   if task == "classifier" and not num_labels:
-    raise ValueError("--task=classifier needs --num_labels.")
+    raise ValueError("task 'classifier' needs num_labels.")
   if bool(vocab_file) == bool(spm_model_file):
-    raise ValueError("Give exactly one of --vocab_file and --spm_model_file.")
+    raise ValueError("Give exactly one of vocab_file and spm_model_file.")
   tokenization.create_tokenizer(vocab_file, spm_model_file, do_lower_case,
                                 vocab_size=bert_config.vocab_size)
   config = transformers_config(bert_config, task, num_labels)
@@ -355,15 +355,39 @@ def export(bert_config, checkpoint, output_dir, task="pretraining",
           "model": os.path.join(output_dir, MODEL_FILE)}
 
 
+def _validate_flags():
+  """Checks the flags; every problem is reported, then the run exits.
+
+  Returns:
+    The BertConfig of --bert_config_file.
+  """
+  flags_values = tf.flags.FLAGS
+  problems = run_utils.FlagProblems("export_huggingface.py")
+  problems.require_flags(flags_values, "bert_config_file", "init_checkpoint",
+                         "output_dir")
+  problems.check(flags_values.task in TASKS, "--task must be one of %s, got "
+                 "%r." % (", ".join(TASKS), flags_values.task))
+  problems.check(flags_values.task != "classifier" or flags_values.num_labels,
+                 "--task=classifier needs --num_labels.")
+  problems.check(
+      bool(flags_values.vocab_file) != bool(flags_values.spm_model_file),
+      "Give exactly one of --vocab_file and --spm_model_file.")
+  problems.call(file_checks.check_writable_dir, flags_values.output_dir,
+                "output_dir")
+  bert_config = problems.load_config("bert_config_file",
+                                     flags_values.bert_config_file)
+  problems.exit_if_any()
+  problems.tokenizer(flags_values, bert_config.vocab_size)
+  problems.exit_if_any()
+  return bert_config
+
+
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
   flags_values = tf.flags.FLAGS
-  try:
-    for name in ("bert_config_file", "init_checkpoint", "output_dir"):
-      if not getattr(flags_values, name):
-        raise ValueError("--%s is required." % name)
-    bert_config = modeling.BertConfig.from_json_file(
-        flags_values.bert_config_file)
+  bert_config = _validate_flags()
+  # The checkpoint, vocabulary and directory are checked by export().
+  with run_utils.one_line_errors("export_huggingface.py"):
     paths = export(bert_config, flags_values.init_checkpoint,
                    flags_values.output_dir, task=flags_values.task,
                    num_labels=flags_values.num_labels,
@@ -371,8 +395,6 @@ def main(_):
                    spm_model_file=flags_values.spm_model_file,
                    do_lower_case=flags_values.do_lower_case,
                    scope=flags_values.scope)
-  except ValueError as error:
-    sys.exit("export_huggingface.py: %s" % error)
   tf.logging.info("Wrote %s and %s", paths["config"], paths["model"])
 
 

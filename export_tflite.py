@@ -58,17 +58,18 @@ Usable on its own for a checkpoint produced elsewhere:
 import collections
 import contextlib
 import os
-import re
 import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 import atomic_files
+import checkpoints
 import file_checks
 import heads
 import modeling
 import quantization
+import run_utils
 import tf_compat
 import tokenization
 
@@ -78,6 +79,9 @@ OUTPUT_NAMES = {
     "classifier": ("probabilities",),
 }
 SAVED_MODEL_DIR = "saved_model"
+# Examples (SQuAD questions, GLUE rows, records) an integer export is
+# calibrated on, unless a caller passes another set.
+CALIBRATION_EXAMPLES = 100
 INTEGER_KINDS = ("int8", "qat_int8")
 TFLITE_FILES = collections.OrderedDict([
     ("float", "model_float.tflite"),
@@ -122,6 +126,20 @@ def check_export_supported(use_quantized_training, use_post_quantization,
         "--activation_quantization for a dynamic-range model." %
         ("--use_quantized_training" if use_quantized_training else
          "--activation_quantization", tf.__version__))
+
+
+def calibration_inputs(features):
+  """`representative_features` for export() from featurised examples.
+
+  Args:
+    features: objects with .input_ids, .input_mask and .segment_ids (SQuAD
+      or GLUE InputFeatures).
+
+  Returns:
+    list of dicts name -> list of ints, one per feature.
+  """
+  return [{"input_ids": list(f.input_ids), "input_mask": list(f.input_mask),
+           "segment_ids": list(f.segment_ids)} for f in features]
 
 
 def writes_integer_model(use_quantized_training, use_post_quantization,
@@ -179,7 +197,7 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
   _validate_export_args(bert_config, max_seq_length, task, num_labels,
                         use_quantized_training, integer_kinds,
                         calibration_features, vocab_file, spm_model_file)
-  prefix = modeling.resolve_checkpoint_path(checkpoint)
+  prefix = checkpoints.resolve_checkpoint_path(checkpoint)
   tf.gfile.MakeDirs(export_dir)
 
   if integer_kinds:
@@ -720,7 +738,8 @@ def _frozen_graph_def(session, outputs):
   """The session's graph with variables turned into constants.
 
   Activation quantizers whose input is constant at inference (the ones QAT
-  puts on NoNorm's beta and gamma, reference_spec 6.3) are replaced by
+  puts on NoNorm's beta and gamma, docs/quantization_and_export.md section 2)
+  are replaced by
   constants holding their fake-quantized values.  Nothing is lost: the range
   such a quantizer learns is the constant's own min/max widened to 0, which
   is what TF-Lite gives any constant.  Left as fake-quant ops, TF 2.15's
@@ -851,9 +870,9 @@ def _add_metadata(model, task, vocab_file, spm_model_file, do_lower_case):
 class LiteModel(object):
   """Runs an exported TF-Lite model one example at a time.
 
-  Tensors are found by name, never by position (the original's runner read
-  end_logits as start_logits).  int8/uint8 inputs and outputs are quantized
-  and dequantized with their own quantization parameters.
+  Tensors are found by name, never by position: converters do not keep the
+  outputs' order.  int8/uint8 inputs and outputs are quantized and
+  dequantized with their own quantization parameters.
   """
 
   def __init__(self, path, num_threads=2, use_litert=None):
@@ -901,6 +920,40 @@ class LiteModel(object):
   def sequence_length(self):
     return int(self._inputs["input_ids"]["shape"][-1])
 
+  def check_task(self, output_name, max_seq_length, flag_name):
+    """Refuses a model without `output_name` or of another sequence length.
+
+    Raises:
+      ValueError: naming `flag_name` (e.g. "lite_model_path"), the file and
+        what differs.
+    """
+    if output_name not in self._outputs:
+      raise ValueError("--%s=%s has no %r output (outputs: %s); it is not an "
+                       "export of this task." %
+                       (flag_name, self.path, output_name,
+                        ", ".join(self.output_names)))
+    if self.sequence_length != max_seq_length:
+      raise ValueError("--%s=%s takes sequences of %d tokens but "
+                       "--max_seq_length=%d; pass the length the model was "
+                       "exported with." % (flag_name, self.path,
+                                           self.sequence_length,
+                                           max_seq_length))
+
+  def predict(self, features, log_every=1000):
+    """Yields `run(...)` for each feature (with input_ids, input_mask,
+    segment_ids).
+
+    Logs the runtime once and progress every `log_every` features.
+    """
+    features = list(features)
+    tf.logging.info("Running %s on %s (%d features).", self.path,
+                    self.runtime, len(features))
+    for index, feature in enumerate(features):
+      if index % log_every == 0:
+        tf.logging.info("TF-Lite: feature %d of %d", index, len(features))
+      yield self.run(feature.input_ids, feature.input_mask,
+                     feature.segment_ids)
+
   def run(self, input_ids, input_mask, segment_ids):
     """One forward pass.
 
@@ -926,6 +979,22 @@ class LiteModel(object):
     return {name: _dequantize(self._interpreter.get_tensor(detail["index"]),
                               detail)
             for name, detail in self._outputs.items()}
+
+
+def lite_model_for_task(path, output_name, max_seq_length,
+                        flag_name="lite_model_path"):
+  """LiteModel(path), refused unless it has `output_name` at this length.
+
+  Raises:
+    ValueError: naming `flag_name`: not a loadable model, another task's
+      file, or another sequence length.
+  """
+  try:
+    lite_model = LiteModel(path)
+  except ValueError as error:
+    raise ValueError("--%s: %s" % (flag_name, error))
+  lite_model.check_task(output_name, max_seq_length, flag_name)
+  return lite_model
 
 
 def _make_interpreter(path, num_threads, use_litert):
@@ -1023,7 +1092,7 @@ def _define_flags():
       "TFRecord of features (input_ids, input_mask, segment_ids of length "
       "--max_seq_length), e.g. run_squad's train.tf_record, for "
       "--activation_quantization.")
-  flags.DEFINE_integer("num_representative_features", 100,
+  flags.DEFINE_integer("num_representative_features", CALIBRATION_EXAMPLES,
                        "How many records of --representative_file to use.")
   flags.DEFINE_string("vocab_file", None,
                       "WordPiece vocabulary to embed as Task Library metadata.")
@@ -1036,47 +1105,47 @@ def _define_flags():
 def _validate_flags():
   """Checks the command-line flags before any graph is built.
 
+  Every problem is reported, one line each, and the run exits (status 1).
+
   Returns:
     The BertConfig of --bert_config_file.
-
-  Raises:
-    ValueError: naming the offending flags.
   """
   flags_values = tf.flags.FLAGS
-  for name in ("bert_config_file", "init_checkpoint", "export_dir"):
-    if not getattr(flags_values, name):
-      raise ValueError("--%s is required." % name)
-  if not tf.gfile.Exists(flags_values.bert_config_file):
-    raise ValueError("--bert_config_file=%s does not exist." %
-                     flags_values.bert_config_file)
-  bert_config = modeling.BertConfig.from_json_file(
-      flags_values.bert_config_file)
-  modeling.check_checkpoint(flags_values.init_checkpoint, bert_config)
-  file_checks.check_writable_dir(flags_values.export_dir, "export_dir")
-  for name in ("vocab_file", "spm_model_file"):
-    path = getattr(flags_values, name)
-    if path:
-      tokenization.create_tokenizer(vocab_size=bert_config.vocab_size,
-                                    **{name: path})
-  check_export_supported(flags_values.use_quantized_training,
-                         flags_values.use_post_quantization,
-                         flags_values.activation_quantization)
-  if (writes_integer_model(flags_values.use_quantized_training,
-                           flags_values.use_post_quantization,
-                           flags_values.activation_quantization) and
-      not flags_values.representative_file):
-    raise ValueError("An integer model (--use_post_quantization with "
-                     "--activation_quantization or --use_quantized_training) "
-                     "needs --representative_file (the calibration "
-                     "features).")
-  if (flags_values.representative_file and
-      not tf.gfile.Exists(flags_values.representative_file)):
-    raise ValueError("--representative_file=%s does not exist." %
-                     flags_values.representative_file)
-  if flags_values.task == "classifier" and not flags_values.num_labels:
-    raise ValueError("--task=classifier needs --num_labels.")
-  if flags_values.num_representative_features <= 0:
-    raise ValueError("--num_representative_features must be positive.")
+  problems = run_utils.FlagProblems("export_tflite.py")
+  problems.require_flags(flags_values, "bert_config_file", "init_checkpoint",
+                         "export_dir")
+  bert_config = problems.load_config("bert_config_file",
+                                     flags_values.bert_config_file)
+  problems.call(file_checks.check_writable_dir, flags_values.export_dir,
+                "export_dir")
+  problems.call(check_export_supported, flags_values.use_quantized_training,
+                flags_values.use_post_quantization,
+                flags_values.activation_quantization)
+  if writes_integer_model(flags_values.use_quantized_training,
+                          flags_values.use_post_quantization,
+                          flags_values.activation_quantization):
+    problems.require_file(
+        "representative_file", flags_values.representative_file,
+        "an integer model (--use_post_quantization with "
+        "--activation_quantization or --use_quantized_training): the "
+        "calibration features")
+  elif flags_values.representative_file:
+    problems.require_file("representative_file",
+                          flags_values.representative_file, "calibration")
+  problems.check(flags_values.task != "classifier" or flags_values.num_labels,
+                 "--task=classifier needs --num_labels.")
+  problems.positive(flags_values, "num_representative_features")
+  if bert_config is not None:
+    if flags_values.init_checkpoint:
+      problems.call(modeling.check_checkpoint, flags_values.init_checkpoint,
+                    bert_config, prefix="--init_checkpoint: ")
+    for name in ("vocab_file", "spm_model_file"):
+      path = getattr(flags_values, name)
+      if path:
+        problems.call(tokenization.create_tokenizer,
+                      vocab_size=bert_config.vocab_size,
+                      prefix="--%s=%s: " % (name, path), **{name: path})
+  problems.exit_if_any()
   return bert_config
 
 
@@ -1110,8 +1179,8 @@ def read_representative_features(path, max_seq_length, limit):
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
   flags_values = tf.flags.FLAGS
-  try:
-    bert_config = _validate_flags()
+  bert_config = _validate_flags()
+  with run_utils.one_line_errors("export_tflite.py"):  # IntegerExportError too.
     representative = None
     if writes_integer_model(flags_values.use_quantized_training,
                             flags_values.use_post_quantization,
@@ -1130,8 +1199,6 @@ def main(_):
         vocab_file=flags_values.vocab_file,
         spm_model_file=flags_values.spm_model_file,
         do_lower_case=flags_values.do_lower_case)
-  except ValueError as error:  # IntegerExportError too.
-    sys.exit("export_tflite.py: %s" % error)
   for kind, path in sorted(paths.items()):
     tf.logging.info("  %s: %s", kind, path)
 

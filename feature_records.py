@@ -32,7 +32,7 @@ SETTINGS_SUFFIX = ".settings.json"
 
 
 def _encode_varint(value):
-  """Protobuf base-128 varint of an int64 (negatives as 64-bit 2s complement)."""
+  """Protobuf base-128 varint of an int64 (negatives as 64-bit 2s compl.)."""
   value &= 0xFFFFFFFFFFFFFFFF
   out = bytearray()
   while True:
@@ -225,9 +225,10 @@ def input_fn_builder(input_files, name_to_features, is_training,
                      drop_remainder, batch_size=None, repeat=None):
   """An Estimator / TPUEstimator input_fn over TFRecord files.
 
-  Every int64 feature is cast to int32.  Training reads the files in a
-  shuffled, repeating order (up to MAX_PARALLEL_FILES at a time) and
-  shuffles SHUFFLE_BUFFER examples; otherwise the files are read in order.
+  Every int64 feature is cast to int32.  Training repeats the data and
+  shuffles SHUFFLE_BUFFER examples; several files are read in a shuffled
+  order, up to MAX_PARALLEL_FILES at a time.  Otherwise the files are read
+  in order.
 
   Args:
     input_files: a path or a list of paths.
@@ -255,13 +256,16 @@ def input_fn_builder(input_files, name_to_features, is_training,
 
   def input_fn(params):
     batch = batch_size or params["batch_size"]
-    if is_training:
+    if is_training and len(input_files) > 1:
       dataset = tf.data.Dataset.from_tensor_slices(tf.constant(input_files))
       dataset = dataset.repeat().shuffle(buffer_size=len(input_files))
       cycle_length = min(MAX_PARALLEL_FILES, len(input_files))
       dataset = dataset.interleave(tf.data.TFRecordDataset,
                                    cycle_length=cycle_length,
                                    num_parallel_calls=cycle_length)
+      dataset = dataset.shuffle(buffer_size=SHUFFLE_BUFFER)
+    elif is_training:
+      dataset = tf.data.TFRecordDataset(input_files).repeat()
       dataset = dataset.shuffle(buffer_size=SHUFFLE_BUFFER)
     else:
       dataset = tf.data.TFRecordDataset(input_files)

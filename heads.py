@@ -48,8 +48,8 @@ def squad_logits(bert_config, is_training, input_ids, input_mask, segment_ids,
     input_mask: int32 Tensor [batch, seq].
     segment_ids: int32 Tensor [batch, seq].
     use_one_hot_embeddings: one-hot word lookup (TPU).
-    use_einsum: einsum maths; False (the original SQuAD default) gives plain
-      MatMul ops, which TF-Lite converts best.
+    use_einsum: einsum maths; False gives plain MatMul ops, which TF-Lite
+      converts best.
     use_quantized_training: fake-quant nodes in the encoder.
 
   Returns:

@@ -66,7 +66,8 @@ class LAMBOptimizer(adam_weight_decay.AdamWeightDecayOptimizer):
     super(LAMBOptimizer, self)._prepare()
     if self.use_layer_wise_warmup:
       self._step_t = tf.identity(self._global_step)
-      self._background_t = layer_schedule.background_lr(self._step_t, self.steps_per_phase)
+      self._background_t = layer_schedule.background_lr(
+          self._step_t, self.steps_per_phase)
 
   def _lr_multiplier_and_gate(self, var):
     """(lr_mult, gate) scalars for `var`, or (None, None) when ungated."""
@@ -78,7 +79,8 @@ class LAMBOptimizer(adam_weight_decay.AdamWeightDecayOptimizer):
       return tf.constant(0.0), tf.constant(0.0)
     lr_mult = (layer_schedule.ACTIVE_LAYER_LR_MULTIPLIER *
                self._background_t *
-               layer_schedule.layer_stage_value(self._step_t, layer_id, self.steps_per_phase))
+               layer_schedule.layer_stage_value(self._step_t, layer_id,
+                                                self.steps_per_phase))
     gate = tf.cast(lr_mult > 0.0, tf.float32)
     return lr_mult, gate
 

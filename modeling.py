@@ -9,8 +9,7 @@ One `BertModel` builds every published architecture from its `BertConfig`:
 * the IB-BERT teacher: bottleneck width 1024, LayerNorm, gelu, pooler;
 * plain BERT (no bottleneck).
 
-Variable names and shapes equal those of the original code
-(reference_spec 2.8), so `init_from_checkpoint` loads the released
+Variable names and shapes are those of docs/architecture.md (section 5), so `init_from_checkpoint` loads the released
 `mobilebert_variables.ckpt` with nothing left at random.
 """
 
@@ -25,8 +24,13 @@ import numpy as np
 import six
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import file_checks
 import quantization
+
+# Letters of every einsum equation below: B batch, F "from" (query)
+# positions, T "to" (key) positions, N heads, H head size, I input width,
+# O output width.
 
 # Variable scopes of the checkpoint: the model (student) and, in distillation
 # checkpoints, the frozen teacher whose model sits under "teacher/bert".
@@ -423,12 +427,12 @@ def layer_norm(input_tensor, normalization_type="layer_norm", name=None,
   Args:
     input_tensor: float Tensor [..., width].
     normalization_type: "layer_norm" (epsilon 1e-12, biased variance, scope
-      `LayerNorm` uniquified like the original's contrib layer), "no_norm"
+      `LayerNorm`, uniquified as checkpoints name it), "no_norm"
       (x * gamma + beta, scope `FakeLayerNorm`) or "manual_layer_norm"
       (epsilon 1e-6, scope `LayerNorm`).
     name: scope name instead of the default.
     use_quantized_training: fake-quantize the NoNorm input, beta, gamma and the
-      product x * gamma (reference_spec 6.3).
+      product x * gamma (docs/quantization_and_export.md, section 2).
     is_training: passed to the quantizers.
 
   Returns:
@@ -511,7 +515,7 @@ def dense_layer_2d(input_tensor, output_size, initializer, activation,
         input_tensor, [input_width, output_size], output_size, initializer,
         use_quantized_training, is_training)
     if use_einsum and len(input_shape) == 3:
-      output = tf.einsum("BFH,HO->BFO", input_tensor, kernel)
+      output = tf.einsum("BFI,IO->BFO", input_tensor, kernel)
     elif len(input_shape) == 3:
       flat = tf.reshape(input_tensor, [-1, input_width])
       output = tf.reshape(tf.matmul(flat, kernel),
@@ -553,7 +557,7 @@ def dense_layer_3d(input_tensor, num_attention_heads, head_size, initializer,
     if use_einsum:
       per_head_kernel = tf.reshape(
           kernel, [input_width, num_attention_heads, head_size])
-      output = tf.einsum("BFH,HND->BFND", input_tensor, per_head_kernel)
+      output = tf.einsum("BFI,INH->BFNH", input_tensor, per_head_kernel)
       output += tf.reshape(bias, [num_attention_heads, head_size])
     else:
       flat = tf.reshape(input_tensor, [-1, input_width])
@@ -573,8 +577,7 @@ def dense_layer_3d_proj(input_tensor, hidden_size, head_size, initializer,
   Args:
     input_tensor: float Tensor [batch, seq, N, H].
     hidden_size: output width.
-    head_size: H (the original recomputed it as hidden_size // N, which only
-      agrees because N*H == hidden_size in every published config).
+    head_size: H; N * H is the input width.
     initializer: kernel initializer.
     activation: function or None.
     use_einsum: einsum instead of reshape + matmul.
@@ -595,7 +598,7 @@ def dense_layer_3d_proj(input_tensor, hidden_size, head_size, initializer,
     if use_einsum:
       per_head_kernel = tf.reshape(
           kernel, [num_attention_heads, head_size, hidden_size])
-      output = tf.einsum("BFND,NDH->BFH", input_tensor, per_head_kernel)
+      output = tf.einsum("BFNH,NHO->BFO", input_tensor, per_head_kernel)
     else:
       flat = tf.reshape(input_tensor, [-1, input_width])
       output = tf.reshape(tf.matmul(flat, kernel),
@@ -641,8 +644,8 @@ def trigram_embeddings(word_embeddings):
   """Concatenates the next, current and previous token embeddings.
 
   Zeros stand in past the true sequence ends (positions 0 and seq-1); padded
-  positions inside the sequence still contribute their [PAD] embedding, as in
-  the original.
+  positions inside the sequence still contribute their [PAD] embedding, as the
+  released checkpoint was trained (docs/architecture.md, section 2).
 
   Args:
     word_embeddings: float Tensor [batch, seq, width].
@@ -804,8 +807,8 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
   scale = 1.0 / math.sqrt(float(size_per_head))
   if not use_quantized_training:
     # Scaling the query equals scaling the scores, for 1/to_seq of the work.
-    # QAT keeps the original order: its raw-score quantizer precedes the
-    # scaling.
+    # Under QAT the scores are scaled, since their raw-score quantizer comes
+    # before the scaling (docs/quantization_and_export.md, section 2).
     query *= scale
   if use_einsum:
     attention_scores = tf.einsum("BTNH,BFNH->BNFT", key, query)
@@ -838,11 +841,161 @@ def attention_layer(from_tensor, to_tensor, value_tensor, attention_mask,
   return context, attention_scores
 
 
+class _BlockLayers(object):
+  """The dense and norm layers of one model's blocks, configured once."""
+
+  def __init__(self, config, use_einsum, use_quantized_training, is_training):
+    self.config = config
+    self.use_einsum = use_einsum
+    self.qat = dict(use_quantized_training=use_quantized_training,
+                    is_training=is_training)
+    self.initializer = create_initializer(config.initializer_range)
+    self.activation = get_activation(config.hidden_act)
+
+  def dense(self, tensor, width, name, activation=None):
+    return dense_layer_2d(tensor, width, self.initializer, activation,
+                          self.use_einsum, name=name, **self.qat)
+
+  def normalize(self, tensor):
+    return layer_norm(tensor, self.config.normalization_type, **self.qat)
+
+
+def bottleneck_in(block_input, layers):
+  """Section 3.1 of docs/architecture.md: the block's narrow inputs.
+
+  Args:
+    block_input: float [batch, seq, hidden], the block input x.
+    layers: _BlockLayers.
+
+  Returns:
+    (residual_input h [batch, seq, d], query_key_input [batch, seq, d or
+     hidden], value_input [batch, seq, d or hidden]).
+  """
+  config = layers.config
+  if not config.use_bottleneck:
+    return block_input, block_input, block_input
+  width = config.true_hidden_size
+  with tf.variable_scope("bottleneck"):
+    with tf.variable_scope("input"):
+      residual_input = layers.normalize(layers.dense(block_input, width,
+                                                     "dense"))
+    if config.use_bottleneck_attention:
+      return residual_input, residual_input, residual_input
+    if config.key_query_shared_bottleneck:
+      with tf.variable_scope("attention"):
+        query_key_input = layers.normalize(layers.dense(block_input, width,
+                                                        "dense"))
+      return residual_input, query_key_input, block_input
+  return residual_input, block_input, block_input
+
+
+def attention_block(residual_input, query_key_input, value_input,
+                    attention_mask, mask_bias, layers, mask_mode,
+                    masked_key_score):
+  """Section 3.2: self-attention, output projection, residual and norm.
+
+  Args:
+    residual_input: float [batch, seq, d], h of bottleneck_in.
+    query_key_input: float [batch, seq, width], read by Q and K.
+    value_input: float [batch, seq, width], read by V.
+    attention_mask: float [batch, 1, seq], 1 = attend.
+    mask_bias: the model's attention_mask_bias.
+    layers: _BlockLayers.
+    mask_mode: MASK_MODE_ADDITIVE or MASK_MODE_NEG6.
+    masked_key_score: None, or this layer's score for masked keys.
+
+  Returns:
+    (attention_output [batch, seq, d], masked scores [batch, N, seq, seq]).
+  """
+  config = layers.config
+  width = config.true_hidden_size
+  head_size = width // config.num_attention_heads
+  with tf.variable_scope("attention"):
+    with tf.variable_scope("self"):
+      context, attention_scores = attention_layer(
+          from_tensor=query_key_input,
+          to_tensor=query_key_input,
+          value_tensor=value_input,
+          attention_mask=attention_mask,
+          num_attention_heads=config.num_attention_heads,
+          size_per_head=head_size,
+          attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+          initializer_range=config.initializer_range,
+          mask_mode=mask_mode,
+          use_einsum=layers.use_einsum,
+          mask_bias=mask_bias,
+          masked_key_score=masked_key_score,
+          **layers.qat)
+    with tf.variable_scope("output"):
+      attention_output = dense_layer_3d_proj(
+          context, width, head_size, layers.initializer, None,
+          layers.use_einsum, "dense", **layers.qat)
+      if not config.use_bottleneck:
+        attention_output = dropout(attention_output,
+                                   config.hidden_dropout_prob)
+      # The residual is the bottleneck input, not the block input.
+      return layers.normalize(attention_output + residual_input), (
+          attention_scores)
+
+
+def stacked_ffns(attention_output, layers):
+  """Section 3.3: the first num_feedforward_networks - 1 FFNs, no dropout.
+
+  Args:
+    attention_output: float [batch, seq, d].
+    layers: _BlockLayers.
+
+  Returns:
+    float [batch, seq, d].
+  """
+  config = layers.config
+  for ffn_idx in range(config.num_feedforward_networks - 1):
+    with tf.variable_scope("ffn_layer_%d" % ffn_idx):
+      with tf.variable_scope("intermediate"):
+        intermediate_output = layers.dense(
+            attention_output, config.intermediate_size, "dense",
+            layers.activation)
+      with tf.variable_scope("output"):
+        ffn_output = layers.dense(intermediate_output,
+                                  config.true_hidden_size, "dense")
+        attention_output = layers.normalize(ffn_output + attention_output)
+  return attention_output
+
+
+def last_ffn_and_bottleneck_out(ffn_input, block_input, layers):
+  """Section 3.4: the last FFN, then the projection back to hidden width.
+
+  Args:
+    ffn_input: float [batch, seq, d], the stacked FFNs' output.
+    block_input: float [batch, seq, hidden], the residual of the way out.
+    layers: _BlockLayers.
+
+  Returns:
+    The block output, float [batch, seq, hidden].
+  """
+  config = layers.config
+  with tf.variable_scope("intermediate"):
+    intermediate_output = layers.dense(ffn_input, config.intermediate_size,
+                                       "dense", layers.activation)
+  with tf.variable_scope("output"):
+    ffn_output = layers.dense(intermediate_output, config.true_hidden_size,
+                              "dense")
+    if not config.use_bottleneck:
+      ffn_output = dropout(ffn_output, config.hidden_dropout_prob)
+    layer_output = layers.normalize(ffn_output + ffn_input)
+    if config.use_bottleneck:
+      with tf.variable_scope("bottleneck"):
+        projected = layers.dense(layer_output, config.hidden_size, "dense")
+        projected = dropout(projected, config.hidden_dropout_prob)
+        layer_output = layers.normalize(projected + block_input)
+  return layer_output
+
+
 def transformer_model(input_tensor, attention_mask, config,
                       mask_mode=MASK_MODE_ADDITIVE, use_einsum=True,
                       use_quantized_training=False, is_training=False,
                       masked_key_scores=None):
-  """The stack of (bottleneck) transformer blocks.
+  """The stack of (bottleneck) transformer blocks (docs/architecture.md, 3).
 
   Args:
     input_tensor: float Tensor [batch, seq, hidden] (the embedding output).
@@ -865,99 +1018,25 @@ def transformer_model(input_tensor, attention_mask, config,
   if input_width != config.hidden_size:
     raise ValueError("The embedding output width (%d) must equal hidden_size "
                      "(%d)." % (input_width, config.hidden_size))
-  block_width = config.true_hidden_size
-  num_heads = config.num_attention_heads
-  head_size = block_width // num_heads
-  initializer = create_initializer(config.initializer_range)
-  activation = get_activation(config.hidden_act)
-  norm = config.normalization_type
-  qat = dict(use_quantized_training=use_quantized_training,
-             is_training=is_training)
+  layers = _BlockLayers(config, use_einsum, use_quantized_training,
+                        is_training)
   mask_bias = attention_mask_bias(tf.expand_dims(attention_mask, axis=1),
                                   mask_mode)
-
-  def dense(tensor, width, name, act=None):
-    return dense_layer_2d(tensor, width, initializer, act, use_einsum,
-                          name=name, **qat)
-
-  def normalize(tensor):
-    return layer_norm(tensor, norm, **qat)
-
   layer_output = input_tensor
   all_layer_outputs = [input_tensor]
   all_attention_maps = []
   for layer_idx in range(config.num_hidden_layers):
     with tf.variable_scope("layer_%d" % layer_idx):
       block_input = layer_output
-      if config.use_bottleneck:
-        with tf.variable_scope("bottleneck"):
-          with tf.variable_scope("input"):
-            bottleneck_input = normalize(dense(block_input, block_width,
-                                               "dense"))
-          if config.use_bottleneck_attention:
-            query_key_input = value_input = bottleneck_input
-          elif config.key_query_shared_bottleneck:
-            with tf.variable_scope("attention"):
-              query_key_input = normalize(dense(block_input, block_width,
-                                                "dense"))
-            value_input = block_input
-          else:
-            query_key_input = value_input = block_input
-      else:
-        bottleneck_input = query_key_input = value_input = block_input
-
-      with tf.variable_scope("attention"):
-        with tf.variable_scope("self"):
-          context, attention_scores = attention_layer(
-              from_tensor=query_key_input,
-              to_tensor=query_key_input,
-              value_tensor=value_input,
-              attention_mask=attention_mask,
-              num_attention_heads=num_heads,
-              size_per_head=head_size,
-              attention_probs_dropout_prob=config.attention_probs_dropout_prob,
-              initializer_range=config.initializer_range,
-              mask_mode=mask_mode,
-              use_einsum=use_einsum,
-              mask_bias=mask_bias,
-              masked_key_score=(None if masked_key_scores is None else
-                                masked_key_scores[layer_idx]),
-              **qat)
-        all_attention_maps.append(attention_scores)
-        with tf.variable_scope("output"):
-          attention_output = dense_layer_3d_proj(
-              context, block_width, head_size, initializer, None, use_einsum,
-              "dense", **qat)
-          if not config.use_bottleneck:
-            attention_output = dropout(attention_output,
-                                       config.hidden_dropout_prob)
-          # The residual is the bottleneck input, not the block input.
-          attention_output = normalize(attention_output + bottleneck_input)
-
-      # Stacked FFNs never use dropout, with or without a bottleneck.
-      for ffn_idx in range(config.num_feedforward_networks - 1):
-        with tf.variable_scope("ffn_layer_%d" % ffn_idx):
-          with tf.variable_scope("intermediate"):
-            intermediate_output = dense(attention_output,
-                                        config.intermediate_size, "dense",
-                                        activation)
-          with tf.variable_scope("output"):
-            ffn_output = dense(intermediate_output, block_width, "dense")
-            attention_output = normalize(ffn_output + attention_output)
-
-      with tf.variable_scope("intermediate"):
-        intermediate_output = dense(attention_output, config.intermediate_size,
-                                    "dense", activation)
-      with tf.variable_scope("output"):
-        ffn_output = dense(intermediate_output, block_width, "dense")
-        if not config.use_bottleneck:
-          ffn_output = dropout(ffn_output, config.hidden_dropout_prob)
-        layer_output = normalize(ffn_output + attention_output)
-        if config.use_bottleneck:
-          with tf.variable_scope("bottleneck"):
-            projected = dense(layer_output, config.hidden_size, "dense")
-            projected = dropout(projected, config.hidden_dropout_prob)
-            layer_output = normalize(projected + block_input)
+      residual_input, query_key_input, value_input = bottleneck_in(
+          block_input, layers)
+      attention_output, attention_scores = attention_block(
+          residual_input, query_key_input, value_input, attention_mask,
+          mask_bias, layers, mask_mode,
+          None if masked_key_scores is None else masked_key_scores[layer_idx])
+      all_attention_maps.append(attention_scores)
+      layer_output = last_ffn_and_bottleneck_out(
+          stacked_ffns(attention_output, layers), block_input, layers)
       all_layer_outputs.append(layer_output)
   return all_layer_outputs, all_attention_maps
 
@@ -1001,32 +1080,6 @@ def assert_rank(tensor, expected_rank, name=None):
 # Checkpoints
 # ---------------------------------------------------------------------------
 
-_CHECKPOINT_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
-
-
-def resolve_checkpoint_path(path):
-  """Turns what a user may pass as --init_checkpoint into a checkpoint prefix.
-
-  Accepts a prefix (`mobilebert_variables.ckpt`), a path ending in `.index`,
-  `.meta` or `.data-00000-of-00001` (which the original passed on unchanged,
-  silently loading nothing), or a directory (its latest checkpoint).
-
-  Raises:
-    ValueError: nothing loadable at `path`.
-  """
-  if tf.gfile.IsDirectory(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise ValueError("No checkpoint found in directory %s." % path)
-    return latest
-  prefix = _CHECKPOINT_SUFFIX.sub("", path)
-  if not tf.gfile.Exists(prefix + ".index"):
-    raise ValueError(
-        "No checkpoint at %s (expected %s.index and its .data files)." %
-        (path, prefix))
-  return prefix
-
-
 def _graph_variable_name(variable):
   return re.sub(r":\d+$", "", variable.name)
 
@@ -1036,7 +1089,7 @@ def _shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape, graph_name,
   return ValueError(
       "Checkpoint %s does not match the model: variable %s has shape %s in "
       "the checkpoint but %s has shape %s in the graph. Check that "
-      "--bert_config_file describes the checkpoint." %
+      "the config describes the checkpoint." %
       (checkpoint, checkpoint_name, list(checkpoint_shape), graph_name,
        list(graph_shape)))
 
@@ -1083,7 +1136,7 @@ def check_checkpoint(path, config=None, scope=MODEL_SCOPE):
       the variable that cannot be read), or a variable whose shape differs
       (naming the variable and both shapes).
   """
-  prefix = resolve_checkpoint_path(path)
+  prefix = checkpoints.resolve_checkpoint_path(path)
   try:
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
@@ -1125,7 +1178,7 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint,
     ValueError: a mapped pair differs in shape; names the variables and both
       shapes so a config/checkpoint mismatch is obvious.
   """
-  checkpoint = resolve_checkpoint_path(init_checkpoint)
+  checkpoint = checkpoints.resolve_checkpoint_path(init_checkpoint)
   graph_variables = collections.OrderedDict(
       (_graph_variable_name(var), var) for var in tvars)
   assignment_map = collections.OrderedDict()
@@ -1169,7 +1222,7 @@ def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
   """
   if tvars is None:
     tvars = tf.trainable_variables()
-  checkpoint = resolve_checkpoint_path(init_checkpoint)
+  checkpoint = checkpoints.resolve_checkpoint_path(init_checkpoint)
   assignment_map, initialized = get_assignment_map_from_checkpoint(
       tvars, checkpoint, init_from_teacher=init_from_teacher,
       init_embedding=init_embedding)
@@ -1205,15 +1258,3 @@ def log_loading_report(tvars, checkpoint, initialized_variable_names):
 def count_parameters(variables):
   """Total number of scalars in `variables`."""
   return int(sum(np.prod(var.shape.as_list()) for var in variables))
-
-
-def latest_checkpoint_step(model_dir):
-  """global_step of the latest checkpoint in `model_dir`, or 0 if none."""
-  latest = tf.train.latest_checkpoint(model_dir) if tf.gfile.IsDirectory(
-      model_dir) else None
-  if latest is None:
-    return 0
-  reader = tf.train.load_checkpoint(latest)
-  if not reader.has_tensor("global_step"):
-    return 0
-  return int(reader.get_tensor("global_step"))

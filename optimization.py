@@ -100,8 +100,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
                      (", ".join(OPTIMIZERS), optimizer))
   if use_layer_wise_warmup and optimizer != "lamb":
     raise ValueError(
-        "use_layer_wise_warmup needs optimizer='lamb'; %r cannot gate layers "
-        "(the original silently ignored it)" % optimizer)
+        "use_layer_wise_warmup needs optimizer='lamb'; %r cannot gate layers"
+        % optimizer)
   if use_layer_wise_warmup and total_warmup_phases <= 0:
     raise ValueError("use_layer_wise_warmup needs total_warmup_phases > 0")
 
@@ -155,8 +155,8 @@ def clip_global_batch_gradients(grads):
   """Clips gradients to GRADIENT_CLIP_NORM as one device would.
 
   On one device this is tf.clip_by_global_norm.  On TPU each core clips its
-  own gradient before CrossShardOptimizer averages them, as in the original,
-  whose published training ran that way.  Under a tf.distribute strategy
+  own gradient before CrossShardOptimizer averages them, the way the
+  published training ran (docs/distillation.md, section 6).  Under a tf.distribute strategy
   each replica holds the gradient of the mean loss over its share of the
   global batch, and the base optimizer sums the replicas' gradients.  Each
   gradient is divided by the replica count (so the sum is the global-batch

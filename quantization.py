@@ -1,8 +1,7 @@
 """Fake-quantization helpers for quantization-aware training (QAT).
 
-The original code used `tf.contrib.quantize`'s `MovingAvgQuantize` and
-`LastValueQuantize`, which exist on neither `tensorflow.compat.v1` runtime we
-support.  These helpers reproduce their semantics with core ops:
+The quantizers of docs/quantization_and_export.md (section 1), with core
+ops only:
 
 * activations: per-tensor asymmetric range, tracked as a zero-debiased moving
   average (decay 0.999) of the batch min/max while training, so the first
@@ -13,7 +12,8 @@ support.  These helpers reproduce their semantics with core ops:
 Both create scalar `min`/`max` variables (initial -6/+6, non-trainable, only in
 GLOBAL_VARIABLES) in a default-name scope directly under the caller's scope:
 `MobileBertActFakeQuantWithMinMaxVars[_N]` and
-`MobileBertWeightFakeQuantWithMinMaxVars[_N]`, the names of reference_spec 2.8.4.
+`MobileBertWeightFakeQuantWithMinMaxVars[_N]`, the names QAT checkpoints hold
+(docs/quantization_and_export.md, section 2).
 """
 
 import tensorflow.compat.v1 as tf

@@ -11,8 +11,8 @@
 --do_eval scores every dev set (MNLI: matched and mismatched) with the
 task's GLUE metrics into output_dir/eval_results.txt; --do_predict writes the
 GLUE submission files output_dir/<TASK>.tsv; --export_dir writes a SavedModel
-and TF-Lite models whose output is named "probabilities".  Unlike the
-original, training, evaluation, prediction and export can share one run.
+and TF-Lite models whose output is named "probabilities".  Training,
+evaluation, prediction and export can share one run.
 """
 
 from __future__ import absolute_import
@@ -20,11 +20,11 @@ from __future__ import division
 from __future__ import print_function
 
 import os
-import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import estimator_utils
 import export_tflite
 import file_checks
@@ -34,6 +34,7 @@ import glue_metrics
 import heads
 import modeling
 import optimization
+import run_utils
 import tokenization
 
 flags = tf.flags
@@ -110,8 +111,8 @@ flags.DEFINE_integer("random_seed", None,
 
 flags.DEFINE_bool(
     "use_einsum", False,
-    "Einsum maths in the encoder; the default MatMul path (as the original "
-    "classifier) converts best to TF-Lite. The two are numerically equal.")
+    "Einsum maths in the encoder; the default MatMul path converts best "
+    "to TF-Lite. The two are numerically equal.")
 
 flags.DEFINE_bool(
     "use_quantized_training", False,
@@ -154,143 +155,120 @@ flags.DEFINE_string("master", None, "TensorFlow master URL.")
 
 flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (only with --use_tpu).")
 
-# Examples whose features calibrate activation ranges for full-integer export.
-NUM_REPRESENTATIVE_EXAMPLES = 100
-
-
-def validate_flags(processor):
+def validate_flags():
   """Checks the flags before any graph is built.
 
-  Args:
-    processor: the task's glue_data.DataProcessor, or None if --task_name is
-      unknown (already reported).
+  Every problem is reported, one line each, and the run exits (status 1);
+  checks that read files run once the flags naming them are sound.
 
   Returns:
-    (problems, bert_config): a list of messages, each naming the offending
-    flag, and the loaded BertConfig (None if it could not be loaded).
+    (processor, bert_config, tokenizer, lite_model or None).
   """
-  problems = _run_flag_problems()
-  config_problems, bert_config = _config_problems()
-  problems.extend(config_problems)
-  problems.extend(_checkpoint_problems())
-  if not problems:
-    problems.extend(_checkpoint_content_problems(bert_config))
+  problems = run_utils.FlagProblems("run_classifier.py")
+  processor = problems.call(glue_data.get_processor, FLAGS.task_name)
+  _check_run_flags(problems)
+  bert_config = _check_config(problems)
+  _check_checkpoint_flags(problems)
   if processor is not None:
-    problems.extend(_data_file_problems(processor))
-  return problems, bert_config
+    _check_data_files(problems, processor)
+  problems.exit_if_any()
+
+  tokenizer = problems.tokenizer(FLAGS, bert_config.vocab_size)
+  lite_model = None
+  if FLAGS.lite_model_path:
+    lite_model = problems.call(export_tflite.lite_model_for_task,
+                               FLAGS.lite_model_path, "probabilities",
+                               FLAGS.max_seq_length)
+  # Every checkpoint this run restores must be whole and fit the config.
+  for flag, checkpoint in (
+      ("--init_checkpoint", FLAGS.init_checkpoint),
+      ("--output_dir", checkpoints.latest_checkpoint(FLAGS.output_dir))):
+    if checkpoint:
+      problems.call(modeling.check_checkpoint, checkpoint, bert_config,
+                    prefix=flag + ": ")
+  problems.exit_if_any()
+  return processor, bert_config, tokenizer, lite_model
 
 
-def _run_flag_problems():
+def _check_run_flags(problems):
   """What to do, tokenizer files, sizes and TF-Lite flags."""
-  problems = []
-  if not FLAGS.output_dir:
-    problems.append("--output_dir is required.")
+  problems.check(FLAGS.output_dir, "--output_dir is required.")
   for name in ("output_dir", "export_dir", "tfrecord_dir"):
-    try:
-      file_checks.check_writable_dir(getattr(FLAGS, name), name)
-    except ValueError as e:
-      problems.append(str(e))
-  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or
-          FLAGS.export_dir):
-    problems.append("At least one of --do_train, --do_eval, --do_predict or "
-                    "--export_dir must be set.")
-  if bool(FLAGS.vocab_file) == bool(FLAGS.spm_model_file):
-    problems.append("Give exactly one of --vocab_file and --spm_model_file.")
+    problems.call(file_checks.check_writable_dir, getattr(FLAGS, name), name)
+  problems.check(FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or
+                 FLAGS.export_dir,
+                 "At least one of --do_train, --do_eval, --do_predict or "
+                 "--export_dir must be set.")
+  problems.check(bool(FLAGS.vocab_file) != bool(FLAGS.spm_model_file),
+                 "Give exactly one of --vocab_file and --spm_model_file.")
   for name in ("vocab_file", "spm_model_file", "lite_model_path"):
     path = getattr(FLAGS, name)
-    if path and not tf.gfile.Exists(path):
-      problems.append("--%s=%s does not exist." % (name, path))
-  for name in ("train_batch_size", "eval_batch_size", "predict_batch_size"):
-    if getattr(FLAGS, name) < 1:
-      problems.append("--%s must be positive, got %d." %
-                      (name, getattr(FLAGS, name)))
-  if FLAGS.max_seq_length < 3:
-    problems.append("--max_seq_length must be at least 3 ([CLS] a [SEP]), "
-                    "got %d." % FLAGS.max_seq_length)
-  if FLAGS.do_train and FLAGS.num_train_epochs <= 0:
-    problems.append("--num_train_epochs must be positive with --do_train.")
-  if not 0.0 <= FLAGS.warmup_proportion <= 1.0:
-    problems.append("--warmup_proportion must be in [0, 1], got %g." %
-                    FLAGS.warmup_proportion)
+    if path:
+      problems.require_file(name, path, "this run")
+  problems.positive(FLAGS, "train_batch_size", "eval_batch_size",
+                    "predict_batch_size")
+  problems.check(FLAGS.max_seq_length >= 3,
+                 "--max_seq_length must be at least 3 ([CLS] a [SEP]), got "
+                 "%d." % FLAGS.max_seq_length)
+  if FLAGS.do_train:
+    problems.check(FLAGS.num_train_epochs > 0,
+                   "--num_train_epochs must be positive with --do_train.")
+  problems.check(0.0 <= FLAGS.warmup_proportion <= 1.0,
+                 "--warmup_proportion must be in [0, 1], got %g." %
+                 FLAGS.warmup_proportion)
   if FLAGS.lite_model_path:
-    if not (FLAGS.do_eval or FLAGS.do_predict):
-      problems.append("--lite_model_path is only used by --do_eval and "
-                      "--do_predict; set one of them.")
-    if tf.gfile.Exists(FLAGS.lite_model_path):
-      problems.extend(_lite_model_problems())
+    problems.check(FLAGS.do_eval or FLAGS.do_predict,
+                   "--lite_model_path is only used by --do_eval and "
+                   "--do_predict; set one of them.")
   if FLAGS.export_dir:
-    try:
-      export_tflite.check_export_supported(FLAGS.use_quantized_training,
-                                           FLAGS.use_post_quantization,
-                                           FLAGS.activation_quantization)
-    except ValueError as e:
-      problems.append("--export_dir: %s" % e)
-  return problems
+    problems.call(export_tflite.check_export_supported,
+                  FLAGS.use_quantized_training, FLAGS.use_post_quantization,
+                  FLAGS.activation_quantization, prefix="--export_dir: ")
 
 
-def _config_problems():
+def _check_config(problems):
   """Loads --bert_config_file; checks sequence length and QAT against it."""
-  if not FLAGS.bert_config_file:
-    return ["--bert_config_file is required."], None
-  try:
-    bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  except ValueError as e:
-    return ["--bert_config_file: %s" % e], None
-  problems = []
-  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-    problems.append(
-        "--max_seq_length=%d exceeds max_position_embeddings=%d of "
-        "--bert_config_file=%s." %
-        (FLAGS.max_seq_length, bert_config.max_position_embeddings,
-         FLAGS.bert_config_file))
+  problems.require_flags(FLAGS, "bert_config_file")
+  bert_config = problems.load_config("bert_config_file",
+                                     FLAGS.bert_config_file)
+  if bert_config is None:
+    return None
+  problems.check(
+      FLAGS.max_seq_length <= bert_config.max_position_embeddings,
+      "--max_seq_length=%d exceeds max_position_embeddings=%d of "
+      "--bert_config_file=%s." %
+      (FLAGS.max_seq_length, bert_config.max_position_embeddings,
+       FLAGS.bert_config_file))
   if FLAGS.use_quantized_training:
-    try:
-      modeling.check_quantizable(bert_config)
-    except ValueError as e:
-      problems.append("--use_quantized_training with --bert_config_file=%s: "
-                      "%s" % (FLAGS.bert_config_file, e))
-  return problems, bert_config
+    problems.call(modeling.check_quantizable, bert_config,
+                  prefix="--use_quantized_training with "
+                  "--bert_config_file=%s: " % FLAGS.bert_config_file)
+  return bert_config
 
 
-def _checkpoint_problems():
+def _check_checkpoint_flags(problems):
   """--init_checkpoint must load; evaluation and export need some weights."""
-  problems = []
   if FLAGS.init_checkpoint:
-    try:
-      modeling.resolve_checkpoint_path(FLAGS.init_checkpoint)
-      tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
-                                                    FLAGS.init_checkpoint)
-    except ValueError as e:
-      problems.append("--init_checkpoint: %s" % e)
+    problems.call(checkpoints.resolve_checkpoint_path, FLAGS.init_checkpoint,
+                  prefix="--init_checkpoint: ")
+    problems.call(tokenization.validate_case_matches_checkpoint,
+                  FLAGS.do_lower_case, FLAGS.init_checkpoint,
+                  prefix="--init_checkpoint: ")
   uses_tf_model = [
       name for name, is_set in (
           ("--do_eval", FLAGS.do_eval and not FLAGS.lite_model_path),
           ("--do_predict", FLAGS.do_predict and not FLAGS.lite_model_path),
           ("--export_dir", FLAGS.export_dir)) if is_set]
-  if (uses_tf_model and not FLAGS.do_train and not FLAGS.init_checkpoint and
-      FLAGS.output_dir and _latest_checkpoint() is None):
-    problems.append(
-        "%s needs trained weights: train in this run (--do_train), keep a "
-        "checkpoint in --output_dir=%s, or give --init_checkpoint." %
-        (" and ".join(uses_tf_model), FLAGS.output_dir))
-  return problems
+  problems.check(
+      not (uses_tf_model and not FLAGS.do_train and not FLAGS.init_checkpoint
+           and FLAGS.output_dir and
+           checkpoints.latest_checkpoint(FLAGS.output_dir) is None),
+      "%s needs trained weights: train in this run (--do_train), keep a "
+      "checkpoint in --output_dir=%s, or give --init_checkpoint." %
+      (" and ".join(uses_tf_model), FLAGS.output_dir))
 
 
-def _checkpoint_content_problems(bert_config):
-  """Every checkpoint this run restores must be whole and fit the config."""
-  checkpoints = [("--init_checkpoint", FLAGS.init_checkpoint),
-                 ("--output_dir", _latest_checkpoint())]
-  problems = []
-  for flag, checkpoint in checkpoints:
-    if checkpoint:
-      try:
-        modeling.check_checkpoint(checkpoint, bert_config)
-      except ValueError as e:
-        problems.append("%s: %s" % (flag, e))
-  return problems
-
-
-def _data_file_problems(processor):
+def _check_data_files(problems, processor):
   """Every TSV this run reads must exist in --data_dir."""
   needed = []
   if FLAGS.do_train or _needs_representative_set():
@@ -300,32 +278,15 @@ def _data_file_problems(processor):
   if FLAGS.do_predict:
     needed.extend(split for split, _ in processor.test_splits)
   if not needed:
-    return []
-  if not FLAGS.data_dir:
-    return ["--data_dir is required to read %s.tsv." % ".tsv, ".join(needed)]
-  return ["--data_dir=%s has no %s.tsv (needed for %s)." %
-          (FLAGS.data_dir, split, _purpose(split))
-          for split in needed
-          if not tf.gfile.Exists(os.path.join(FLAGS.data_dir, split + ".tsv"))]
-
-
-def _lite_model_problems():
-  """Checks that --lite_model_path is a classifier for --max_seq_length."""
-  try:
-    lite_model = export_tflite.LiteModel(FLAGS.lite_model_path)
-  except ValueError as e:
-    return ["--lite_model_path: %s" % e]
-  problems = []
-  if "probabilities" not in lite_model.output_names:
-    problems.append("--lite_model_path=%s has no 'probabilities' output "
-                    "(outputs: %s); it is not a classifier export." %
-                    (FLAGS.lite_model_path, ", ".join(lite_model.output_names)))
-  if lite_model.sequence_length != FLAGS.max_seq_length:
-    problems.append("--lite_model_path=%s takes sequences of %d tokens but "
-                    "--max_seq_length=%d." %
-                    (FLAGS.lite_model_path, lite_model.sequence_length,
-                     FLAGS.max_seq_length))
-  return problems
+    return
+  if not problems.check(FLAGS.data_dir, "--data_dir is required to read "
+                        "%s.tsv." % ".tsv, ".join(needed)):
+    return
+  for split in needed:
+    problems.check(
+        tf.gfile.Exists(os.path.join(FLAGS.data_dir, split + ".tsv")),
+        "--data_dir=%s has no %s.tsv (needed for %s)." %
+        (FLAGS.data_dir, split, _purpose(split)))
 
 
 def _purpose(split):
@@ -339,12 +300,6 @@ def _needs_representative_set():
   return bool(FLAGS.export_dir and export_tflite.writes_integer_model(
       FLAGS.use_quantized_training, FLAGS.use_post_quantization,
       FLAGS.activation_quantization))
-
-
-def _latest_checkpoint():
-  if not tf.gfile.IsDirectory(FLAGS.output_dir):
-    return None
-  return tf.train.latest_checkpoint(FLAGS.output_dir)
 
 
 def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
@@ -422,32 +377,20 @@ def _record_file(name):
 
 
 def _make_estimator(model_fn, predict_batch_size):
-  return estimator_utils.make_estimator(
-      model_fn=model_fn,
-      model_dir=FLAGS.output_dir,
-      use_tpu=FLAGS.use_tpu,
-      tpu_name=FLAGS.tpu_name,
-      tpu_zone=FLAGS.tpu_zone,
-      gcp_project=FLAGS.gcp_project,
-      master=FLAGS.master,
-      num_tpu_cores=FLAGS.num_tpu_cores,
-      iterations_per_loop=FLAGS.iterations_per_loop,
-      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      tf_random_seed=FLAGS.random_seed,
-      train_batch_size=FLAGS.train_batch_size,
-      predict_batch_size=predict_batch_size)
+  return estimator_utils.make_estimator_from_flags(
+      model_fn, FLAGS, predict_batch_size=predict_batch_size)
 
 
 def predict_outputs(examples, split, label_list, tokenizer, tokenizer_settings,
-                    model_fn, batch_size):
+                    model_fn, batch_size, lite_model):
   """Model outputs for `examples` through the TensorFlow graph or TF-Lite.
 
   Returns:
     float32 array [len(examples), num_labels]: class probabilities, or the
     score [len(examples), 1] for regression.
   """
-  if FLAGS.lite_model_path:
-    return _lite_outputs(examples, label_list, tokenizer)
+  if lite_model is not None:
+    return _lite_outputs(lite_model, examples, label_list, tokenizer)
   # TPUs need full batches: pad with examples of weight 0 and drop them below.
   if FLAGS.use_tpu:
     examples = glue_data.pad_examples(examples, batch_size)
@@ -459,24 +402,18 @@ def predict_outputs(examples, split, label_list, tokenizer, tokenizer_settings,
       drop_remainder=FLAGS.use_tpu, is_regression=not label_list)
   estimator = _make_estimator(model_fn, batch_size)
   return np.array([result["probabilities"]
-                   for result in estimator.predict(input_fn=input_fn,
-                                                   yield_single_examples=True)
+                   for result in estimator_utils.predict_with_progress(
+                       estimator, input_fn, len(examples))
                    if result["is_real_example"]], dtype=np.float32)
 
 
-def _lite_outputs(examples, label_list, tokenizer):
-  """Runs --lite_model_path one example at a time (its inputs are [1, seq])."""
-  lite_model = export_tflite.LiteModel(FLAGS.lite_model_path)
-  tf.logging.info("Running %s on %s.", FLAGS.lite_model_path,
-                  lite_model.runtime)
+def _lite_outputs(lite_model, examples, label_list, tokenizer):
+  """Runs the TF-Lite model one example at a time (its inputs are [1, seq])."""
   features = glue_data.convert_examples_to_features(
       examples, label_list, FLAGS.max_seq_length, tokenizer)
-  outputs = []
-  for feature in features:
-    result = lite_model.run(feature.input_ids, feature.input_mask,
-                            feature.segment_ids)
-    outputs.append(np.reshape(result["probabilities"], [-1]))
-  return np.array(outputs, dtype=np.float32)
+  return np.array([np.reshape(outputs["probabilities"], [-1])
+                   for outputs in lite_model.predict(features)],
+                  dtype=np.float32)
 
 
 def score_outputs(task_name, outputs, examples, label_list):
@@ -516,22 +453,12 @@ def _eval_key_prefix(split):
   return "eval_%s_" % split[len("dev_"):]
 
 
-def write_eval_results(results, output_file):
-  """Writes and logs `key = value` lines."""
-  tf.logging.info("***** Eval results *****")
-  with tf.gfile.GFile(output_file, "w") as writer:
-    for key in sorted(results):
-      tf.logging.info("  %s = %s", key, results[key])
-      writer.write("%s = %s\n" % (key, results[key]))
-
-
 def representative_features(train_examples, label_list, tokenizer):
   """Features of the first train examples, to calibrate integer export."""
-  features = glue_data.convert_examples_to_features(
-      train_examples[:NUM_REPRESENTATIVE_EXAMPLES], label_list,
-      FLAGS.max_seq_length, tokenizer)
-  return [{"input_ids": f.input_ids, "input_mask": f.input_mask,
-           "segment_ids": f.segment_ids} for f in features]
+  return export_tflite.calibration_inputs(
+      glue_data.convert_examples_to_features(
+          train_examples[:export_tflite.CALIBRATION_EXAMPLES], label_list,
+          FLAGS.max_seq_length, tokenizer))
 
 
 def read_examples(processor):
@@ -558,116 +485,87 @@ def read_examples(processor):
   return train_examples, dev_sets, test_sets
 
 
-def _exit_with_problems(problems):
-  for problem in problems:
-    tf.logging.error(problem)
-  sys.exit("run_classifier.py: invalid flags:\n  " + "\n  ".join(problems))
-
-
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-
-  processor = None
-  problems = []
-  try:
-    processor = glue_data.get_processor(FLAGS.task_name)
-  except ValueError as e:
-    problems.append(str(e))
-  more_problems, bert_config = validate_flags(processor)
-  problems.extend(more_problems)
-  if problems:
-    _exit_with_problems(problems)
-
-  try:
-    tokenizer = tokenization.create_tokenizer(
-        vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
-        do_lower_case=FLAGS.do_lower_case, vocab_size=bert_config.vocab_size)
+  processor, bert_config, tokenizer, lite_model = validate_flags()
+  # A malformed data file (and an export this graph cannot make) ends the
+  # run with one line too; files written by an earlier stage stay.
+  with run_utils.one_line_errors("run_classifier.py"):
     train_examples, dev_sets, test_sets = read_examples(processor)
-  except ValueError as e:
-    _exit_with_problems([str(e)])
+    task_name = FLAGS.task_name.lower()
+    label_list = processor.get_labels()
+    num_labels = len(label_list) or 1
+    tokenizer_settings = feature_records.tokenizer_settings(
+        FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
 
-  task_name = FLAGS.task_name.lower()
-  label_list = processor.get_labels()
-  num_labels = len(label_list) or 1
-  tokenizer_settings = feature_records.tokenizer_settings(
-      FLAGS.vocab_file, FLAGS.spm_model_file, FLAGS.do_lower_case)
+    num_train_steps = 0
+    num_warmup_steps = 0
+    if FLAGS.do_train:
+      num_train_steps, num_warmup_steps = run_utils.train_steps(
+          len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs,
+          FLAGS.warmup_proportion)
+    tf.gfile.MakeDirs(FLAGS.output_dir)
 
-  num_train_steps = 0
-  num_warmup_steps = 0
-  if FLAGS.do_train:
-    num_train_steps = int(len(train_examples) / FLAGS.train_batch_size *
-                          FLAGS.num_train_epochs)
-    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-    if num_train_steps < 1:
-      _exit_with_problems([
-          "%d training examples at --train_batch_size=%d for "
-          "--num_train_epochs=%g make no training step." %
-          (len(train_examples), FLAGS.train_batch_size,
-           FLAGS.num_train_epochs)])
-  tf.gfile.MakeDirs(FLAGS.output_dir)
+    model_fn = model_fn_builder(
+        bert_config=bert_config,
+        num_labels=num_labels,
+        init_checkpoint=FLAGS.init_checkpoint,
+        learning_rate=FLAGS.learning_rate,
+        num_train_steps=num_train_steps,
+        num_warmup_steps=num_warmup_steps,
+        use_tpu=FLAGS.use_tpu)
 
-  model_fn = model_fn_builder(
-      bert_config=bert_config,
-      num_labels=num_labels,
-      init_checkpoint=FLAGS.init_checkpoint,
-      learning_rate=FLAGS.learning_rate,
-      num_train_steps=num_train_steps,
-      num_warmup_steps=num_warmup_steps,
-      use_tpu=FLAGS.use_tpu)
+    if FLAGS.do_train:
+      train_file = _record_file("train")
+      glue_data.cached_tfrecord(train_examples, label_list, FLAGS.max_seq_length,
+                                tokenizer, tokenizer_settings, train_file)
+      tf.logging.info("***** Running training *****")
+      tf.logging.info("  Num examples = %d", len(train_examples))
+      tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
+      tf.logging.info("  Num steps = %d", num_train_steps)
+      train_input_fn = glue_data.input_fn_builder(
+          train_file, FLAGS.max_seq_length, is_training=True,
+          drop_remainder=True, is_regression=not label_list)
+      estimator = _make_estimator(model_fn, FLAGS.predict_batch_size)
+      estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
 
-  if FLAGS.do_train:
-    train_file = _record_file("train")
-    glue_data.cached_tfrecord(train_examples, label_list, FLAGS.max_seq_length,
-                              tokenizer, tokenizer_settings, train_file)
-    tf.logging.info("***** Running training *****")
-    tf.logging.info("  Num examples = %d", len(train_examples))
-    tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
-    tf.logging.info("  Num steps = %d", num_train_steps)
-    train_input_fn = glue_data.input_fn_builder(
-        train_file, FLAGS.max_seq_length, is_training=True,
-        drop_remainder=True, is_regression=not label_list)
-    estimator = _make_estimator(model_fn, FLAGS.predict_batch_size)
-    estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+    if FLAGS.do_eval:
+      results = {}
+      for split, examples in dev_sets:
+        tf.logging.info("***** Running evaluation on %s (%d examples) *****",
+                        split, len(examples))
+        outputs = predict_outputs(examples, split, label_list, tokenizer,
+                                  tokenizer_settings, model_fn,
+                                  FLAGS.eval_batch_size, lite_model)
+        scores = score_outputs(task_name, outputs, examples, label_list)
+        prefix = _eval_key_prefix(split)
+        for key, value in scores.items():
+          results[prefix + key] = value
+      if lite_model is None:
+        results["global_step"] = checkpoints.latest_checkpoint_step(
+            FLAGS.output_dir)
+      run_utils.write_eval_results(FLAGS.output_dir, results)
 
-  if FLAGS.do_eval:
-    results = {}
-    for split, examples in dev_sets:
-      tf.logging.info("***** Running evaluation on %s (%d examples) *****",
-                      split, len(examples))
-      outputs = predict_outputs(examples, split, label_list, tokenizer,
-                                tokenizer_settings, model_fn,
-                                FLAGS.eval_batch_size)
-      scores = score_outputs(task_name, outputs, examples, label_list)
-      prefix = _eval_key_prefix(split)
-      for key, value in scores.items():
-        results[prefix + key] = value
-    if not FLAGS.lite_model_path:
-      results["global_step"] = modeling.latest_checkpoint_step(
-          FLAGS.output_dir)
-    write_eval_results(results,
-                       os.path.join(FLAGS.output_dir, "eval_results.txt"))
+    if FLAGS.do_predict:
+      for split, submission_name, examples in test_sets:
+        tf.logging.info("***** Running prediction on %s (%d examples) *****",
+                        split, len(examples))
+        outputs = predict_outputs(examples, split, label_list, tokenizer,
+                                  tokenizer_settings, model_fn,
+                                  FLAGS.predict_batch_size, lite_model)
+        predictions = (np.argmax(outputs, axis=-1) if label_list
+                       else outputs[:, 0])
+        output_file = os.path.join(FLAGS.output_dir, submission_name + ".tsv")
+        glue_data.write_submission_file(output_file, predictions, label_list)
+        tf.logging.info("Wrote %s", output_file)
 
-  if FLAGS.do_predict:
-    for split, submission_name, examples in test_sets:
-      tf.logging.info("***** Running prediction on %s (%d examples) *****",
-                      split, len(examples))
-      outputs = predict_outputs(examples, split, label_list, tokenizer,
-                                tokenizer_settings, model_fn,
-                                FLAGS.predict_batch_size)
-      predictions = (np.argmax(outputs, axis=-1) if label_list
-                     else outputs[:, 0])
-      output_file = os.path.join(FLAGS.output_dir, submission_name + ".tsv")
-      glue_data.write_submission_file(output_file, predictions, label_list)
-      tf.logging.info("Wrote %s", output_file)
-
-  if FLAGS.export_dir:
-    checkpoint = _latest_checkpoint() or modeling.resolve_checkpoint_path(
-        FLAGS.init_checkpoint)
-    rep_features = None
-    if _needs_representative_set():
-      rep_features = representative_features(train_examples, label_list,
-                                             tokenizer)
-    try:
+    if FLAGS.export_dir:
+      checkpoint = checkpoints.checkpoint_to_use(FLAGS.output_dir,
+                                                 FLAGS.init_checkpoint)
+      rep_features = None
+      if _needs_representative_set():
+        rep_features = representative_features(train_examples, label_list,
+                                               tokenizer)
       exported = export_tflite.export(
           bert_config=bert_config,
           checkpoint=checkpoint,
@@ -682,10 +580,8 @@ def main(_):
           vocab_file=FLAGS.vocab_file,
           spm_model_file=FLAGS.spm_model_file,
           do_lower_case=FLAGS.do_lower_case)
-    except export_tflite.IntegerExportError as error:
-      sys.exit("run_classifier.py: --export_dir: %s" % error)
-    for kind, path in sorted(exported.items()):
-      tf.logging.info("Exported %s: %s", kind, path)
+      for kind, path in sorted(exported.items()):
+        tf.logging.info("Exported %s: %s", kind, path)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,14 @@ import sys
 import tensorflow.compat.v1 as tf
 import tensorflow.compat.v2 as tf2
 
+import checkpoints
 import distill_modeling
 import estimator_utils
 import file_checks
 import modeling
 import optimization
 import pretraining_data
+import run_utils
 import tf_compat
 
 flags = tf.flags
@@ -194,8 +196,8 @@ flags.DEFINE_float("weight_decay_rate", 0.01,
 
 flags.DEFINE_bool("fix_stat_distill", False,
                   "Mean/variance transfer against teacher layer l's "
-                  "statistics. The default reproduces the original, which "
-                  "used the statistics of all teacher layers at once.")
+                  "statistics. The default uses the statistics of all "
+                  "teacher layers at once, as the published training did.")
 
 flags.DEFINE_enum("distribution_strategy", "none",
                   list(estimator_utils.DISTRIBUTION_STRATEGIES),
@@ -216,7 +218,6 @@ flags.DEFINE_list("mirrored_devices", None,
 
 WARMUP_DIR = "warmup"
 SUMMARY_DIR = "my_summary"
-EVAL_RESULTS_FILE = "eval_results.txt"
 
 Settings = collections.namedtuple(
     "Settings", ["bert_config", "teacher_config", "input_files",
@@ -226,97 +227,119 @@ Settings = collections.namedtuple(
 def validate_flags_and_load_configs():
   """Checks every flag before any graph is built.
 
+  Every problem is reported, one line each, and the run exits (status 1);
+  checks that read checkpoints run once the flags are sound.
+
   Returns:
     Settings.
-
-  Raises:
-    ValueError: naming the offending flags.
   """
-  for name in ("bert_config_file", "input_file", "output_dir"):
-    if not getattr(FLAGS, name):
-      raise ValueError("--%s is required" % name)
-  if not FLAGS.do_train and not FLAGS.do_eval:
-    raise ValueError("At least one of --do_train or --do_eval must be True")
+  problems = run_utils.FlagProblems("run_pretraining.py")
+  problems.require_flags(FLAGS, "bert_config_file", "input_file",
+                         "output_dir")
+  problems.check(FLAGS.do_train or FLAGS.do_eval,
+                 "At least one of --do_train or --do_eval must be True")
 
-  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  teacher_config = None
-  if FLAGS.bert_teacher_config_file:
-    teacher_config = modeling.BertConfig.from_json_file(
-        FLAGS.bert_teacher_config_file)
-    distill_modeling.check_teacher_compatible(bert_config, teacher_config)
+  bert_config = problems.load_config("bert_config_file",
+                                     FLAGS.bert_config_file)
+  teacher_config = problems.load_config("bert_teacher_config_file",
+                                        FLAGS.bert_teacher_config_file)
+  if bert_config is not None and teacher_config is not None:
+    problems.call(distill_modeling.check_teacher_compatible, bert_config,
+                  teacher_config, prefix="--bert_teacher_config_file and "
+                  "--bert_config_file: ")
+  has_teacher = bool(FLAGS.bert_teacher_config_file)
 
-  configs = [("--bert_config_file", bert_config)]
-  if teacher_config is not None:
-    configs.append(("--bert_teacher_config_file", teacher_config))
+  configs = [(flag, config) for flag, config in (
+      ("--bert_config_file", bert_config),
+      ("--bert_teacher_config_file", teacher_config)) if config is not None]
   lengths = [("--max_seq_length", FLAGS.max_seq_length)]
   if FLAGS.do_train and FLAGS.first_num_train_steps > 0:
     lengths.append(("--first_max_seq_length", FLAGS.first_max_seq_length))
   for length_flag, length in lengths:
     for config_flag, config in configs:
-      if length > config.max_position_embeddings:
-        raise ValueError(
-            "%s=%d exceeds max_position_embeddings=%d of %s" %
-            (length_flag, length, config.max_position_embeddings, config_flag))
-  if FLAGS.max_predictions_per_seq < 1:
-    raise ValueError("--max_predictions_per_seq must be >= 1")
+      problems.check(
+          length <= config.max_position_embeddings,
+          "%s=%d exceeds max_position_embeddings=%d of %s" %
+          (length_flag, length, config.max_position_embeddings, config_flag))
+  problems.check(FLAGS.max_predictions_per_seq >= 1,
+                 "--max_predictions_per_seq must be >= 1")
 
-  if not 0.0 <= FLAGS.distill_ground_truth_ratio <= 1.0:
-    raise ValueError("--distill_ground_truth_ratio must be in [0, 1], got %g" %
-                     FLAGS.distill_ground_truth_ratio)
+  problems.check(0.0 <= FLAGS.distill_ground_truth_ratio <= 1.0,
+                 "--distill_ground_truth_ratio must be in [0, 1], got %g" %
+                 FLAGS.distill_ground_truth_ratio)
   if FLAGS.distill_ground_truth_ratio < 1.0:
-    if teacher_config is None:
-      raise ValueError("--distill_ground_truth_ratio < 1 needs "
-                       "--bert_teacher_config_file")
-    if FLAGS.do_train and not FLAGS.init_checkpoint:
-      raise ValueError("--distill_ground_truth_ratio < 1 needs "
-                       "--init_checkpoint (the trained teacher, or a "
-                       "distillation checkpoint holding teacher/ variables)")
+    problems.check(has_teacher, "--distill_ground_truth_ratio < 1 needs "
+                   "--bert_teacher_config_file")
+    problems.check(not FLAGS.do_train or FLAGS.init_checkpoint,
+                   "--distill_ground_truth_ratio < 1 needs "
+                   "--init_checkpoint (the trained teacher, or a "
+                   "distillation checkpoint holding teacher/ variables)")
 
   if FLAGS.layer_wise_warmup and FLAGS.do_train:
-    if FLAGS.optimizer != "lamb":
-      raise ValueError(
-          "--layer_wise_warmup needs --optimizer=lamb; --optimizer=%s cannot "
-          "gate layers (the original silently ignored the warm-up)" %
-          FLAGS.optimizer)
-    if teacher_config is None:
-      raise ValueError("--layer_wise_warmup needs --bert_teacher_config_file")
-    if not FLAGS.init_checkpoint:
-      raise ValueError("--layer_wise_warmup needs --init_checkpoint (the "
-                       "trained teacher)")
-    if not (FLAGS.attention_distill_factor or FLAGS.hidden_distill_factor or
-            (FLAGS.beta_distill_factor and FLAGS.gamma_distill_factor)):
-      raise ValueError(
-          "--layer_wise_warmup needs a non-zero --attention_distill_factor or "
-          "--hidden_distill_factor, or both --beta_distill_factor and "
-          "--gamma_distill_factor; otherwise the phase-1 loss is 0")
-    if FLAGS.num_distill_steps < bert_config.num_hidden_layers:
-      raise ValueError(
+    problems.check(
+        FLAGS.optimizer == "lamb",
+        "--layer_wise_warmup needs --optimizer=lamb; --optimizer=%s cannot "
+        "gate layers" % FLAGS.optimizer)
+    problems.check(has_teacher,
+                   "--layer_wise_warmup needs --bert_teacher_config_file")
+    problems.check(FLAGS.init_checkpoint, "--layer_wise_warmup needs "
+                   "--init_checkpoint (the trained teacher)")
+    problems.check(
+        FLAGS.attention_distill_factor or FLAGS.hidden_distill_factor or
+        (FLAGS.beta_distill_factor and FLAGS.gamma_distill_factor),
+        "--layer_wise_warmup needs a non-zero --attention_distill_factor or "
+        "--hidden_distill_factor, or both --beta_distill_factor and "
+        "--gamma_distill_factor; otherwise the phase-1 loss is 0")
+    if bert_config is not None:
+      problems.check(
+          FLAGS.num_distill_steps >= bert_config.num_hidden_layers,
           "--num_distill_steps=%d is less than one step per student layer "
           "(%d layers)" % (FLAGS.num_distill_steps,
                            bert_config.num_hidden_layers))
 
   if FLAGS.do_train:
-    if FLAGS.num_train_steps <= 0:
-      raise ValueError("--num_train_steps must be positive")
-    if not 0 <= FLAGS.num_warmup_steps <= FLAGS.num_train_steps:
-      raise ValueError("--num_warmup_steps must be in [0, num_train_steps]")
-    if FLAGS.first_num_train_steps >= FLAGS.num_train_steps:
-      raise ValueError(
-          "--first_num_train_steps=%d must be smaller than "
-          "--num_train_steps=%d (both count global steps)" %
-          (FLAGS.first_num_train_steps, FLAGS.num_train_steps))
+    problems.check(FLAGS.num_train_steps > 0,
+                   "--num_train_steps must be positive")
+    problems.check(0 <= FLAGS.num_warmup_steps <= FLAGS.num_train_steps,
+                   "--num_warmup_steps must be in [0, num_train_steps]")
+    problems.check(
+        FLAGS.first_num_train_steps < FLAGS.num_train_steps,
+        "--first_num_train_steps=%d must be smaller than "
+        "--num_train_steps=%d (both count global steps)" %
+        (FLAGS.first_num_train_steps, FLAGS.num_train_steps))
 
-  input_files = pretraining_data.expand_input_patterns(FLAGS.input_file,
-                                                       "input_file")
+  input_files = None
+  if FLAGS.input_file:
+    input_files = problems.call(pretraining_data.expand_input_patterns,
+                                FLAGS.input_file, "input_file")
   first_input_files = None
   first_train_batch_size = FLAGS.first_train_batch_size or FLAGS.train_batch_size
   if FLAGS.do_train and FLAGS.first_num_train_steps > 0:
-    if not FLAGS.first_input_file:
-      raise ValueError("--first_num_train_steps > 0 needs --first_input_file")
-    first_input_files = pretraining_data.expand_input_patterns(
-        FLAGS.first_input_file, "first_input_file")
+    if problems.check(FLAGS.first_input_file, "--first_num_train_steps > 0 "
+                      "needs --first_input_file"):
+      first_input_files = problems.call(
+          pretraining_data.expand_input_patterns, FLAGS.first_input_file,
+          "first_input_file")
+  problems.call(file_checks.check_writable_dir, FLAGS.output_dir,
+                "output_dir")
+  if FLAGS.init_checkpoint:
+    problems.call(checkpoints.resolve_checkpoint_path, FLAGS.init_checkpoint,
+                  prefix="--init_checkpoint: ")
+  problems.check(FLAGS.worker_timeout_secs > 0,
+                 "--worker_timeout_secs must be positive, got %d" %
+                 FLAGS.worker_timeout_secs)
+  strategy = None
+  if FLAGS.distribution_strategy != "none":
+    problems.check(not FLAGS.use_tpu,
+                   "--distribution_strategy=%s cannot be combined with "
+                   "--use_tpu (TPUs replicate through TPUEstimator)" %
+                   FLAGS.distribution_strategy)
+    problems.check(
+        not FLAGS.mirrored_devices or
+        FLAGS.distribution_strategy == "mirrored",
+        "--mirrored_devices needs --distribution_strategy=mirrored")
+  problems.exit_if_any()
 
-  file_checks.check_writable_dir(FLAGS.output_dir, "output_dir")
   # Every checkpoint this run restores must be whole and fit its config: the
   # starting one (a teacher's, or a checkpoint of this student) and the ones
   # it resumes from.
@@ -325,48 +348,41 @@ def validate_flags_and_load_configs():
     if teacher_config is not None and is_teacher_checkpoint(
         FLAGS.init_checkpoint):
       init_config = teacher_config
-    modeling.check_checkpoint(FLAGS.init_checkpoint, init_config)
+    problems.call(modeling.check_checkpoint, FLAGS.init_checkpoint,
+                  init_config, prefix="--init_checkpoint: ")
   for model_dir in (os.path.join(FLAGS.output_dir, WARMUP_DIR),
                     FLAGS.output_dir):
-    if tf.gfile.IsDirectory(model_dir) and tf.train.latest_checkpoint(
-        model_dir):
-      modeling.check_checkpoint(model_dir, bert_config)
-
-  strategy = None
-  if FLAGS.worker_timeout_secs <= 0:
-    raise ValueError("--worker_timeout_secs must be positive, got %d" %
-                     FLAGS.worker_timeout_secs)
+    if checkpoints.latest_checkpoint(model_dir):
+      problems.call(modeling.check_checkpoint, model_dir, bert_config)
   if FLAGS.distribution_strategy != "none":
-    if FLAGS.use_tpu:
-      raise ValueError("--distribution_strategy=%s cannot be combined with "
-                       "--use_tpu (TPUs replicate through TPUEstimator)" %
-                       FLAGS.distribution_strategy)
-    if FLAGS.mirrored_devices and FLAGS.distribution_strategy != "mirrored":
-      raise ValueError("--mirrored_devices needs "
-                       "--distribution_strategy=mirrored")
-    strategy = estimator_utils.make_distribution_strategy(
-        FLAGS.distribution_strategy, FLAGS.mirrored_devices)
-    num_replicas = strategy.num_replicas_in_sync
-    for flag_name, batch in (("train_batch_size", FLAGS.train_batch_size),
-                             ("first_train_batch_size",
-                              first_train_batch_size)):
-      if batch % num_replicas:
-        raise ValueError("--%s=%d is not divisible by the %d replicas" %
-                         (flag_name, batch, num_replicas))
+    strategy = problems.call(estimator_utils.make_distribution_strategy,
+                             FLAGS.distribution_strategy,
+                             FLAGS.mirrored_devices)
+    if strategy is not None:
+      num_replicas = strategy.num_replicas_in_sync
+      for flag_name, batch in (("train_batch_size", FLAGS.train_batch_size),
+                               ("first_train_batch_size",
+                                first_train_batch_size)):
+        problems.check(not batch % num_replicas,
+                       "--%s=%d is not divisible by the %d replicas" %
+                       (flag_name, batch, num_replicas))
+  problems.exit_if_any()
   return Settings(bert_config, teacher_config, input_files, first_input_files,
                   first_train_batch_size, strategy)
 
 
 def is_teacher_checkpoint(init_checkpoint):
   """True if the checkpoint holds a bare model (no `teacher/` variables)."""
-  checkpoint = modeling.resolve_checkpoint_path(init_checkpoint)
+  checkpoint = checkpoints.resolve_checkpoint_path(init_checkpoint)
   return not any(name.startswith(modeling.TEACHER_SCOPE + "/")
                  for name, _ in tf.train.list_variables(checkpoint))
 
 
 def initialize_variables(init_checkpoint, use_tpu, teacher_present,
                          init_from_teacher):
-  """Sets up variable initialisation from `init_checkpoint` (spec 3.2).
+  """Sets up variable initialisation from `init_checkpoint`.
+
+  docs/distillation.md, section 2, gives the rules.
 
   From a teacher checkpoint the teacher gets every variable (`teacher/X` <-
   X) and the student its embeddings and heads (everything outside
@@ -611,7 +627,7 @@ def weighted_accuracy(log_probs, labels, weights=None):
   """Accuracy of argmax(log_probs) [N, C] against labels (any shape, N items).
 
   Weighted by `weights` (same size as labels) with 1e-5 added to the
-  denominator, as the original's summaries.
+  denominator, like the MLM loss.
   """
   predictions = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
   correct = tf.cast(tf.equal(predictions, tf.reshape(labels, [-1])),
@@ -638,21 +654,11 @@ def build_estimator(model_fn, model_dir, strategy, train_batch_size,
         log_step_count_steps=FLAGS.log_step_count_steps,
         session_config=session_config,
         tf_random_seed=FLAGS.random_seed)
-  return estimator_utils.make_estimator(
-      model_fn, model_dir,
-      use_tpu=FLAGS.use_tpu,
-      tpu_name=FLAGS.tpu_name,
-      tpu_zone=FLAGS.tpu_zone,
-      gcp_project=FLAGS.gcp_project,
-      master=FLAGS.master,
-      num_tpu_cores=FLAGS.num_tpu_cores,
-      iterations_per_loop=FLAGS.iterations_per_loop,
-      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+  return estimator_utils.make_estimator_from_flags(
+      model_fn, FLAGS, eval_batch_size=FLAGS.eval_batch_size,
+      model_dir=model_dir, train_batch_size=train_batch_size,
       keep_checkpoint_max=keep_checkpoint_max,
-      train_batch_size=train_batch_size,
-      eval_batch_size=FLAGS.eval_batch_size,
-      log_step_count_steps=FLAGS.log_step_count_steps,
-      tf_random_seed=FLAGS.random_seed)
+      log_step_count_steps=FLAGS.log_step_count_steps)
 
 
 def extra_cpu_device_count(devices):
@@ -670,7 +676,7 @@ def train_round(description, model_dir, model_fn, strategy, input_files,
   Returns immediately (without building a graph) when a checkpoint at or
   beyond `max_steps` exists, so a re-run never repeats a finished stage.
   """
-  done = modeling.latest_checkpoint_step(model_dir)
+  done = checkpoints.latest_checkpoint_step(model_dir)
   if done >= max_steps:
     tf.logging.info("***** %s already complete (global step %d >= %d) in %s; "
                     "skipping *****", description, done, max_steps, model_dir)
@@ -706,11 +712,7 @@ def summary_dir_for(phase):
 
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-  try:
-    settings = validate_flags_and_load_configs()
-  except ValueError as error:
-    tf.logging.error(str(error))
-    sys.exit("run_pretraining.py: error: %s" % error)
+  settings = validate_flags_and_load_configs()
 
   bert_config = settings.bert_config
   teacher_config = settings.teacher_config
@@ -755,7 +757,7 @@ def main(_):
   init_checkpoint = (warmup_dir if FLAGS.layer_wise_warmup
                      else FLAGS.init_checkpoint)
   if (FLAGS.do_eval and not FLAGS.do_train and FLAGS.layer_wise_warmup and
-      modeling.latest_checkpoint_step(warmup_dir) == 0):
+      checkpoints.latest_checkpoint_step(warmup_dir) == 0):
     init_checkpoint = None
   main_model_fn = model_fn_builder(
       teacher_config=main_teacher_config,
@@ -788,12 +790,7 @@ def main(_):
         FLAGS.max_predictions_per_seq, is_training=False)
     result = estimator.evaluate(input_fn=eval_input_fn,
                                 steps=FLAGS.max_eval_steps)
-    output_eval_file = os.path.join(FLAGS.output_dir, EVAL_RESULTS_FILE)
-    with tf.gfile.GFile(output_eval_file, "w") as writer:
-      tf.logging.info("***** Eval results *****")
-      for key in sorted(result):
-        tf.logging.info("  %s = %s", key, str(result[key]))
-        writer.write("%s = %s\n" % (key, str(result[key])))
+    run_utils.write_eval_results(FLAGS.output_dir, result)
 
   if FLAGS.distribution_strategy == "multi_worker" and not tf_compat.IS_TF2:
     # TF 1.15's in-process gRPC server fails in its __del__ at interpreter

@@ -12,19 +12,19 @@ Stages, each optional and run in this order:
                  checkpoint in --output_dir (or --init_checkpoint).
 """
 
-import json
 import os
-import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import estimator_utils
 import export_tflite
 import file_checks
 import heads
 import modeling
 import optimization
+import run_utils
 import squad_data
 import squad_metrics
 import squad_postprocess
@@ -120,8 +120,8 @@ flags.DEFINE_integer(
     "The maximum length of an answer that can be generated, in sub-tokens.")
 flags.DEFINE_bool(
     "use_einsum", False,
-    "Use tf.einsum for the 3-D dense layers; the original SQuAD script used "
-    "the matmul path (False). Numerically equivalent.")
+    "Use tf.einsum for the 3-D dense layers; the default matmul path "
+    "converts best to TF-Lite. Numerically equivalent.")
 flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
 flags.DEFINE_string("tpu_name", None, "The Cloud TPU to use for training.")
 flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
@@ -144,127 +144,120 @@ flags.DEFINE_string(
     "prediction.")
 
 EVAL_RECORD_NAME = "eval.tf_record"
-EVAL_RESULTS_FILE = "eval_results.json"
-REPRESENTATIVE_EXAMPLES = 100
 
 
-def _require_file(flag_name, needed_for):
-  path = getattr(FLAGS, flag_name)
-  if not path:
-    raise ValueError("--%s is required for %s." % (flag_name, needed_for))
-  if not tf.gfile.Exists(path):
-    raise ValueError("--%s=%s does not exist." % (flag_name, path))
+def validate_flags():
+  """Checks every flag before any graph is built.
 
+  Every problem is reported, one line each, and the run exits (status 1);
+  checks that read files run once the flags naming them are sound.
 
-def _checkpoint_to_use():
-  """Latest checkpoint in --output_dir, else --init_checkpoint, else None."""
-  if tf.gfile.IsDirectory(FLAGS.output_dir):
-    latest = tf.train.latest_checkpoint(FLAGS.output_dir)
-    if latest:
-      return latest
-  if FLAGS.init_checkpoint:
-    return modeling.resolve_checkpoint_path(FLAGS.init_checkpoint)
-  return None
-
-
-def validate_flags_or_throw(bert_config):
-  """Checks flag values and their combinations before any graph is built.
-
-  Raises:
-    ValueError: naming the offending flags.
+  Returns:
+    (bert_config, tokenizer, lite_model or None).
   """
-  if FLAGS.hub_module_url:
-    raise ValueError("TF-Hub modules are not supported; use --init_checkpoint "
-                     "(got --hub_module_url=%s)." % FLAGS.hub_module_url)
-  if not (FLAGS.do_train or FLAGS.do_predict or FLAGS.export_dir):
-    raise ValueError("At least one of --do_train, --do_predict or "
-                     "--export_dir must be given.")
-  if bool(FLAGS.vocab_file) == bool(FLAGS.spm_model_file):
-    raise ValueError("Exactly one of --vocab_file and --spm_model_file is "
-                     "required (got --vocab_file=%s, --spm_model_file=%s)." %
-                     (FLAGS.vocab_file, FLAGS.spm_model_file))
-  _require_file("vocab_file" if FLAGS.vocab_file else "spm_model_file",
-                "tokenization")
-  tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
-                                                FLAGS.init_checkpoint)
+  problems = run_utils.FlagProblems("run_squad.py")
+  bert_config = problems.load_config("bert_config_file",
+                                     FLAGS.bert_config_file)
+  problems.check(not FLAGS.hub_module_url,
+                 "TF-Hub modules are not supported; use --init_checkpoint "
+                 "(got --hub_module_url=%s)." % FLAGS.hub_module_url)
+  problems.check(FLAGS.do_train or FLAGS.do_predict or FLAGS.export_dir,
+                 "At least one of --do_train, --do_predict or --export_dir "
+                 "must be given.")
+  if problems.check(bool(FLAGS.vocab_file) != bool(FLAGS.spm_model_file),
+                    "Exactly one of --vocab_file and --spm_model_file is "
+                    "required (got --vocab_file=%s, --spm_model_file=%s)." %
+                    (FLAGS.vocab_file, FLAGS.spm_model_file)):
+    name = "vocab_file" if FLAGS.vocab_file else "spm_model_file"
+    problems.require_file(name, getattr(FLAGS, name), "tokenization")
+  problems.call(tokenization.validate_case_matches_checkpoint,
+                FLAGS.do_lower_case, FLAGS.init_checkpoint)
   if FLAGS.init_checkpoint:
-    modeling.resolve_checkpoint_path(FLAGS.init_checkpoint)
-
+    problems.call(checkpoints.resolve_checkpoint_path, FLAGS.init_checkpoint,
+                  prefix="--init_checkpoint: ")
   if FLAGS.do_train:
-    _require_file("train_file", "--do_train")
+    problems.require_file("train_file", FLAGS.train_file, "--do_train")
   if FLAGS.do_predict:
-    _require_file("predict_file", "--do_predict")
+    problems.require_file("predict_file", FLAGS.predict_file, "--do_predict")
   if FLAGS.lite_model_path:
-    if not FLAGS.do_predict:
-      raise ValueError("--lite_model_path=%s is only used with --do_predict." %
-                       FLAGS.lite_model_path)
-    _require_file("lite_model_path", "TF-Lite prediction")
+    problems.check(FLAGS.do_predict,
+                   "--lite_model_path=%s is only used with --do_predict." %
+                   FLAGS.lite_model_path)
+    problems.require_file("lite_model_path", FLAGS.lite_model_path,
+                          "TF-Lite prediction")
 
-  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-    raise ValueError(
+  if bert_config is not None:
+    problems.check(
+        FLAGS.max_seq_length <= bert_config.max_position_embeddings,
         "Cannot use --max_seq_length=%d because the model in "
         "--bert_config_file=%s was trained with max_position_embeddings=%d." %
         (FLAGS.max_seq_length, FLAGS.bert_config_file,
          bert_config.max_position_embeddings))
-  if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
-    raise ValueError(
-        "--max_seq_length (%d) must be greater than --max_query_length (%d) "
-        "+ 3 to leave room for the document." %
-        (FLAGS.max_seq_length, FLAGS.max_query_length))
-  for flag_name in ("doc_stride", "max_query_length", "n_best_size",
+    if FLAGS.use_quantized_training:
+      problems.call(modeling.check_quantizable, bert_config,
+                    prefix="--use_quantized_training with "
+                    "--bert_config_file=%s: " % FLAGS.bert_config_file)
+  problems.check(
+      FLAGS.max_seq_length > FLAGS.max_query_length + 3,
+      "--max_seq_length (%d) must be greater than --max_query_length (%d) + 3 "
+      "to leave room for the document." %
+      (FLAGS.max_seq_length, FLAGS.max_query_length))
+  problems.positive(FLAGS, "doc_stride", "max_query_length", "n_best_size",
                     "max_answer_length", "train_batch_size",
                     "predict_batch_size", "save_checkpoints_steps",
-                    "iterations_per_loop"):
-    if getattr(FLAGS, flag_name) <= 0:
-      raise ValueError("--%s must be positive (got %d)." %
-                       (flag_name, getattr(FLAGS, flag_name)))
-  if FLAGS.do_train and FLAGS.num_train_epochs <= 0:
-    raise ValueError("--num_train_epochs must be positive (got %r)." %
-                     FLAGS.num_train_epochs)
-  if not 0.0 <= FLAGS.warmup_proportion <= 1.0:
-    raise ValueError("--warmup_proportion must be in [0, 1] (got %r)." %
-                     FLAGS.warmup_proportion)
-
-  if FLAGS.use_quantized_training:
-    try:
-      modeling.check_quantizable(bert_config)
-    except ValueError as error:
-      raise ValueError("--use_quantized_training with --bert_config_file=%s: "
-                       "%s" % (FLAGS.bert_config_file, error))
+                    "iterations_per_loop")
+  if FLAGS.do_train:
+    problems.check(FLAGS.num_train_epochs > 0,
+                   "--num_train_epochs must be positive (got %r)." %
+                   FLAGS.num_train_epochs)
+  problems.check(0.0 <= FLAGS.warmup_proportion <= 1.0,
+                 "--warmup_proportion must be in [0, 1] (got %r)." %
+                 FLAGS.warmup_proportion)
 
   if FLAGS.export_dir:
-    export_tflite.check_export_supported(FLAGS.use_quantized_training,
-                                         FLAGS.use_post_quantization,
-                                         FLAGS.activation_quantization)
+    problems.call(export_tflite.check_export_supported,
+                  FLAGS.use_quantized_training, FLAGS.use_post_quantization,
+                  FLAGS.activation_quantization)
     if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
                                           FLAGS.use_post_quantization,
                                           FLAGS.activation_quantization):
-      _require_file("train_file", "the integer TF-Lite model (it is "
-                    "calibrated on the first %d questions)" %
-                    REPRESENTATIVE_EXAMPLES)
+      problems.require_file(
+          "train_file", FLAGS.train_file,
+          "the integer TF-Lite model (it is calibrated on the first %d "
+          "questions)" % export_tflite.CALIBRATION_EXAMPLES)
+  problems.call(file_checks.check_writable_dir, FLAGS.output_dir,
+                "output_dir")
+  problems.call(file_checks.check_writable_dir, FLAGS.export_dir,
+                "export_dir")
+  problems.exit_if_any()
 
+  # The flags are sound; now the files they name.
+  tokenizer = problems.tokenizer(FLAGS, bert_config.vocab_size)
+  lite_model = None
+  if FLAGS.lite_model_path:
+    lite_model = problems.call(export_tflite.lite_model_for_task,
+                               FLAGS.lite_model_path, "start_logits",
+                               FLAGS.max_seq_length)
+  resumed_from = checkpoints.checkpoint_to_use(FLAGS.output_dir,
+                                               FLAGS.init_checkpoint)
   needs_checkpoint = (FLAGS.export_dir or
                       (FLAGS.do_predict and not FLAGS.lite_model_path))
-  if needs_checkpoint and not FLAGS.do_train and _checkpoint_to_use() is None:
-    raise ValueError(
-        "Prediction and export without --do_train need trained weights, but "
-        "--output_dir=%s has no checkpoint and --init_checkpoint is not set." %
-        FLAGS.output_dir)
-
-  file_checks.check_writable_dir(FLAGS.output_dir, "output_dir")
-  file_checks.check_writable_dir(FLAGS.export_dir, "export_dir")
-  if FLAGS.lite_model_path:
-    export_tflite.LiteModel(FLAGS.lite_model_path)
+  problems.check(
+      not needs_checkpoint or FLAGS.do_train or resumed_from is not None,
+      "Prediction and export without --do_train need trained weights, but "
+      "--output_dir=%s has no checkpoint and --init_checkpoint is not set." %
+      FLAGS.output_dir)
   # Every checkpoint this run restores, once each: the one it starts from
   # and the one it resumes (or predicts and exports) from, often the same.
-  checkpoints = set()
+  restored = set()
   if FLAGS.init_checkpoint:
-    checkpoints.add(modeling.resolve_checkpoint_path(FLAGS.init_checkpoint))
-  resumed_from = _checkpoint_to_use()
+    restored.add(checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint))
   if resumed_from:
-    checkpoints.add(resumed_from)
-  for checkpoint in sorted(checkpoints):
-    modeling.check_checkpoint(checkpoint, bert_config)
+    restored.add(resumed_from)
+  for checkpoint in sorted(restored):
+    problems.call(modeling.check_checkpoint, checkpoint, bert_config)
+  problems.exit_if_any()
+  return bert_config, tokenizer, lite_model
 
 
 def compute_span_loss(logits, positions):
@@ -321,9 +314,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate,
           scaffold_fn=scaffold_fn)
 
     predictions = {"start_logits": start_logits, "end_logits": end_logits}
-    # Serving inputs carry no unique_ids; pass them through only when present
-    # (the original dropped them whenever --export_dir was set, which broke
-    # prediction in the same run).
+    # Serving inputs carry no unique_ids; pass them through only when present,
+    # so prediction and export can share a run.
     if "unique_ids" in features:
       predictions["unique_ids"] = features["unique_ids"]
     return tf.estimator.tpu.TPUEstimatorSpec(
@@ -333,16 +325,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate,
 
 
 def _make_estimator(model_fn):
-  return estimator_utils.make_estimator(
-      model_fn, FLAGS.output_dir, use_tpu=FLAGS.use_tpu,
-      tpu_name=FLAGS.tpu_name, tpu_zone=FLAGS.tpu_zone,
-      gcp_project=FLAGS.gcp_project, master=FLAGS.master,
-      num_tpu_cores=FLAGS.num_tpu_cores,
-      iterations_per_loop=FLAGS.iterations_per_loop,
-      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      tf_random_seed=FLAGS.random_seed,
-      train_batch_size=FLAGS.train_batch_size,
-      predict_batch_size=FLAGS.predict_batch_size)
+  return estimator_utils.make_estimator_from_flags(
+      model_fn, FLAGS, predict_batch_size=FLAGS.predict_batch_size)
 
 
 def train(bert_config, tokenizer):
@@ -354,16 +338,9 @@ def train(bert_config, tokenizer):
           FLAGS.spm_model_file, FLAGS.do_lower_case, FLAGS.max_seq_length,
           FLAGS.doc_stride, FLAGS.max_query_length,
           FLAGS.version_2_with_negative))
-  # As in the original, steps are counted over questions, not windows, so
-  # published epoch counts keep their meaning.
-  num_train_steps = int(num_examples / FLAGS.train_batch_size *
-                        FLAGS.num_train_epochs)
-  if num_train_steps < 1:
-    raise ValueError(
-        "No training steps: %d questions / --train_batch_size=%d * "
-        "--num_train_epochs=%r is below 1." %
-        (num_examples, FLAGS.train_batch_size, FLAGS.num_train_epochs))
-  num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+  num_train_steps, num_warmup_steps = run_utils.train_steps(
+      num_examples, FLAGS.train_batch_size, FLAGS.num_train_epochs,
+      FLAGS.warmup_proportion, unit="questions")
   tf.logging.info("***** Running training *****")
   tf.logging.info("  Num questions = %d", num_examples)
   tf.logging.info("  Num features (windows) = %d", num_features)
@@ -416,11 +393,8 @@ def _estimator_results(bert_config, features):
       eval_record, FLAGS.max_seq_length, is_training=False,
       drop_remainder=False)
   results = []
-  for result in estimator.predict(predict_input_fn,
-                                  yield_single_examples=True):
-    if len(results) % 1000 == 0:
-      tf.logging.info("Processing feature %d of %d", len(results),
-                      len(features))
+  for result in estimator_utils.predict_with_progress(
+      estimator, predict_input_fn, len(features)):
     unique_id = int(result["unique_ids"])
     _check_finite(unique_id, result["start_logits"], result["end_logits"])
     results.append(squad_postprocess.RawResult(
@@ -429,24 +403,10 @@ def _estimator_results(bert_config, features):
   return results
 
 
-def _lite_results(features):
+def _lite_results(lite_model, features):
   """RawResults for `features` from the TF-Lite model, one at a time."""
-  lite_model = export_tflite.LiteModel(FLAGS.lite_model_path)
-  tf.logging.info("Predicting with %s on %s.", FLAGS.lite_model_path,
-                  lite_model.runtime)
-  if lite_model.sequence_length != FLAGS.max_seq_length:
-    raise ValueError(
-        "--lite_model_path=%s takes sequences of %d tokens but "
-        "--max_seq_length=%d; pass the length the model was exported with." %
-        (FLAGS.lite_model_path, lite_model.sequence_length,
-         FLAGS.max_seq_length))
   results = []
-  for feature in features:
-    if len(results) % 1000 == 0:
-      tf.logging.info("TF-Lite: feature %d of %d", len(results),
-                      len(features))
-    outputs = lite_model.run(feature.input_ids, feature.input_mask,
-                             feature.segment_ids)
+  for feature, outputs in zip(features, lite_model.predict(features)):
     start_logits = np.reshape(outputs["start_logits"], [-1])
     end_logits = np.reshape(outputs["end_logits"], [-1])
     _check_finite(feature.unique_id, start_logits, end_logits)
@@ -456,14 +416,14 @@ def _lite_results(features):
   return results
 
 
-def predict(bert_config, tokenizer):
+def predict(bert_config, tokenizer, lite_model):
   """Predicts --predict_file, writes the prediction files and metrics."""
   examples, features = _featurise(FLAGS.predict_file, tokenizer)
   tf.logging.info("***** Running predictions *****")
   tf.logging.info("  Num questions = %d", len(examples))
   tf.logging.info("  Num features (windows) = %d", len(features))
-  if FLAGS.lite_model_path:
-    results = _lite_results(features)
+  if lite_model is not None:
+    results = _lite_results(lite_model, features)
   else:
     results = _estimator_results(bert_config, features)
 
@@ -513,32 +473,23 @@ def evaluate(predictions, null_odds):
         na_prob_thresh=FLAGS.null_score_diff_threshold)
   else:
     metrics = squad_metrics.evaluate_v1(dataset, predictions)
-  path = os.path.join(FLAGS.output_dir, EVAL_RESULTS_FILE)
-  with tf.gfile.GFile(path, "w") as writer:
-    writer.write(json.dumps(metrics, indent=2) + "\n")
-  tf.logging.info("***** Eval results (%s) *****", path)
-  for key, value in metrics.items():
-    tf.logging.info("  %s = %s", key, value)
+  run_utils.write_eval_results(FLAGS.output_dir, metrics)
 
 
 def export(bert_config, tokenizer):
   """Exports a SavedModel and TF-Lite models to --export_dir."""
-  checkpoint = _checkpoint_to_use()
-  if checkpoint is None:
-    raise ValueError("Nothing to export: --output_dir=%s has no checkpoint "
-                     "and --init_checkpoint is not set." % FLAGS.output_dir)
+  checkpoint = checkpoints.checkpoint_to_use(FLAGS.output_dir,
+                                             FLAGS.init_checkpoint)
   representative_features = None
   if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
                                         FLAGS.use_post_quantization,
                                         FLAGS.activation_quantization):
     _, features = _featurise(FLAGS.train_file, tokenizer,
-                             max_examples=REPRESENTATIVE_EXAMPLES)
-    representative_features = [
-        {"input_ids": f.input_ids, "input_mask": f.input_mask,
-         "segment_ids": f.segment_ids} for f in features]
+                             max_examples=export_tflite.CALIBRATION_EXAMPLES)
+    representative_features = export_tflite.calibration_inputs(features)
     tf.logging.info("Representative dataset: %d features from the first %d "
                     "questions of %s.", len(representative_features),
-                    REPRESENTATIVE_EXAMPLES, FLAGS.train_file)
+                    export_tflite.CALIBRATION_EXAMPLES, FLAGS.train_file)
   tf.logging.info("Exporting %s to %s", checkpoint, FLAGS.export_dir)
   paths = export_tflite.export(
       bert_config, checkpoint, FLAGS.export_dir, FLAGS.max_seq_length,
@@ -554,25 +505,17 @@ def export(bert_config, tokenizer):
 
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
-  # Bad flags, files and data raise ValueError naming them: the run ends with
-  # that one line (and nothing written by an earlier stage is lost).
-  try:
-    bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-    validate_flags_or_throw(bert_config)
-    tokenizer = tokenization.create_tokenizer(
-        vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
-        do_lower_case=FLAGS.do_lower_case, vocab_size=bert_config.vocab_size)
+  bert_config, tokenizer, lite_model = validate_flags()
+  # Bad data found later (and an export this graph cannot make) ends the
+  # run with one line too; files written by an earlier stage stay.
+  with run_utils.one_line_errors("run_squad.py"):
     tf.gfile.MakeDirs(FLAGS.output_dir)
     if FLAGS.do_train:
       train(bert_config, tokenizer)
     if FLAGS.do_predict:
-      predict(bert_config, tokenizer)
+      predict(bert_config, tokenizer, lite_model)
     if FLAGS.export_dir:
       export(bert_config, tokenizer)
-  except export_tflite.IntegerExportError as error:
-    sys.exit("run_squad.py: --export_dir: %s" % error)
-  except ValueError as error:
-    sys.exit("run_squad.py: %s" % error)
 
 
 if __name__ == "__main__":

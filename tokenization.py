@@ -199,8 +199,8 @@ def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True,
     tokenizer = SentencePieceTokenizer(spm_model_file,
                                        do_lower_case=do_lower_case)
   else:
-    raise ValueError("One of --vocab_file (a WordPiece vocab.txt) or "
-                     "--spm_model_file (a SentencePiece .model) is required.")
+    raise ValueError("One of vocab_file (a WordPiece vocab.txt) or "
+                     "spm_model_file (a SentencePiece .model) is required.")
   if vocab_size is not None:
     check_vocab_fits_config(tokenizer, vocab_size, vocab_file, spm_model_file)
   return tokenizer
@@ -217,20 +217,20 @@ def check_vocab_fits_config(tokenizer, vocab_size, vocab_file=None,
   Args:
     tokenizer: a FullTokenizer or SentencePieceTokenizer.
     vocab_size: the BertConfig's vocab_size.
-    vocab_file: the --vocab_file it was read from, or None.
-    spm_model_file: the --spm_model_file it was read from, or None.
+    vocab_file: the WordPiece file it was read from, or None.
+    spm_model_file: the SentencePiece model it was read from, or None.
 
   Raises:
-    ValueError: naming the flag and both sizes.
+    ValueError: naming the file and both sizes.
   """
   size = len(tokenizer.inv_vocab)
-  source = ("--vocab_file=%s" % vocab_file if vocab_file else
-            "--spm_model_file=%s" % spm_model_file)
+  source = ("vocabulary %s" % vocab_file if vocab_file else
+            "SentencePiece model %s" % spm_model_file)
   if size > vocab_size:
     raise ValueError(
-        "%s has %d tokens but the model's vocab_size (--bert_config_file) is "
-        "%d: ids %d..%d have no embedding. Use the vocabulary the checkpoint "
-        "was trained with." % (source, size, vocab_size, vocab_size, size - 1))
+        "the %s has %d tokens but the config's vocab_size is %d: ids %d..%d "
+        "have no embedding. Use the vocabulary the checkpoint was trained "
+        "with." % (source, size, vocab_size, vocab_size, size - 1))
 
 
 class FullTokenizer(object):
@@ -449,11 +449,11 @@ class SentencePieceTokenizer(object):
       import sentencepiece  # pylint: disable=g-import-not-at-top
     except ImportError:
       raise ImportError(
-          "--spm_model_file needs the `sentencepiece` package: "
+          "SentencePiece models need the `sentencepiece` package: "
           "pip install sentencepiece (it is in requirements.txt).")
     if not spm_model_file or not tf.gfile.Exists(spm_model_file):
       raise ValueError(
-          "SentencePiece model %r does not exist (check --spm_model_file)."
+          "SentencePiece model %r does not exist."
           % (spm_model_file,))
     with tf.gfile.GFile(spm_model_file, "rb") as reader:
       serialized_model = reader.read()

@@ -42,7 +42,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 PEER_MODULES = ("numpy", "torch", "transformers", "onnx", "onnxruntime")
 
-# Defaults of the original BertConfig (reference_spec 1.1) for keys a JSON
+# Defaults of the original BertConfig (docs/architecture.md, section 1) for keys a JSON
 # config may leave out; transformers' own defaults differ (e.g. hidden_act).
 ORIGINAL_CONFIG_DEFAULTS = {
     "hidden_size": 768,

@@ -9,7 +9,7 @@ benchmark's thread count).  No implementation that does all of
 the model's multiply-adds in float32 can beat it, so "latency / bound" says how
 much of the machine a runtime leaves unused.
 
-The count follows the architecture of reference_spec section 2 / Appendix A:
+The count follows the architecture of docs/architecture.md, sections 2-3:
 embedding projection, per-layer bottlenecks, query/key/value, attention scores
 and context, attention output, the stacked FFNs, the output bottleneck and the
 SQuAD head.  Element-wise work (norms, activations, softmax) is not counted; it

@@ -43,7 +43,7 @@ TINY_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
 SEQ_LENGTHS = (128, 384)
 QUICK_SEQ_LENGTH = 32
 # SQuAD v1.1 train has about 88k questions; the goal is featurising it in
-# under 3 minutes (issue 8).
+# under 3 minutes (README, Benchmarks).
 SQUAD_TRAIN_QUESTIONS = 88000
 FEATURISATION_BUDGET_SECONDS = 180.0
 
@@ -246,7 +246,7 @@ def table_rows(seq_lengths, train_seq_length, int8_dot_product):
     list of Row.
   """
   rows = []
-  # Goals of issue 8 at sequence 384, by (our model kind, peer).  Both of our
+  # Latency goals at sequence 384 (README, Benchmarks), by (our model kind, peer).  Both of our
   # integer kinds answer the int8 goal: dynamic-range is the same scheme as
   # ONNX Runtime's dynamic int8, full-integer the one integer-only
   # accelerators need.

@@ -1,6 +1,6 @@
 """An independent numpy forward pass of MobileBERT / BERT for the tests.
 
-Written from reference_spec.md section 2 and Appendix A only, without looking
+Written from docs/architecture.md (sections 1-4) only, without looking
 at modeling.py, so that the tests compare TensorFlow against a second,
 independent reading of the spec.  Everything is computed in float64; weights
 come in as a dict {checkpoint variable name: numpy array}, so a name that
@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-# Constructor defaults of BertConfig (reference_spec 1.1).  "mask_mode" is this
-# project's switch between the two attention-mask versions (reference_spec 2.6).
+# Constructor defaults of BertConfig (docs/architecture.md, section 1).  "mask_mode" is this
+# project's switch between the two attention-mask versions (docs/architecture.md, section 4).
 CONFIG_DEFAULTS = {
     "vocab_size": None,
     "hidden_size": 768,
@@ -123,7 +123,7 @@ def trigram_concat(word_embeddings):
 
 
 def embeddings(config, weights, input_ids, token_type_ids):
-  """The embedding block (reference_spec 2.3), inference mode.
+  """The embedding block (docs/architecture.md, section 2), inference mode.
 
   Args:
     config: completed config dict.
@@ -181,7 +181,7 @@ def attention_scores_and_context(query, key, value, input_mask, mask_mode):
 
 
 def transformer_layer(config, weights, layer_index, x, input_mask):
-  """One encoder block (reference_spec 2.5), inference mode.
+  """One encoder block (docs/architecture.md, section 3), inference mode.
 
   Args:
     config: completed config dict.

@@ -26,7 +26,7 @@ import run_all  # pylint: disable=g-import-not-at-top,wrong-import-position
 OPT_CONFIG = os.path.join(REPO_ROOT, "config",
                           "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json")
 
-# Kernel shapes of one OPT layer, copied from reference_spec 2.8.1.  Every
+# Kernel shapes of one OPT layer, copied from docs/architecture.md 5.1.  Every
 # kernel [in, out] costs in*out multiply-adds per token.
 OPT_LAYER_KERNELS = (
     [(512, 128), (512, 128),            # bottleneck input / attention

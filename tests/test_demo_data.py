@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -244,3 +246,40 @@ def test_squad_json_reads_back_through_squad_data(tmp_path):
   with open(path, encoding="utf-8") as reader:
     assert json.load(reader) == train
   assert os.path.getsize(path) > 0
+
+
+_PROGRESS_DRIVER = r"""
+import io, json, sys
+import demo
+stream = io.StringIO()
+progress = demo.ProgressLine(stream)
+shown = []
+for line in sys.stdin:
+  if progress.update(line):
+    shown.append(progress.text())
+print(json.dumps(shown))
+"""
+
+
+def test_demo_progress_line_reads_the_scripts_log_lines():
+  """The console's progress line, from log lines the scripts really print."""
+  lines = [
+      "INFO:tensorflow:***** Running phase 2 in /x: steps 0 -> 400, batch 8, "
+      "seq 64 *****",
+      "INFO:tensorflow:some other line",
+      "INFO:tensorflow:global_step/sec: 4",
+      "INFO:tensorflow:examples/sec: 32.5",
+      "INFO:tensorflow:global_step = 100, loss = 2.25 (25.0 sec)",
+      "INFO:tensorflow:Predicting: example 1000 of 3000",
+  ]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  process = subprocess.run(
+      [sys.executable, "-c", _PROGRESS_DRIVER], input="\n".join(lines) + "\n",
+      cwd=root, env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="2"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+      timeout=300)
+  assert process.returncode == 0, process.stderr[-3000:]
+  shown = json.loads(process.stdout.strip().splitlines()[-1])
+  # Step 100 of 400 at 4 steps/s: 300 steps, 75 s, left.
+  assert shown[-2] == "  step 100/400, loss 2.25, 32 examples/s, 1m15s left", shown
+  assert shown[-1].endswith(", predicting 1000 of 3000"), shown

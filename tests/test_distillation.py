@@ -352,7 +352,7 @@ def test_warmup_gating_freezing_and_loss_decrease(tmp_path):
   assert "cls/predictions/extra_output_weights" in copied
   for name in copied:
     np.testing.assert_array_equal(start[name], reader.get_tensor(name))
-  # The teacher has no NSP head in the distillation graph (spec 3.1).
+  # The teacher has no NSP head in the distillation graph (docs/distillation.md, section 2).
   teacher_names = [n for n in reader.get_variable_to_shape_map()
                    if not n.startswith("cls/seq_relationship")]
   assert len(teacher_names) > 20

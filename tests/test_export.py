@@ -3,7 +3,7 @@
 References are independent of the code under test: logits come from the
 numpy MobileBERT in tests/numpy_mobilebert.py (written from the spec) plus the
 SQuAD head computed here; integer-op expectations are derived by hand from
-reference_spec 6.2/6.3.  Integer exports need TF 2.15 and are skipped on
+docs/quantization_and_export.md.  Integer exports need TF 2.15 and are skipped on
 TF 1.15, where the refusal itself is tested.
 """
 
@@ -232,15 +232,32 @@ def float_export(tmp_path_factory):
   calibration = _features(rng, CALIBRATION_FEATURES, config_dict["vocab_size"],
                           min_length=8)
   tests = _features(np.random.RandomState(1), 4, config_dict["vocab_size"])
-  paths = export_tflite.export(
-      modeling.BertConfig.from_dict(config_dict), prefix + ".index",
-      str(root / "export"), SEQ, use_post_quantization=True,
-      activation_quantization=tf_compat.IS_TF2,
-      representative_features=calibration)
+  # Without python's bin directory on PATH (where TF 1.15's converter
+  # lives), as when a venv's python is run by path; export() must find the
+  # converter and leave PATH as it was.
+  saved_path = os.environ.get("PATH", "")
+  bin_dir = os.path.dirname(sys.executable)
+  os.environ["PATH"] = os.pathsep.join(
+      p for p in saved_path.split(os.pathsep) if p != bin_dir)
+  caller_path = os.environ["PATH"]
+  try:
+    paths = export_tflite.export(
+        modeling.BertConfig.from_dict(config_dict), prefix + ".index",
+        str(root / "export"), SEQ, use_post_quantization=True,
+        activation_quantization=tf_compat.IS_TF2,
+        representative_features=calibration)
+    path_after_export = os.environ["PATH"]
+  finally:
+    os.environ["PATH"] = saved_path
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
           "features": tests, "references": references, "root": root,
-          "calibration": calibration}
+          "calibration": calibration, "caller_path": caller_path,
+          "path_after_export": path_after_export}
+
+
+def test_export_leaves_the_callers_path_alone(float_export):
+  assert float_export["path_after_export"] == float_export["caller_path"]
 
 
 def test_export_writes_the_asked_files_only(float_export):
@@ -662,7 +679,7 @@ def test_qat_export_files(qat_export):
 @NEEDS_TF2
 def test_qat_integer_model_keeps_the_learned_ranges(qat_export):
   """Calibration fills in only what QAT learns no range for: a tensor behind
-  a fake-quant node keeps the node's range (reference_spec 6.3: the context
+  a fake-quant node keeps the node's range (docs/quantization_and_export.md 2: the context
   P.V has one, `.../attention/self/MobileBertActFakeQuantWithMinMaxVars_3`)."""
   reader = tf.train.load_checkpoint(qat_export["prefix"])
   scope = ("bert/encoder/layer_0/attention/self/"
@@ -872,7 +889,7 @@ def _answer_token_weights(answer_id, config_dict, rng, score):
   SQuAD head (or classifier) reads unit 0 with weight 1.  The random blocks
   perturb that signal, as a trained model's other features would, without
   drowning it: the residual paths carry the embedding through
-  (reference_spec 2.5).
+  (docs/architecture.md, section 3).
   """
   embedding_size = config_dict["embedding_size"]
 
@@ -1025,14 +1042,6 @@ def test_metadata_skipped_without_tokenizer_file(float_export):
         float_export["paths"]["float"])
 
 
-def _run_squad(args):
-  process = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "run_squad.py")] + args, cwd=ROOT,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, universal_newlines=True, check=False)
-  assert process.returncode == 0, process.stderr[-4000:]
-
-
 def _squad_vocab(datasets, path, vocab_size):
   """Every lower-cased word and punctuation mark of the sets, then fillers."""
   import tokenization  # pylint: disable=g-import-not-at-top
@@ -1110,7 +1119,7 @@ def test_squad_f1_through_tflite_matches_tensorflow(tmp_path):
             "--doc_stride=32", "--predict_batch_size=4"]
   export_dir = str(tmp_path / "export")
   integer = tf_compat.IS_TF2
-  _run_squad(common + [
+  script_helpers.run_script("run_squad.py", common + [
       "--output_dir=" + str(tmp_path / "tf"), "--init_checkpoint=" + prefix,
       "--train_file=" + train_file, "--export_dir=" + export_dir,
       "--use_post_quantization", "--activation_quantization=%s" % integer])
@@ -1121,7 +1130,7 @@ def test_squad_f1_through_tflite_matches_tensorflow(tmp_path):
     runs["int8"] = str(tmp_path / "lite_int8")
     models["int8"] = "model_int8.tflite"
   for kind, model in models.items():
-    _run_squad(common + ["--output_dir=" + runs[kind],
+    script_helpers.run_script("run_squad.py", common + ["--output_dir=" + runs[kind],
                          "--lite_model_path=" + os.path.join(export_dir,
                                                              model)])
   results, predictions = {}, {}

@@ -1,8 +1,8 @@
-"""Tests for modeling.py against the reference spec and a numpy forward pass.
+"""Tests for modeling.py against docs/architecture.md and a numpy forward pass.
 
 The expected variable inventories below are written out from
-reference_spec.md 2.8; the forward passes are checked against
-tests/numpy_mobilebert.py, a numpy implementation of reference_spec 2 written
+docs/architecture.md section 5; the forward passes are checked against
+tests/numpy_mobilebert.py, a numpy implementation of docs/architecture.md written
 without reading modeling.py.
 """
 
@@ -22,6 +22,7 @@ sys.path.insert(0, TESTS_DIR)
 
 import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
 
+import checkpoints  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
 import numpy_mobilebert  # pylint: disable=g-import-not-at-top
 
@@ -31,7 +32,7 @@ CONFIG_DIR = os.path.join(REPO_ROOT, "config")
 TOLERANCE = 1e-5
 
 # ---------------------------------------------------------------------------
-# Variable inventories, written out from reference_spec 2.8.
+# Variable inventories, written out from docs/architecture.md section 5.
 # ---------------------------------------------------------------------------
 
 OPT_EMBEDDINGS = [
@@ -187,7 +188,7 @@ def _assert_same_inventory(expected, actual):
   missing = sorted(set(map(str, expected)) - set(map(str, actual)))
   unexpected = sorted(set(map(str, actual)) - set(map(str, expected)))
   assert not missing and not unexpected, (
-      "variable inventory differs from reference_spec 2.8:\nmissing: %s\n"
+      "variable inventory differs from docs/architecture.md 5:\nmissing: %s\n"
       "unexpected: %s" % (missing[:20], unexpected[:20]))
   assert expected == actual
 
@@ -620,7 +621,7 @@ def test_init_from_checkpoint_shape_mismatch_names_variable_and_shapes(
 def test_init_from_checkpoint_missing_file_is_a_clear_error(tmp_path):
   missing = str(tmp_path / "no_such_model.ckpt")
   with pytest.raises(ValueError, match="no_such_model.ckpt"):
-    modeling.resolve_checkpoint_path(missing)
+    checkpoints.resolve_checkpoint_path(missing)
   with tf.Graph().as_default():
     tf.get_variable("bert/embeddings/word_embeddings", [4, 2])
     with pytest.raises(ValueError, match="no_such_model.ckpt"):

@@ -69,7 +69,7 @@ def excluded(name):
 
 
 def numpy_layer_wise(name, step, spp):
-  """(lr_mult, gate) of reference_spec 4.3 written from the formulas."""
+  """(lr_mult, gate) of docs/distillation.md section 4 written from the formulas."""
   if not name.startswith("bert/encoder/layer_"):
     return 0.0, 0.0
   layer = int(name.split("/")[2][len("layer_"):])

@@ -2,8 +2,6 @@
 
 import os
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,9 +10,9 @@ import tensorflow.compat.v1 as tf
 
 import create_pretraining_data
 import pretraining_data
+import script_helpers
 import tokenization
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["w%d" % i for i in range(60)]
@@ -44,14 +42,6 @@ def write_corpus(tmp_path, num_docs=12, seed=0):
   return vocab_file, corpus
 
 
-def run_script(args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "create_pretraining_data.py"] + args,
-                        cwd=REPO, env=env, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, universal_newlines=True,
-                        timeout=120)
-
-
 def read_examples(path):
   examples = []
   for record in tf.python_io.tf_record_iterator(path):
@@ -69,15 +59,14 @@ def generated(tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp("cpd")
   vocab_file, corpus = write_corpus(tmp_path)
   output = str(tmp_path / "out.tfrecord")
-  result = run_script([
+  _, output_text = script_helpers.run_script("create_pretraining_data.py", [
       "--input_file=" + corpus, "--output_file=" + output,
       "--vocab_file=" + vocab_file, "--do_lower_case=true",
       "--max_seq_length=%d" % SEQ, "--max_predictions_per_seq=%d" % MAX_PRED,
       "--masked_lm_prob=0.15", "--dupe_factor=5", "--short_seq_prob=0.1",
       "--random_seed=7"])
-  assert result.returncode == 0, result.stderr[-3000:]
   vocab = {w: i for i, w in enumerate(SPECIALS + WORDS + PIECES)}
-  return read_examples(output), vocab, result.stdout, vocab_file, corpus
+  return read_examples(output), vocab, output_text, vocab_file, corpus
 
 
 def test_features_and_layout(generated):
@@ -187,10 +176,31 @@ def test_input_fn_batches(generated, tmp_path):
   assert batch["next_sentence_labels"].shape == (3, 1)
 
 
-def test_missing_input_is_reported(tmp_path):
-  vocab_file, _ = write_corpus(tmp_path, num_docs=2)
-  result = run_script(["--input_file=" + str(tmp_path / "nope*.txt"),
-                       "--output_file=" + str(tmp_path / "o.tfrecord"),
-                       "--vocab_file=" + vocab_file])
-  assert result.returncode != 0
-  assert "--input_file" in result.stderr and "nope*.txt" in result.stderr
+def test_bad_flags_end_in_one_line_each(tmp_path):
+  """Every problem of the flags is reported, one line each, no traceback."""
+  vocab_file, corpus = write_corpus(tmp_path, num_docs=2)
+  output = str(tmp_path / "o.tfrecord")
+  undecodable = tmp_path / "latin1.txt"
+  undecodable.write_bytes(b"caf\xe9 au lait\n")
+  good = ["--input_file=" + corpus, "--output_file=" + output,
+          "--vocab_file=" + vocab_file]
+  results = script_helpers.run_main_per_argv("create_pretraining_data", [
+      ["--input_file=" + str(tmp_path / "nope*.txt"), "--output_file=" + output,
+       "--vocab_file=" + vocab_file],
+      good + ["--masked_lm_prob=1.5", "--dupe_factor=0",
+              "--max_seq_length=4"],
+      good + ["--spm_model_file=" + vocab_file],
+      ["--input_file=" + str(undecodable), "--output_file=" + output,
+       "--vocab_file=" + vocab_file],
+  ])
+  assert all(r["exit"] == 1 and "traceback" not in r for r in results), results
+  lines = [r["message"].splitlines() for r in results]
+  assert len(lines[0]) == 1 and "--input_file" in lines[0][0]
+  assert "nope*.txt" in lines[0][0]
+  # Three independent problems, three lines, in the order they are checked.
+  assert [l.split(": ", 1)[1].split(" ")[0] for l in lines[1]] == [
+      "--max_seq_length", "--masked_lm_prob", "--dupe_factor"], lines[1]
+  assert all(l.startswith("create_pretraining_data.py: ") for l in lines[1])
+  assert "exactly one of --vocab_file and --spm_model_file" in lines[2][0]
+  assert "latin1.txt line 1 is not UTF-8 text" in lines[3][0], lines[3]
+  assert not os.path.exists(output)

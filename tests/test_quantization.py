@@ -1,6 +1,6 @@
 """Tests for the QAT fake-quantizers and their placement in BertModel.
 
-Expected values come from reference_spec 2.8.4 and 6.3: a numpy fake-quant
+Expected values come from docs/quantization_and_export.md sections 1-2: a numpy fake-quant
 written here (TF's nudged-zero-point rounding), a numpy zero-debiased EMA, and
 the list of quantizer scopes of one MobileBERT layer derived by hand from the
 insertion points of 6.3.
@@ -51,7 +51,7 @@ def numpy_fake_quant(x, range_min, range_max, narrow_range):
 
 
 def numpy_debiased_ema(values):
-  """Zero-debiased EMA (decay 0.999) after each value, as in reference_spec 6.3."""
+  """Zero-debiased EMA (decay 0.999) after each value, docs/quantization_and_export.md 1."""
   biased = 0.0
   results = []
   for step, value in enumerate(values, start=1):
@@ -174,7 +174,7 @@ def test_quantizer_variables_names_collections_and_initial_values():
 
 
 def _expected_layer_quantizers(prefix, num_feedforward_networks):
-  """Quantizer scopes of one kq-shared bottleneck layer, from reference_spec 6.3.
+  """Quantizer scopes of one kq-shared bottleneck layer, from docs/quantization_and_export.md 2.
 
   Every dense layer: one activation quantizer on its input and one weight
   quantizer, both inside the dense layer's scope.  Every NoNorm: one

@@ -101,17 +101,6 @@ def _make_mnli(directory):
   return test
 
 
-def _run(args, expect_success=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  process = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, "run_classifier.py")] + args,
-      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      universal_newlines=True)
-  if expect_success and process.returncode != 0:
-    raise AssertionError("run_classifier.py failed:\n" + process.stderr[-6000:])
-  return process
-
-
 def _read_eval_results(path):
   results = {}
   with open(path) as f:
@@ -141,7 +130,7 @@ def trained_mnli(tmp_path_factory):
   config_file = _write_config(root, vocab_size)
   output_dir = os.path.join(root, "output")
   export_dir = os.path.join(root, "export")
-  _run(["--task_name=MNLI", "--data_dir=" + data_dir,
+  script_helpers.run_script("run_classifier.py", ["--task_name=MNLI", "--data_dir=" + data_dir,
         "--bert_config_file=" + config_file, "--vocab_file=" + vocab_file,
         "--output_dir=" + output_dir, "--export_dir=" + export_dir,
         "--do_train", "--do_eval", "--do_predict", "--use_post_quantization",
@@ -157,6 +146,9 @@ def trained_mnli(tmp_path_factory):
 def test_tiny_model_learns_the_keyword_task(trained_mnli):
   results = _read_eval_results(
       os.path.join(trained_mnli["output_dir"], "eval_results.txt"))
+  # The JSON copy holds the same numbers, for tools.
+  with open(os.path.join(trained_mnli["output_dir"], "eval_results.json")) as f:
+    assert json.load(f) == pytest.approx(results)
   # 384 examples / batch 16 * 20 epochs.
   assert results["global_step"] == 480
   for split in ("matched", "mismatched"):
@@ -227,7 +219,7 @@ def test_tflite_float_export_agrees_with_numpy(trained_mnli):
 
 def test_eval_through_tflite_matches_estimator_eval(trained_mnli, tmp_path):
   lite_output = str(tmp_path / "lite")
-  _run(["--task_name=mnli", "--data_dir=" + trained_mnli["data_dir"],
+  script_helpers.run_script("run_classifier.py", ["--task_name=mnli", "--data_dir=" + trained_mnli["data_dir"],
         "--bert_config_file=" + trained_mnli["config_file"],
         "--vocab_file=" + trained_mnli["vocab_file"],
         "--output_dir=" + lite_output, "--do_eval",
@@ -466,31 +458,35 @@ def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
 
 
 def test_invalid_flags_are_all_reported_before_any_graph(tmp_path):
-  process = _run(["--task_name=xnli", "--bert_config_file=" + str(tmp_path / "none.json"),
-                  "--output_dir=" + str(tmp_path / "out")], expect_success=False)
-  assert process.returncode != 0
-  assert "Traceback" not in process.stderr
+  code, output = script_helpers.run_script(
+      "run_classifier.py",
+      ["--task_name=xnli", "--bert_config_file=" + str(tmp_path / "none.json"),
+       "--output_dir=" + str(tmp_path / "out")], expect_success=False)
+  assert code == 1
+  assert "Traceback" not in output
   for expected in ("unknown --task_name 'xnli'", "cola, sst-2, mrpc, sts-b, qqp, "
                    "mnli, qnli, rte, wnli", "At least one of --do_train, --do_eval, "
                    "--do_predict or --export_dir", "--vocab_file and --spm_model_file",
                    "none.json"):
-    assert expected in process.stderr
+    assert expected in output
 
 
 def test_config_and_data_problems_name_the_flags(tmp_path):
   vocab_file, vocab_size = _write_vocab(str(tmp_path))
   config_file = _write_config(str(tmp_path), vocab_size)
-  process = _run(["--task_name=RTE", "--bert_config_file=" + config_file,
-                  "--vocab_file=" + vocab_file, "--data_dir=" + str(tmp_path),
-                  "--output_dir=" + str(tmp_path / "out"), "--do_eval",
-                  "--max_seq_length=65", "--use_quantized_training"],
-                 expect_success=False)
-  assert process.returncode != 0
-  assert "Traceback" not in process.stderr
-  assert "--max_seq_length=65 exceeds max_position_embeddings=64" in process.stderr
-  assert "hidden_act must be relu6" in process.stderr
-  assert "has no dev.tsv" in process.stderr
-  assert "--do_eval needs trained weights" in process.stderr
+  code, output = script_helpers.run_script(
+      "run_classifier.py",
+      ["--task_name=RTE", "--bert_config_file=" + config_file,
+       "--vocab_file=" + vocab_file, "--data_dir=" + str(tmp_path),
+       "--output_dir=" + str(tmp_path / "out"), "--do_eval",
+       "--max_seq_length=65", "--use_quantized_training"],
+      expect_success=False)
+  assert code == 1
+  assert "Traceback" not in output
+  assert "--max_seq_length=65 exceeds max_position_embeddings=64" in output
+  assert "hidden_act must be relu6" in output
+  assert "has no dev.tsv" in output
+  assert "--do_eval needs trained weights" in output
 
 
 def test_malformed_row_stops_with_file_and_line(tmp_path):
@@ -500,13 +496,15 @@ def test_malformed_row_stops_with_file_and_line(tmp_path):
     f.write("sentence\tlabel\ngood movie\t1\nbroken row without label\n")
   vocab_file, vocab_size = _write_vocab(str(tmp_path))
   config_file = _write_config(str(tmp_path), vocab_size)
-  process = _run(["--task_name=sst-2", "--bert_config_file=" + config_file,
-                  "--vocab_file=" + vocab_file, "--data_dir=" + data_dir,
-                  "--output_dir=" + str(tmp_path / "out"), "--do_train",
-                  "--max_seq_length=16"], expect_success=False)
-  assert process.returncode != 0
-  assert "Traceback" not in process.stderr
-  assert os.path.join(data_dir, "train.tsv") + " line 3" in process.stderr
+  code, output = script_helpers.run_script(
+      "run_classifier.py",
+      ["--task_name=sst-2", "--bert_config_file=" + config_file,
+       "--vocab_file=" + vocab_file, "--data_dir=" + data_dir,
+       "--output_dir=" + str(tmp_path / "out"), "--do_train",
+       "--max_seq_length=16"], expect_success=False)
+  assert code == 1
+  assert "Traceback" not in output
+  assert os.path.join(data_dir, "train.tsv") + " line 3" in output
   assert not os.path.exists(str(tmp_path / "out" / "train.tf_record"))
 
 

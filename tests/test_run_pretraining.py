@@ -360,8 +360,8 @@ def test_invalid_flags_stop_before_any_graph(workdir, teacher_dir):
         try:
           run_pretraining.validate_flags_and_load_configs()
           print("NO ERROR")
-        except ValueError as error:
-          print("ERROR: " + str(error).replace("\\n", " "))
+        except SystemExit as error:
+          print("ERROR: " + str(error.code).replace("\\n", " "))
       """) % {"bad": workdir / "bad_teacher.json", "root": workdir,
               "teacher": workdir / "teacher.json", "damaged": damaged,
               "good": os.path.join(teacher_dir[0], "model.ckpt-16")}

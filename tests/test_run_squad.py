@@ -136,7 +136,7 @@ def fixture_resumed(workspace, trained):
 
 
 def test_resume_predict_and_export_in_one_run(trained, resumed):
-  assert "Reusing cached training features" in resumed["log"]
+  assert "Reusing cached features" in resumed["log"]
   latest = tf.train.latest_checkpoint(resumed["output_dir"])
   assert latest.endswith("model.ckpt-%d" % RESUME_STEPS)
   # With learning rate 0 the weights can only equal the first run's if
@@ -201,17 +201,16 @@ def test_lite_prediction_matches_estimator(workspace, trained, resumed):
 
 _VALIDATION_DRIVER = r"""
 import json, sys
-import modeling, run_squad
+import run_squad
 results = []
 for argv in json.loads(sys.argv[1]):
   run_squad.FLAGS.unparse_flags()
   run_squad.FLAGS(["run_squad"] + argv)
-  config = modeling.BertConfig.from_json_file(run_squad.FLAGS.bert_config_file)
   try:
-    run_squad.validate_flags_or_throw(config)
+    run_squad.validate_flags()
     results.append(None)
-  except ValueError as error:
-    results.append(str(error))
+  except SystemExit as error:
+    results.append(str(error.code))
 print("RESULTS=" + json.dumps(results))
 """
 
@@ -247,6 +246,10 @@ def test_flag_validation(workspace):
                 "--activation_quantization=true"],
        "only applies together with --use_post_quantization"),
   ]
+  # Independent problems are all reported, one "run_squad.py: ..." line each.
+  cases.append((train + ["--max_seq_length=256", "--warmup_proportion=2",
+                         "--doc_stride=0"],
+                "run_squad.py: Cannot use --max_seq_length=256"))
   argvs = [base + extra for extra, _ in cases]
   # The QAT config passes the QAT check.
   argvs.append(["--bert_config_file=" + TINY_QAT_CONFIG] + base[1:] + train +
@@ -265,6 +268,12 @@ def test_flag_validation(workspace):
       assert got is None, (argv, got)
     else:
       assert got is not None and want in got, (argv, want, got)
+  several = results[len(cases) - 1].splitlines()
+  assert len(several) == 3 and all(
+      line.startswith("run_squad.py: --") or
+      line.startswith("run_squad.py: Cannot") for line in several), several
+  assert "--warmup_proportion must be in [0, 1]" in several[2], several
+  assert "--doc_stride must be positive" in several[1], several
 
 
 # --- SQuAD 2.0 ------------------------------------------------------------

@@ -5,9 +5,7 @@ Expected positions, windows and max-context flags are worked out by hand in
 the comments next to each assertion.
 """
 
-import collections
 import json
-import os
 
 import numpy as np
 import pytest

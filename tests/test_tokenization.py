@@ -6,7 +6,7 @@ absl flags in the test process, where they clash with other scripts' flags of
 the same name (--do_lower_case).
 
 Expected tokens are written out by hand from BERT's documented behaviour
-(reference_spec section 8); SentencePiece results are checked against the
+(docs/architecture.md, section 6); SentencePiece results are checked against the
 sentencepiece library itself.
 """
 
@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+import script_helpers
 import tokenization
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -398,31 +399,24 @@ def test_built_vocab_covers_its_text(tmp_path):
   assert "##中" in vocab and u"ü" not in vocab
 
 
-def _run_build_vocab(*args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO_DIR, "build_vocab.py")] + list(args),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO_DIR,
-      universal_newlines=True, timeout=300)
-
-
 def test_build_vocab_script(tmp_path):
   _write_lines(tmp_path / "part1.txt", WALK_TEXT[:1])
   _write_lines(tmp_path / "part2.txt", WALK_TEXT[1:])
   output_file = str(tmp_path / "vocab.txt")
-  result = _run_build_vocab(
+  script_helpers.run_script("build_vocab.py", [
       "--input_file=%s" % (tmp_path / "part*.txt"),
-      "--output_file=%s" % output_file, "--vocab_size=29", "--do_lower_case")
-  assert result.returncode == 0, result.stderr
+      "--output_file=%s" % output_file, "--vocab_size=29", "--do_lower_case"])
   with open(output_file, encoding="utf-8") as reader:
     written = reader.read().split("\n")
   assert written[-1] == ""
   assert written[:-1] == WALK_VOCAB[:29]
 
-  bad = _run_build_vocab("--input_file=%s" % (tmp_path / "nothing*.txt"),
-                         "--output_file=%s" % output_file)
-  assert bad.returncode != 0
-  assert "--input_file" in bad.stderr and "matches no file" in bad.stderr
+  code, output = script_helpers.run_script(
+      "build_vocab.py", ["--input_file=%s" % (tmp_path / "nothing*.txt"),
+                         "--output_file=%s" % output_file],
+      expect_success=False)
+  assert code == 1
+  assert "--input_file" in output and "matches no file" in output
 
 
 def test_truncate_longer_first_pops_the_longer_end():
@@ -451,3 +445,16 @@ def test_truncate_longer_at_random_end_uses_the_coin():
   a, b = list("ab"), list("xyz")
   tokenization.truncate_longer_at_random_end(a, b, 4, random.Random(0))
   assert a == list("ab") and len(b) == 2 and "".join(b) in ("xy", "yz")
+
+
+def test_build_vocab_bad_flags_end_in_one_line_each(tmp_path):
+  code, output = script_helpers.run_script(
+      "build_vocab.py", ["--input_file=%s" % (tmp_path / "none*.txt"),
+                         "--output_file=%s" % (tmp_path / "vocab.txt"),
+                         "--vocab_size=3"], expect_success=False)
+  assert code == 1 and "Traceback" not in output
+  lines = [l for l in output.splitlines() if l.startswith("build_vocab.py: ")]
+  assert len(lines) == 2, output[-3000:]
+  assert "--vocab_size=3 must be larger than the 5 special tokens" in lines[0]
+  assert "--input_file" in lines[1] and "none*.txt" in lines[1]
+  assert not os.path.exists(str(tmp_path / "vocab.txt"))

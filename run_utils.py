@@ -1,0 +1,171 @@
+"""What the run_* scripts share besides their flags.
+
+* `FlagProblems`: a script's flag validation collects every problem before
+  any graph is built; they are reported together, one line each, and the
+  process ends with exit status 1 and no traceback.
+* `one_line_errors`: a ValueError raised later (a malformed data file, an
+  export this runtime cannot do) ends the run the same way.
+* `train_steps`: epochs to steps, as BERT counts them.
+* `write_eval_results`: `eval_results.txt` ("key = value" lines, where the
+  original scripts wrote them) and the same numbers as `eval_results.json`,
+  the file tools (the demo, the bench, tests) read.
+"""
+
+import contextlib
+import json
+import os
+import sys
+
+import tensorflow.compat.v1 as tf
+
+import file_checks
+import modeling
+import tokenization
+
+EVAL_RESULTS_TEXT = "eval_results.txt"
+EVAL_RESULTS_JSON = "eval_results.json"
+
+
+class FlagProblems(object):
+  """Problems with a script's flags, each one line naming the flag.
+
+  Checks that depend on an earlier one (e.g. on a config that loads) run
+  only when `ok()`; independent checks all run, so a user fixes every flag
+  in one go.
+  """
+
+  def __init__(self, script_name):
+    self.script_name = script_name
+    self.messages = []
+
+  def add(self, message):
+    self.messages.append(file_checks.first_line(message))
+
+  def check(self, condition, message):
+    """Adds `message` unless `condition` holds; returns `condition`."""
+    if not condition:
+      self.add(message)
+    return bool(condition)
+
+  def call(self, function, *args, **kwargs):
+    """Runs a check that raises ValueError; returns its result or None.
+
+    A keyword `prefix` (e.g. "--init_checkpoint: ") is put before the
+    error's message.
+    """
+    prefix = kwargs.pop("prefix", "")
+    try:
+      return function(*args, **kwargs)
+    except ValueError as error:
+      self.add(prefix + file_checks.first_line(error))
+      return None
+
+  def require_file(self, flag_name, path, needed_for):
+    """--flag_name must be set and name an existing file or directory."""
+    if not path:
+      self.add("--%s is required for %s." % (flag_name, needed_for))
+    elif not tf.gfile.Exists(path):
+      self.add("--%s=%s does not exist." % (flag_name, path))
+
+  def require_flags(self, flags_values, *flag_names):
+    """Each named flag must be set."""
+    for name in flag_names:
+      self.check(getattr(flags_values, name), "--%s is required." % name)
+
+  def load_config(self, flag_name, path):
+    """The BertConfig in --flag_name=path, or None with the problem added.
+
+    An unset flag gives None silently: `require_flags` reports it.
+    """
+    if not path:
+      return None
+    return self.call(modeling.BertConfig.from_json_file, path,
+                     prefix="--%s: " % flag_name)
+
+  def tokenizer(self, flags_values, vocab_size):
+    """The tokenizer of --vocab_file / --spm_model_file, or None.
+
+    flags_values needs vocab_file, spm_model_file and do_lower_case; a
+    vocabulary larger than `vocab_size` (the config's) is a problem.
+    """
+    flag_name = "vocab_file" if flags_values.vocab_file else "spm_model_file"
+    return self.call(tokenization.create_tokenizer,
+                     vocab_file=flags_values.vocab_file,
+                     spm_model_file=flags_values.spm_model_file,
+                     do_lower_case=flags_values.do_lower_case,
+                     vocab_size=vocab_size,
+                     prefix="--%s=%s: " % (flag_name,
+                                           getattr(flags_values, flag_name)))
+
+  def positive(self, flags_values, *flag_names):
+    """Each named integer flag must be > 0."""
+    for name in flag_names:
+      value = getattr(flags_values, name)
+      self.check(value > 0, "--%s must be positive, got %r." % (name, value))
+
+  def ok(self):
+    return not self.messages
+
+  def exit_if_any(self):
+    """Prints every problem to stderr, then exits with status 1."""
+    if self.messages:
+      sys.exit("\n".join("%s: %s" % (self.script_name, message)
+                         for message in self.messages))
+
+
+@contextlib.contextmanager
+def one_line_errors(script_name):
+  """A ValueError inside the block ends the process with one line, status 1.
+
+  The message goes to stderr as "script_name: message"; files written before
+  the error stay as they are.
+  """
+  try:
+    yield
+  except ValueError as error:
+    sys.exit("%s: %s" % (script_name, error))
+
+
+def train_steps(num_examples, batch_size, num_epochs, warmup_proportion,
+                unit="examples"):
+  """(num_train_steps, num_warmup_steps) for `num_epochs` over the data.
+
+  As in BERT, steps = int(num_examples / batch_size * num_epochs), so that
+  published epoch counts keep their meaning (SQuAD counts questions, not
+  the windows they are split into).
+
+  Raises:
+    ValueError: the run would take no step.
+  """
+  num_train_steps = int(num_examples / batch_size * num_epochs)
+  if num_train_steps < 1:
+    raise ValueError(
+        "No training step: %d %s / --train_batch_size=%d * "
+        "--num_train_epochs=%g is below 1." %
+        (num_examples, unit, batch_size, num_epochs))
+  return num_train_steps, int(num_train_steps * warmup_proportion)
+
+
+def write_eval_results(output_dir, results, title="Eval results"):
+  """Writes `results` to eval_results.txt and eval_results.json, and logs it.
+
+  Args:
+    output_dir: the run's --output_dir.
+    results: dict name -> number (numpy scalars are converted).
+    title: the log heading.
+
+  Returns:
+    The path of the JSON file.
+  """
+  plain = {key: (value.item() if hasattr(value, "item") else value)
+           for key, value in results.items()}
+  tf.logging.info("***** %s *****", title)
+  with tf.gfile.GFile(os.path.join(output_dir, EVAL_RESULTS_TEXT),
+                      "w") as writer:
+    for key in sorted(plain):
+      tf.logging.info("  %s = %s", key, plain[key])
+      writer.write("%s = %s\n" % (key, plain[key]))
+  json_path = os.path.join(output_dir, EVAL_RESULTS_JSON)
+  with tf.gfile.GFile(json_path, "w") as writer:
+    writer.write(json.dumps(plain, indent=2, sort_keys=True) + "\n")
+  return json_path
