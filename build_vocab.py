@@ -65,12 +65,15 @@ def validate_flags():
     The input files.
   """
   problems = run_utils.FlagProblems("build_vocab.py")
+  problems.require_flags(FLAGS, "input_file", "output_file")
   problems.check(FLAGS.vocab_size > len(tokenization.SPECIAL_TOKENS),
                  "--vocab_size=%d must be larger than the %d special tokens."
                  % (FLAGS.vocab_size, len(tokenization.SPECIAL_TOKENS)))
-  input_files = problems.call(pretraining_data.expand_input_patterns,
-                              FLAGS.input_file)
-  output_dir = os.path.dirname(FLAGS.output_file)
+  input_files = None
+  if FLAGS.input_file:
+    input_files = problems.call(pretraining_data.expand_input_patterns,
+                                FLAGS.input_file)
+  output_dir = os.path.dirname(FLAGS.output_file or "")
   problems.check(not output_dir or tf.gfile.IsDirectory(output_dir),
                  "--output_file=%s: directory %s does not exist." %
                  (FLAGS.output_file, output_dir))
@@ -95,6 +98,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("input_file")
-  flags.mark_flag_as_required("output_file")
   tf.app.run()

@@ -49,7 +49,13 @@ import subprocess
 import sys
 import time
 
-import tensorflow.compat.v1 as tf
+# The stage commands get the caller's TensorFlow log level; this process only
+# reads records and event files, so its import-time C++ lines (CUDA factory
+# registration on CPU builds) are kept off the console.
+_STAGE_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import checkpoints
 import demo_data
@@ -302,8 +308,7 @@ def run_command(args, log_path):
   """
   print("\n$ " + format_command(args), flush=True)
   print("  output: %s" % display_path(log_path), flush=True)
-  env = dict(os.environ)
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=_STAGE_LOG_LEVEL)
   env["PYTHONUNBUFFERED"] = "1"
   # TF 1.15's TF-Lite converter runs a program installed beside python.
   env["PATH"] = os.pathsep.join(

@@ -472,8 +472,10 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
         "The %s model cannot be made integer-only: %s" %
         (kind, _converter_error_summary(error)))
   model, num_symmetric = symmetric_matmul_operands(model)
-  tf.logging.info("%s model: %d matmul operands made symmetric for XNNPACK.",
-                  kind, num_symmetric)
+  model, num_widened = xnnpack_compatible_scales(model)
+  tf.logging.info("%s model: %d matmul operands made symmetric and %d "
+                  "near-empty scales widened for XNNPACK.", kind,
+                  num_symmetric, num_widened)
   # Compute ops first: they are what the message is about.
   float_ops = sorted(float_compute_ops(model),
                      key=lambda text: text.startswith("QUANTIZE "))
@@ -686,6 +688,165 @@ def symmetric_matmul_operands(model):
         subgraph.tensors[index].quantization.zeroPoint = [0]
       changed += 1
   return editable.to_bytes(), changed
+
+
+# Ops whose int8 inputs and output must share one quantization: changing
+# the scale of one of these tensors changes all of them.
+_PARAMETER_TIED_OPS = _VALUE_PRESERVING_OPS + (
+    "GATHER", "STRIDED_SLICE", "PAD", "UNPACK", "CONCATENATION")
+# The scale ratios XNNPACK's int8 operators accept (it refuses to create the
+# whole delegate otherwise): FULLY_CONNECTED and BATCH_MATMUL need
+# input * filter / output < 2^8; MUL needs a * b / output in [2^-16, 2^8);
+# ADD and SUB need each input / output in [2^-10, 2^8).
+_MAX_REQUANTIZATION_RATIO = 2.0 ** 8
+_MIN_MUL_RATIO = 2.0 ** -16
+_MIN_ADD_RATIO = 2.0 ** -10
+# Widened scales land this far inside the bound, clear of float rounding.
+_RATIO_MARGIN = 1.01
+
+
+def xnnpack_compatible_scales(model):
+  """Widens int8 scales that break XNNPACK's ratio limits.
+
+  A calibrated range can be almost empty: a ReLU that no calibration feature
+  activates (a dead FFN unit block) or attention scores that are ~0 in a
+  layer give scales near 1e-8, and their ratios to the neighbouring scales
+  leave XNNPACK's limits, so LiteRT cannot create the delegate for the whole
+  model.  Each offending tensor's scale is widened just enough (its zero
+  point kept, so the range still covers what calibration saw); the values
+  lost are below the resolution of the tensors they are combined with.
+  Tensors tied to a constant or to a SOFTMAX output are never changed.
+
+  Args:
+    model: integer model bytes.
+
+  Returns:
+    (model bytes, number of tensors widened).
+  """
+  editable = _EditableModel(model)
+  op_type = editable.op_type
+  int8 = editable.schema.TensorType.INT8
+  widened = set()
+  for subgraph in editable.model.subgraphs:
+    tensors = subgraph.tensors
+    tied = _tied_tensor_groups(subgraph, op_type)
+    consumers = collections.defaultdict(list)
+    for operator in subgraph.operators:
+      for index in operator.inputs:
+        consumers[index].append(operator)
+    fixed = set()
+    for index, tensor in enumerate(tensors):
+      buffer = editable.model.buffers[tensor.buffer]
+      if tensor.buffer and buffer.data is not None and len(buffer.data):
+        fixed.update(tied[index])
+    for operator in subgraph.operators:
+      if op_type(operator) == "SOFTMAX":
+        fixed.update(tied[operator.outputs[0]])
+
+    def scale(index):
+      quantization = tensors[index].quantization
+      if (tensors[index].type != int8 or quantization is None or
+          quantization.scale is None or len(quantization.scale) == 0):
+        return None
+      return max(quantization.scale)
+
+    def widen(index, new_scale):
+      if index in fixed or scale(index) is None or new_scale <= scale(index):
+        return False
+      for member in tied[index]:
+        if scale(member) is not None:
+          tensors[member].quantization.scale = [float(new_scale)]
+          widened.add((id(subgraph), member))
+          for consumer in consumers[member]:
+            if (op_type(consumer) == "FULLY_CONNECTED" and
+                consumer.inputs[0] == member and len(consumer.inputs) > 2 and
+                consumer.inputs[2] >= 0):
+              _requantize_bias(editable, subgraph, consumer)
+      return True
+
+    for _ in range(10):
+      changed = False
+      for operator in subgraph.operators:
+        kind = op_type(operator)
+        inputs = [i for i in operator.inputs if i >= 0]
+        output = operator.outputs[0]
+        if scale(output) is None or any(scale(i) is None
+                                        for i in inputs[:2]):
+          continue
+        if kind in ("FULLY_CONNECTED", "BATCH_MATMUL"):
+          product = scale(inputs[0]) * scale(inputs[1])
+          if product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
+            changed |= widen(output, product * _RATIO_MARGIN /
+                             _MAX_REQUANTIZATION_RATIO)
+        elif kind == "MUL":
+          product = scale(inputs[0]) * scale(inputs[1])
+          if product / scale(output) < _MIN_MUL_RATIO:
+            smaller = min(inputs[:2], key=scale)
+            other = inputs[1] if smaller == inputs[0] else inputs[0]
+            changed |= widen(smaller, _MIN_MUL_RATIO * _RATIO_MARGIN *
+                             scale(output) / scale(other))
+          elif product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
+            changed |= widen(output, product * _RATIO_MARGIN /
+                             _MAX_REQUANTIZATION_RATIO)
+        elif kind in ("ADD", "SUB"):
+          for index in inputs[:2]:
+            ratio = scale(index) / scale(output)
+            if ratio < _MIN_ADD_RATIO:
+              changed |= widen(index, _MIN_ADD_RATIO * _RATIO_MARGIN *
+                               scale(output))
+            elif ratio >= _MAX_REQUANTIZATION_RATIO:
+              changed |= widen(output, scale(index) * _RATIO_MARGIN /
+                               _MAX_REQUANTIZATION_RATIO)
+      if not changed:
+        break
+  return editable.to_bytes(), len(widened)
+
+
+def _requantize_bias(editable, subgraph, operator):
+  """Re-expresses a FULLY_CONNECTED's int32 bias in input x filter scale.
+
+  The int8 kernel takes the bias scale to be input scale * filter scale, so
+  a widened input scale needs the bias values re-expressed in the new unit.
+  """
+  tensors = subgraph.tensors
+  bias = tensors[operator.inputs[2]]
+  buffer = editable.model.buffers[bias.buffer]
+  values = np.frombuffer(bytes(bytearray(buffer.data)), dtype="<i4")
+  real = values.astype(np.float64) * np.asarray(bias.quantization.scale)
+  new_scales = (tensors[operator.inputs[0]].quantization.scale[0] *
+                np.asarray(tensors[operator.inputs[1]].quantization.scale))
+  limit = np.iinfo(np.int32)
+  quantized = np.clip(np.round(real / new_scales), limit.min, limit.max)
+  buffer.data = np.frombuffer(quantized.astype("<i4").tobytes(),
+                              dtype=np.uint8)
+  bias.quantization.scale = [float(value) for value in new_scales]
+  bias.quantization.zeroPoint = [0] * len(new_scales)
+
+
+def _tied_tensor_groups(subgraph, op_type):
+  """{tensor index: set of the tensor indices sharing its quantization}."""
+  parent = list(range(len(subgraph.tensors)))
+
+  def root(index):
+    while parent[index] != index:
+      parent[index] = parent[parent[index]]
+      index = parent[index]
+    return index
+
+  for operator in subgraph.operators:
+    kind = op_type(operator)
+    if kind not in _PARAMETER_TIED_OPS:
+      continue
+    # The first input carries the values (the others are indices, shapes or
+    # paddings), except for CONCATENATION, whose every input does.
+    data = ([i for i in operator.inputs if i >= 0]
+            if kind == "CONCATENATION" else operator.inputs[:1])
+    for index in list(data) + list(operator.outputs):
+      parent[root(index)] = root(operator.outputs[0])
+  groups = collections.defaultdict(set)
+  for index in range(len(parent)):
+    groups[root(index)].add(index)
+  return {index: groups[root(index)] for index in range(len(parent))}
 
 
 def float_compute_ops(model):

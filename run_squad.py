@@ -156,6 +156,7 @@ def validate_flags():
     (bert_config, tokenizer, lite_model or None).
   """
   problems = run_utils.FlagProblems("run_squad.py")
+  problems.require_flags(FLAGS, "bert_config_file", "output_dir")
   bert_config = problems.load_config("bert_config_file",
                                      FLAGS.bert_config_file)
   problems.check(not FLAGS.hub_module_url,
@@ -519,6 +520,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("bert_config_file")
-  flags.mark_flag_as_required("output_dir")
   tf.app.run()

@@ -7,8 +7,8 @@
   export this runtime cannot do) ends the run the same way.
 * `train_steps`: epochs to steps, as BERT counts them.
 * `write_eval_results`: `eval_results.txt` ("key = value" lines, where the
-  original scripts wrote them) and the same numbers as `eval_results.json`,
-  the file tools (the demo, the bench, tests) read.
+  published scripts wrote them) and the same numbers as `eval_results.json`,
+  the file the demo and the tests read.
 """
 
 import contextlib
@@ -29,9 +29,10 @@ EVAL_RESULTS_JSON = "eval_results.json"
 class FlagProblems(object):
   """Problems with a script's flags, each one line naming the flag.
 
-  Checks that depend on an earlier one (e.g. on a config that loads) run
-  only when `ok()`; independent checks all run, so a user fixes every flag
-  in one go.
+  Independent checks all run, so a user fixes every flag in one go.  Checks
+  that read the files the flags name (checkpoints, TF-Lite models,
+  vocabularies) come after a first `exit_if_any()`, once those flags are
+  sound.
   """
 
   def __init__(self, script_name):
@@ -102,9 +103,6 @@ class FlagProblems(object):
     for name in flag_names:
       value = getattr(flags_values, name)
       self.check(value > 0, "--%s must be positive, got %r." % (name, value))
-
-  def ok(self):
-    return not self.messages
 
   def exit_if_any(self):
     """Prints every problem to stderr, then exits with status 1."""

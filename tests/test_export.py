@@ -1170,3 +1170,69 @@ def test_read_representative_features_from_a_tfrecord(tmp_path):
        "segment_ids": [0, 1, 0]}]
   with pytest.raises(ValueError, match="length 3, not --max_seq_length=4"):
     export_tflite.read_representative_features(path, 4, limit=2)
+
+
+def _xnnpack_ratio_violations(path):
+  """Ops of an int8 file outside XNNPACK's scale-ratio limits, computed here
+  from the file's own quantization parameters (the limits of XNNPACK's int8
+  FULLY_CONNECTED / BATCH_MATMUL, MUL and ADD operators)."""
+  interpreter = tf.lite.Interpreter(model_path=path)
+  details = {d["index"]: d for d in interpreter.get_tensor_details()}
+
+  def scale(index):
+    scales = details[index]["quantization_parameters"]["scales"]
+    return float(np.max(scales)) if len(scales) else None
+
+  violations = []
+  for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+    inputs = [i for i in op["inputs"] if i >= 0]
+    out = scale(op["outputs"][0])
+    if out is None or any(scale(i) is None for i in inputs[:2]):
+      continue
+    name = op["op_name"]
+    if name in ("FULLY_CONNECTED", "BATCH_MATMUL", "MUL"):
+      ratio = scale(inputs[0]) * scale(inputs[1]) / out
+      low = 2.0 ** -16 if name == "MUL" else 2.0 ** -32
+      if not low <= ratio < 256.0:
+        violations.append((name, ratio))
+    elif name in ("ADD", "SUB"):
+      for index in inputs[:2]:
+        if not 2.0 ** -10 <= scale(index) / out < 256.0:
+          violations.append((name, scale(index) / out))
+  return violations
+
+
+@NEEDS_TF2
+def test_int8_export_with_dead_units_still_runs_on_xnnpack(tmp_path):
+  """Short training can leave a layer whose FFN never fires and whose
+  attention scores are ~0; their calibrated ranges are almost empty.  The
+  integer file must still satisfy XNNPACK's ratio limits (LiteRT otherwise
+  cannot create the delegate at all) and give the float file's logits."""
+  rng = np.random.RandomState(5)
+  config_dict = _small_config()
+
+  def values(name, shape):
+    value = _random_value(name, shape, rng)
+    if name == "bert/encoder/layer_1/ffn_layer_0/intermediate/dense/bias":
+      return np.full(shape, -50.0)      # ReLU never fires
+    if name.startswith("bert/encoder/layer_0/attention/self/query/"):
+      return value * 1e-6               # scores ~0 in layer 0
+    return value
+
+  prefix, weights = _write_checkpoint(config_dict, str(tmp_path), rng,
+                                      values=values)
+  calibration = _features(rng, CALIBRATION_FEATURES,
+                          config_dict["vocab_size"], min_length=8)
+  paths = export_tflite.export(
+      modeling.BertConfig.from_dict(config_dict), prefix, str(tmp_path / "x"),
+      SEQ, use_post_quantization=True, activation_quantization=True,
+      representative_features=calibration)
+  assert _xnnpack_ratio_violations(paths["int8"]) == []
+  tests = _features(np.random.RandomState(6), 4, config_dict["vocab_size"])
+  references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
+  scale = max(np.abs(r[name]).max() for r in references
+              for name in ("start_logits", "end_logits"))
+  model = export_tflite.LiteModel(paths["int8"])
+  if importlib.util.find_spec("ai_edge_litert") is not None:
+    assert model.runtime.startswith("LiteRT ")
+  assert _max_abs_diff(model, tests, references) < 0.1 * scale

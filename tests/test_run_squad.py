@@ -475,3 +475,13 @@ def test_bad_input_ends_in_one_line(workspace, trained, monkeypatch):
   assert len(_load_json(str(root / "o9" / "predictions.json"))) == 6
   assert not os.path.exists(str(root / "o9" / "eval_results.json"))
   assert not os.path.exists(str(root / "o1"))  # refused before writing
+
+
+def test_no_flags_at_all_lists_what_is_missing():
+  code, output = script_helpers.run_script("run_squad.py", [],
+                                           expect_success=False)
+  lines = [l for l in output.splitlines() if l.startswith("run_squad.py: ")]
+  assert code == 1 and "Traceback" not in output and "FATAL" not in output
+  assert lines[:2] == ["run_squad.py: --bert_config_file is required.",
+                       "run_squad.py: --output_dir is required."], output[-2000:]
+  assert any("At least one of --do_train" in l for l in lines), lines

@@ -458,3 +458,9 @@ def test_build_vocab_bad_flags_end_in_one_line_each(tmp_path):
   assert "--vocab_size=3 must be larger than the 5 special tokens" in lines[0]
   assert "--input_file" in lines[1] and "none*.txt" in lines[1]
   assert not os.path.exists(str(tmp_path / "vocab.txt"))
+  code, output = script_helpers.run_script("build_vocab.py", [],
+                                           expect_success=False)
+  assert code == 1 and "FATAL" not in output
+  assert [l for l in output.splitlines() if l.startswith("build_vocab.py: ")
+         ] == ["build_vocab.py: --input_file is required.",
+               "build_vocab.py: --output_file is required."], output[-2000:]
