@@ -95,7 +95,7 @@ def _read_vocab_tokens(vocab_file):
     ValueError: the file does not exist or holds no token.
   """
   if not vocab_file or not tf.gfile.Exists(vocab_file):
-    raise ValueError("Vocabulary file %r does not exist (check --vocab_file)."
+    raise ValueError("Vocabulary file %r does not exist."
                      % (vocab_file,))
   with tf.gfile.GFile(vocab_file, "r") as reader:
     tokens = [convert_to_unicode(line).strip() for line in reader]
@@ -191,7 +191,7 @@ def create_tokenizer(vocab_file=None, spm_model_file=None, do_lower_case=True,
   """
   if vocab_file and spm_model_file:
     raise ValueError(
-        "Give only one of --vocab_file (%r) and --spm_model_file (%r)."
+        "Give only one of vocab_file (%r) and spm_model_file (%r)."
         % (vocab_file, spm_model_file))
   if vocab_file:
     tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)

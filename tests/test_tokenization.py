@@ -328,7 +328,7 @@ def test_sentencepiece_missing_package(monkeypatch, tmp_path):
 
 def test_create_tokenizer_arguments(tmp_path, spm_models):
   vocab_file = _write_lines(tmp_path / "vocab.txt", HAND_VOCAB)
-  with pytest.raises(ValueError, match="--vocab_file.*--spm_model_file"):
+  with pytest.raises(ValueError, match="One of vocab_file .* or spm_model_file"):
     tokenization.create_tokenizer()
   with pytest.raises(ValueError, match="only one"):
     tokenization.create_tokenizer(vocab_file=vocab_file,
