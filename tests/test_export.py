@@ -438,7 +438,7 @@ def test_op_table_counts_what_the_interpreter_reads(float_export):
 @pytest.mark.parametrize("kind", ["int8", "qat_int8"])
 def test_integer_attention_matmuls_meet_xnnpack_rules(kind, request):
   """XNNPACK takes an int8 BATCH_MATMUL only if its second operand (K, V)
-  has zero point 0 (field_notes 5)."""
+  has zero point 0 (docs/quantization_and_export.md, section 5)."""
   matmuls = [o for o in _ops(_integer_model_paths(request)[kind])
              if o["op"] == "BATCH_MATMUL"]
   assert matmuls

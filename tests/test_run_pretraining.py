@@ -154,7 +154,8 @@ def test_plain_pretraining_learns(teacher_dir):
 
 
 def distill_command(workdir, teacher_checkpoint, output_dir):
-  """The seed README's distillation command at toy scale, minus --use_tpu."""
+  """The published MobileBERT README's distillation command at toy scale,
+  minus --use_tpu (README, Distillation)."""
   return [
       "--attention_distill_factor=1",
       "--bert_config_file=%s" % (workdir / "student.json"),
