@@ -377,8 +377,6 @@ def _validate_flags():
   bert_config = problems.load_config("bert_config_file",
                                      flags_values.bert_config_file)
   problems.exit_if_any()
-  problems.tokenizer(flags_values, bert_config.vocab_size)
-  problems.exit_if_any()
   return bert_config
 
 
@@ -386,7 +384,8 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
   flags_values = tf.flags.FLAGS
   bert_config = _validate_flags()
-  # The checkpoint, vocabulary and directory are checked by export().
+  # export() checks the checkpoint, the vocabulary and the directory before
+  # converting anything.
   with run_utils.one_line_errors("export_huggingface.py"):
     paths = export(bert_config, flags_values.init_checkpoint,
                    flags_values.output_dir, task=flags_values.task,

@@ -31,8 +31,9 @@ differ from the converter's own, both for speed or accuracy on phones:
   real ones instead of their own score minus 10000 (`masked_key_scores`), so
   the int8 range of the masked scores is the real scores' range;
 * the second operand of each attention matmul (K and V) is quantized
-  symmetrically (`symmetric_matmul_operands`), which XNNPACK needs to run
-  int8 BATCH_MATMUL.
+  symmetrically, which XNNPACK needs to run int8 BATCH_MATMUL, and
+  near-empty calibrated scales are widened to XNNPACK's ratio limits
+  (`xnnpack_compatible_quantization`).
 
 Every export logs a table of the written model's ops by type and dtype.
 
@@ -431,8 +432,8 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
   scheme leaves without one (dense outputs into residual adds, the
   embeddings, the head).  With the additive mask, masked keys get
   `masked_key_scores` (see `_calibrate_masked_key_scores`) instead of their
-  own score minus 10000, and `symmetric_matmul_operands` prepares the
-  attention matmuls for XNNPACK.
+  own score minus 10000, and `xnnpack_compatible_quantization` prepares
+  the quantization for XNNPACK.
 
   Returns:
     Model bytes with int32 inputs, float32 outputs and nothing but integer
@@ -471,8 +472,7 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
     raise IntegerExportError(
         "The %s model cannot be made integer-only: %s" %
         (kind, _converter_error_summary(error)))
-  model, num_symmetric = symmetric_matmul_operands(model)
-  model, num_widened = xnnpack_compatible_scales(model)
+  model, num_symmetric, num_widened = xnnpack_compatible_quantization(model)
   tf.logging.info("%s model: %d matmul operands made symmetric and %d "
                   "near-empty scales widened for XNNPACK.", kind,
                   num_symmetric, num_widened)
@@ -630,70 +630,11 @@ def _int8_range(quantization):
   return (-128 - zero_point) * scale, (127 - zero_point) * scale
 
 
-# Ops whose output must carry their input's quantization (they move int8
-# values without requantizing them).
-_VALUE_PRESERVING_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
-
-
-def symmetric_matmul_operands(model):
-  """Gives the second operand of every int8 BATCH_MATMUL zero point 0.
-
-  XNNPACK delegates an int8 BATCH_MATMUL (Q.K^T and P.V) only when its second
-  operand is quantized symmetrically, and the calibrating converter
-  quantizes K and V asymmetrically.  This widens each such operand's range to
-  the symmetric one covering it, scale max(|min|, |max|) / 127: the op that
-  computes it (a FULLY_CONNECTED) requantizes to the new parameters, and the
-  reshapes and transposes between it and the matmul carry them unchanged.
-  An operand whose chain feeds anything else that depends on its parameters
-  is left as it is.
-
-  Args:
-    model: integer model bytes.
-
-  Returns:
-    (model bytes, number of operands changed).
-  """
-  editable = _EditableModel(model)
-  op_type = editable.op_type
-  changed = 0
-  for subgraph in editable.model.subgraphs:
-    producers, consumers = {}, collections.defaultdict(list)
-    for operator in subgraph.operators:
-      for index in operator.outputs:
-        producers[index] = operator
-      for index in operator.inputs:
-        consumers[index].append(operator)
-    for operator in subgraph.operators:
-      if op_type(operator) != "BATCH_MATMUL":
-        continue
-      operand = subgraph.tensors[operator.inputs[1]]
-      if (operand.type != editable.schema.TensorType.INT8 or
-          operand.quantization.zeroPoint[0] == 0):
-        continue
-      chain = [operator.inputs[1]]
-      while (chain[-1] in producers and
-             op_type(producers[chain[-1]]) in _VALUE_PRESERVING_OPS):
-        chain.append(producers[chain[-1]].inputs[0])
-      if chain[-1] not in producers:
-        continue
-      chain_ops = {id(producers[index]) for index in chain[:-1]}
-      chain_ops.add(id(operator))
-      if any(op_type(consumer) in _VALUE_PRESERVING_OPS and
-             id(consumer) not in chain_ops
-             for index in chain for consumer in consumers[index]):
-        continue
-      bound = max(abs(value) for value in _int8_range(operand.quantization))
-      for index in chain:
-        subgraph.tensors[index].quantization.scale = [bound / 127.0]
-        subgraph.tensors[index].quantization.zeroPoint = [0]
-      changed += 1
-  return editable.to_bytes(), changed
-
-
-# Ops whose int8 inputs and output must share one quantization: changing
-# the scale of one of these tensors changes all of them.
-_PARAMETER_TIED_OPS = _VALUE_PRESERVING_OPS + (
-    "GATHER", "STRIDED_SLICE", "PAD", "UNPACK", "CONCATENATION")
+# Ops whose int8 output must carry the quantization of their first input
+# (every input for CONCATENATION): they move values without requantizing.
+_PARAMETER_TIED_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS",
+                       "GATHER", "STRIDED_SLICE", "PAD", "UNPACK",
+                       "CONCATENATION")
 # The scale ratios XNNPACK's int8 operators accept (it refuses to create the
 # whole delegate otherwise): FULLY_CONNECTED and BATCH_MATMUL need
 # input * filter / output < 2^8; MUL needs a * b / output in [2^-16, 2^8);
@@ -705,148 +646,196 @@ _MIN_ADD_RATIO = 2.0 ** -10
 _RATIO_MARGIN = 1.01
 
 
-def xnnpack_compatible_scales(model):
-  """Widens int8 scales that break XNNPACK's ratio limits.
+def xnnpack_compatible_quantization(model):
+  """Edits an integer model's quantization to what XNNPACK can run.
 
-  A calibrated range can be almost empty: a ReLU that no calibration feature
-  activates (a dead FFN unit block) or attention scores that are ~0 in a
-  layer give scales near 1e-8, and their ratios to the neighbouring scales
-  leave XNNPACK's limits, so LiteRT cannot create the delegate for the whole
-  model.  Each offending tensor's scale is widened just enough (its zero
-  point kept, so the range still covers what calibration saw); the values
-  lost are below the resolution of the tensors they are combined with.
-  Tensors tied to a constant or to a SOFTMAX output are never changed.
+  Two edits, on tensors the calibrating converter quantized in ways LiteRT's
+  XNNPACK delegate refuses (one refused operator keeps the delegate from the
+  whole model):
+
+  * the second operand of every int8 BATCH_MATMUL (K and V) gets zero point
+    0, XNNPACK's condition for that op: its range is widened to the
+    symmetric one covering it, scale max(|min|, |max|) / 127;
+  * a near-empty calibrated range (a ReLU block no calibration feature
+    activates, attention scores ~0 in a layer: both happen after short
+    training) gives scales near 1e-8 whose ratios to their neighbours leave
+    XNNPACK's limits; each such scale is widened just enough, its zero point
+    kept, so the range still covers what calibration saw and the values lost
+    are below the resolution of the tensors they are combined with.
+
+  Each edit changes every tensor tied to the edited one through
+  `_PARAMETER_TIED_OPS` and re-expresses the bias of a FULLY_CONNECTED
+  reading it (`_TiedQuantization.set`); constants and SOFTMAX outputs are
+  never changed.
 
   Args:
     model: integer model bytes.
 
   Returns:
-    (model bytes, number of tensors widened).
+    (model bytes, operands made symmetric, tensors widened).
   """
   editable = _EditableModel(model)
-  op_type = editable.op_type
-  int8 = editable.schema.TensorType.INT8
-  widened = set()
+  num_symmetric = num_widened = 0
   for subgraph in editable.model.subgraphs:
-    tensors = subgraph.tensors
-    tied = _tied_tensor_groups(subgraph, op_type)
-    consumers = collections.defaultdict(list)
+    quantization = _TiedQuantization(editable, subgraph)
+    num_symmetric += _symmetric_matmul_operands(quantization)
+    num_widened += _widen_near_empty_scales(quantization)
+  return editable.to_bytes(), num_symmetric, num_widened
+
+
+class _TiedQuantization(object):
+  """The int8 quantization of one subgraph, edited group by group.
+
+  Tensors joined by a `_PARAMETER_TIED_OPS` op must share one quantization,
+  so an edit applies to the whole group; a group holding a constant or a
+  SOFTMAX output (whose parameters the kernel fixes) cannot be edited.
+  """
+
+  def __init__(self, editable, subgraph):
+    self.editable = editable
+    self.subgraph = subgraph
+    self.op_type = editable.op_type
+    self.tensors = subgraph.tensors
+    self.consumers = collections.defaultdict(list)
+    parent = list(range(len(self.tensors)))
+
+    def root(index):
+      while parent[index] != index:
+        parent[index] = parent[parent[index]]
+        index = parent[index]
+      return index
+
     for operator in subgraph.operators:
       for index in operator.inputs:
-        consumers[index].append(operator)
-    fixed = set()
-    for index, tensor in enumerate(tensors):
+        self.consumers[index].append(operator)
+      kind = self.op_type(operator)
+      if kind in _PARAMETER_TIED_OPS:
+        data = ([i for i in operator.inputs if i >= 0]
+                if kind == "CONCATENATION" else operator.inputs[:1])
+        for index in list(data) + list(operator.outputs):
+          parent[root(index)] = root(operator.outputs[0])
+    groups = collections.defaultdict(list)
+    for index in range(len(parent)):
+      groups[root(index)].append(index)
+    self.group = {index: groups[root(index)] for index in range(len(parent))}
+    self.fixed = set()
+    for index, tensor in enumerate(self.tensors):
       buffer = editable.model.buffers[tensor.buffer]
       if tensor.buffer and buffer.data is not None and len(buffer.data):
-        fixed.update(tied[index])
+        self.fixed.update(self.group[index])
     for operator in subgraph.operators:
-      if op_type(operator) == "SOFTMAX":
-        fixed.update(tied[operator.outputs[0]])
+      if self.op_type(operator) == "SOFTMAX":
+        self.fixed.update(self.group[operator.outputs[0]])
+    self.changed = set()
 
-    def scale(index):
-      quantization = tensors[index].quantization
-      if (tensors[index].type != int8 or quantization is None or
-          quantization.scale is None or len(quantization.scale) == 0):
-        return None
-      return max(quantization.scale)
+  def scale(self, index):
+    """The (largest) scale of an int8 tensor, or None for other tensors."""
+    tensor = self.tensors[index]
+    quantization = tensor.quantization
+    if (tensor.type != self.editable.schema.TensorType.INT8 or
+        quantization is None or quantization.scale is None or
+        len(quantization.scale) == 0):
+      return None
+    return max(quantization.scale)
 
-    def widen(index, new_scale):
-      if index in fixed or scale(index) is None or new_scale <= scale(index):
-        return False
-      for member in tied[index]:
-        if scale(member) is not None:
-          tensors[member].quantization.scale = [float(new_scale)]
-          widened.add((id(subgraph), member))
-          for consumer in consumers[member]:
-            if (op_type(consumer) == "FULLY_CONNECTED" and
-                consumer.inputs[0] == member and len(consumer.inputs) > 2 and
-                consumer.inputs[2] >= 0):
-              _requantize_bias(editable, subgraph, consumer)
-      return True
+  def zero_point(self, index):
+    return self.tensors[index].quantization.zeroPoint[0]
 
-    for _ in range(10):
-      changed = False
-      for operator in subgraph.operators:
-        kind = op_type(operator)
-        inputs = [i for i in operator.inputs if i >= 0]
-        output = operator.outputs[0]
-        if scale(output) is None or any(scale(i) is None
-                                        for i in inputs[:2]):
-          continue
-        if kind in ("FULLY_CONNECTED", "BATCH_MATMUL"):
-          product = scale(inputs[0]) * scale(inputs[1])
-          if product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
-            changed |= widen(output, product * _RATIO_MARGIN /
-                             _MAX_REQUANTIZATION_RATIO)
-        elif kind == "MUL":
-          product = scale(inputs[0]) * scale(inputs[1])
-          if product / scale(output) < _MIN_MUL_RATIO:
-            smaller = min(inputs[:2], key=scale)
-            other = inputs[1] if smaller == inputs[0] else inputs[0]
-            changed |= widen(smaller, _MIN_MUL_RATIO * _RATIO_MARGIN *
-                             scale(output) / scale(other))
-          elif product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
-            changed |= widen(output, product * _RATIO_MARGIN /
-                             _MAX_REQUANTIZATION_RATIO)
-        elif kind in ("ADD", "SUB"):
-          for index in inputs[:2]:
-            ratio = scale(index) / scale(output)
-            if ratio < _MIN_ADD_RATIO:
-              changed |= widen(index, _MIN_ADD_RATIO * _RATIO_MARGIN *
-                               scale(output))
-            elif ratio >= _MAX_REQUANTIZATION_RATIO:
-              changed |= widen(output, scale(index) * _RATIO_MARGIN /
-                               _MAX_REQUANTIZATION_RATIO)
-      if not changed:
-        break
-  return editable.to_bytes(), len(widened)
+  def set(self, index, scale, zero_point=None):
+    """Gives `index`'s group `scale` (and `zero_point`); False if fixed."""
+    if index in self.fixed or self.scale(index) is None:
+      return False
+    for member in self.group[index]:
+      if self.scale(member) is None:
+        continue
+      self.tensors[member].quantization.scale = [float(scale)]
+      if zero_point is not None:
+        self.tensors[member].quantization.zeroPoint = [zero_point]
+      self.changed.add(member)
+      for consumer in self.consumers[member]:
+        if (self.op_type(consumer) == "FULLY_CONNECTED" and
+            consumer.inputs[0] == member and len(consumer.inputs) > 2 and
+            consumer.inputs[2] >= 0):
+          self._requantize_bias(consumer)
+    return True
+
+  def widen(self, index, scale):
+    """Raises `index`'s scale to `scale` (zero point kept) if it is below."""
+    return (self.scale(index) is not None and scale > self.scale(index) and
+            self.set(index, scale))
+
+  def _requantize_bias(self, operator):
+    """Re-expresses a FULLY_CONNECTED's int32 bias in input x filter scale.
+
+    The int8 kernel takes the bias scale to be input scale * filter scale,
+    so a changed input scale needs the bias values in the new unit.
+    """
+    bias = self.tensors[operator.inputs[2]]
+    buffer = self.editable.model.buffers[bias.buffer]
+    values = np.frombuffer(bytes(bytearray(buffer.data)), dtype="<i4")
+    real = values.astype(np.float64) * np.asarray(bias.quantization.scale)
+    new_scales = (self.tensors[operator.inputs[0]].quantization.scale[0] *
+                  np.asarray(self.tensors[operator.inputs[1]].quantization.scale))
+    limit = np.iinfo(np.int32)
+    quantized = np.clip(np.round(real / new_scales), limit.min, limit.max)
+    buffer.data = np.frombuffer(quantized.astype("<i4").tobytes(),
+                                dtype=np.uint8)
+    bias.quantization.scale = [float(value) for value in new_scales]
+    bias.quantization.zeroPoint = [0] * len(new_scales)
 
 
-def _requantize_bias(editable, subgraph, operator):
-  """Re-expresses a FULLY_CONNECTED's int32 bias in input x filter scale.
-
-  The int8 kernel takes the bias scale to be input scale * filter scale, so
-  a widened input scale needs the bias values re-expressed in the new unit.
-  """
-  tensors = subgraph.tensors
-  bias = tensors[operator.inputs[2]]
-  buffer = editable.model.buffers[bias.buffer]
-  values = np.frombuffer(bytes(bytearray(buffer.data)), dtype="<i4")
-  real = values.astype(np.float64) * np.asarray(bias.quantization.scale)
-  new_scales = (tensors[operator.inputs[0]].quantization.scale[0] *
-                np.asarray(tensors[operator.inputs[1]].quantization.scale))
-  limit = np.iinfo(np.int32)
-  quantized = np.clip(np.round(real / new_scales), limit.min, limit.max)
-  buffer.data = np.frombuffer(quantized.astype("<i4").tobytes(),
-                              dtype=np.uint8)
-  bias.quantization.scale = [float(value) for value in new_scales]
-  bias.quantization.zeroPoint = [0] * len(new_scales)
-
-
-def _tied_tensor_groups(subgraph, op_type):
-  """{tensor index: set of the tensor indices sharing its quantization}."""
-  parent = list(range(len(subgraph.tensors)))
-
-  def root(index):
-    while parent[index] != index:
-      parent[index] = parent[parent[index]]
-      index = parent[index]
-    return index
-
-  for operator in subgraph.operators:
-    kind = op_type(operator)
-    if kind not in _PARAMETER_TIED_OPS:
+def _symmetric_matmul_operands(quantization):
+  """Zero point 0 for every int8 BATCH_MATMUL's second operand; the count."""
+  changed = 0
+  for operator in quantization.subgraph.operators:
+    if quantization.op_type(operator) != "BATCH_MATMUL":
       continue
-    # The first input carries the values (the others are indices, shapes or
-    # paddings), except for CONCATENATION, whose every input does.
-    data = ([i for i in operator.inputs if i >= 0]
-            if kind == "CONCATENATION" else operator.inputs[:1])
-    for index in list(data) + list(operator.outputs):
-      parent[root(index)] = root(operator.outputs[0])
-  groups = collections.defaultdict(set)
-  for index in range(len(parent)):
-    groups[root(index)].add(index)
-  return {index: groups[root(index)] for index in range(len(parent))}
+    operand = operator.inputs[1]
+    if (quantization.scale(operand) is None or
+        quantization.zero_point(operand) == 0):
+      continue
+    bound = max(abs(value) for value in
+                _int8_range(quantization.tensors[operand].quantization))
+    changed += quantization.set(operand, bound / 127.0, zero_point=0)
+  return changed
+
+
+def _widen_near_empty_scales(quantization):
+  """Widens the scales that break XNNPACK's ratio limits; the count."""
+  scale = quantization.scale
+  before = len(quantization.changed)
+  for _ in range(10):
+    changed = False
+    for operator in quantization.subgraph.operators:
+      kind = quantization.op_type(operator)
+      inputs = [i for i in operator.inputs if i >= 0]
+      output = operator.outputs[0]
+      if scale(output) is None or any(scale(i) is None for i in inputs[:2]):
+        continue
+      if kind in ("FULLY_CONNECTED", "BATCH_MATMUL", "MUL"):
+        product = scale(inputs[0]) * scale(inputs[1])
+        if product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
+          changed |= quantization.widen(
+              output, product * _RATIO_MARGIN / _MAX_REQUANTIZATION_RATIO)
+        elif kind == "MUL" and product / scale(output) < _MIN_MUL_RATIO:
+          smaller = min(inputs[:2], key=scale)
+          other = inputs[1] if smaller == inputs[0] else inputs[0]
+          changed |= quantization.widen(
+              smaller, _MIN_MUL_RATIO * _RATIO_MARGIN * scale(output) /
+              scale(other))
+      elif kind in ("ADD", "SUB"):
+        for index in inputs[:2]:
+          ratio = scale(index) / scale(output)
+          if ratio < _MIN_ADD_RATIO:
+            changed |= quantization.widen(
+                index, _MIN_ADD_RATIO * _RATIO_MARGIN * scale(output))
+          elif ratio >= _MAX_REQUANTIZATION_RATIO:
+            changed |= quantization.widen(
+                output, scale(index) * _RATIO_MARGIN /
+                _MAX_REQUANTIZATION_RATIO)
+    if not changed:
+      break
+  return len(quantization.changed) - before
 
 
 def float_compute_ops(model):

@@ -179,13 +179,8 @@ def validate_flags():
     lite_model = problems.call(export_tflite.lite_model_for_task,
                                FLAGS.lite_model_path, "probabilities",
                                FLAGS.max_seq_length)
-  # Every checkpoint this run restores must be whole and fit the config.
-  for flag, checkpoint in (
-      ("--init_checkpoint", FLAGS.init_checkpoint),
-      ("--output_dir", checkpoints.latest_checkpoint(FLAGS.output_dir))):
-    if checkpoint:
-      problems.call(modeling.check_checkpoint, checkpoint, bert_config,
-                    prefix=flag + ": ")
+  problems.restored_checkpoints_fit(bert_config, FLAGS.init_checkpoint,
+                                    FLAGS.output_dir)
   problems.exit_if_any()
   return processor, bert_config, tokenizer, lite_model
 

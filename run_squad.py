@@ -239,8 +239,8 @@ def validate_flags():
     lite_model = problems.call(export_tflite.lite_model_for_task,
                                FLAGS.lite_model_path, "start_logits",
                                FLAGS.max_seq_length)
-  resumed_from = checkpoints.checkpoint_to_use(FLAGS.output_dir,
-                                               FLAGS.init_checkpoint)
+  resumed_from = problems.restored_checkpoints_fit(
+      bert_config, FLAGS.init_checkpoint, FLAGS.output_dir)
   needs_checkpoint = (FLAGS.export_dir or
                       (FLAGS.do_predict and not FLAGS.lite_model_path))
   problems.check(
@@ -248,15 +248,6 @@ def validate_flags():
       "Prediction and export without --do_train need trained weights, but "
       "--output_dir=%s has no checkpoint and --init_checkpoint is not set." %
       FLAGS.output_dir)
-  # Every checkpoint this run restores, once each: the one it starts from
-  # and the one it resumes (or predicts and exports) from, often the same.
-  restored = set()
-  if FLAGS.init_checkpoint:
-    restored.add(checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint))
-  if resumed_from:
-    restored.add(resumed_from)
-  for checkpoint in sorted(restored):
-    problems.call(modeling.check_checkpoint, checkpoint, bert_config)
   problems.exit_if_any()
   return bert_config, tokenizer, lite_model
 

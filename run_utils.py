@@ -11,6 +11,7 @@
   the file the demo and the tests read.
 """
 
+import collections
 import contextlib
 import json
 import os
@@ -18,6 +19,7 @@ import sys
 
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import file_checks
 import modeling
 import tokenization
@@ -58,7 +60,7 @@ class FlagProblems(object):
     try:
       return function(*args, **kwargs)
     except ValueError as error:
-      self.add(prefix + file_checks.first_line(error))
+      self.add(prefix + str(error))
       return None
 
   def require_file(self, flag_name, path, needed_for):
@@ -97,6 +99,32 @@ class FlagProblems(object):
                      vocab_size=vocab_size,
                      prefix="--%s=%s: " % (flag_name,
                                            getattr(flags_values, flag_name)))
+
+  def restored_checkpoints_fit(self, bert_config, init_checkpoint,
+                               output_dir):
+    """Checks every checkpoint a fine-tuning run restores, once each.
+
+    They are --init_checkpoint (where training starts) and the latest
+    checkpoint in --output_dir (where training resumes, and what prediction
+    and export read), often the same file; each must be whole and fit
+    `bert_config` (modeling.check_checkpoint).
+
+    Returns:
+      checkpoints.checkpoint_to_use(output_dir, init_checkpoint), or None.
+    """
+    restored = collections.OrderedDict()
+    if init_checkpoint:
+      prefix = self.call(checkpoints.resolve_checkpoint_path, init_checkpoint,
+                         prefix="--init_checkpoint: ")
+      if prefix:
+        restored[prefix] = "--init_checkpoint"
+    latest = checkpoints.latest_checkpoint(output_dir)
+    if latest:
+      restored.setdefault(latest, "--output_dir")
+    for checkpoint, flag in restored.items():
+      self.call(modeling.check_checkpoint, checkpoint, bert_config,
+                prefix=flag + ": ")
+    return latest or next(iter(restored), None)
 
   def positive(self, flags_values, *flag_names):
     """Each named integer flag must be > 0."""
