@@ -357,7 +357,7 @@ def examples_sha256(examples):
 
 
 def feature_fields(feature):
-  """One InputFeatures as record fields (keys as the original's)."""
+  """One InputFeatures as record fields (the keys input_fn_builder reads)."""
   fields = collections.OrderedDict()
   fields["input_ids"] = feature.input_ids
   fields["input_mask"] = feature.input_mask

@@ -57,6 +57,9 @@ def fixture_workspace(tmp_path_factory):
   }
 
 
+RANDOM_SEED = 7
+
+
 def _common_flags(workspace, output_dir):
   return ["--bert_config_file=" + TINY_CONFIG,
           "--vocab_file=" + workspace["vocab"],
@@ -67,7 +70,10 @@ def _common_flags(workspace, output_dir):
           "--max_query_length=12",
           "--doc_stride=16",
           "--max_answer_length=30",
-          "--n_best_size=20"]
+          "--n_best_size=20",
+          # Seeded: an unseeded SQuAD 2.0 epoch sometimes learned no null
+          # answer at all (a flaky NoAns_exact > 0 on TF 1.15).
+          "--random_seed=%d" % RANDOM_SEED]
 
 
 @pytest.fixture(scope="module", name="trained")
