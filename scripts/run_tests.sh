@@ -30,16 +30,18 @@ export MOBILEBERT_HF_PYTHON="$hf_python"
 
 # The two suites run side by side (most of their time is single-threaded
 # graph building), each in its own temporary directory; their output is
-# streamed with a [tf2] / [tf1] prefix.
+# streamed with a [tf2] / [tf1] prefix and kept, so that the failures of both
+# suites can be listed together at the end (interleaved, one suite's failure
+# summary would scroll out of sight behind the other's output).
 logs="$(mktemp -d)"
 run_suite() {
   local name="$1" python="$2" peer="$3"; shift 3
   {
     echo "=== $name: $("$python" -c 'import sys, tensorflow as t; print("Python %d.%d, TensorFlow %s" % (sys.version_info[0], sys.version_info[1], t.__version__))' 2>/dev/null) ==="
     MOBILEBERT_PEER_PYTHON="$peer" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m pytest \
-      -p no:cacheprovider --basetemp="$logs/tmp-$name" tests "$@"
+      -p no:cacheprovider --basetemp="$logs/tmp-$name" -rfE tests "$@"
     echo $? > "$logs/$name.status"
-  } 2>&1 | sed -u "s/^/[$name] /"
+  } 2>&1 | tee "$logs/$name.log" | sed -u "s/^/[$name] /"
 }
 
 suites=(tf2)
@@ -54,7 +56,10 @@ status=0
 for name in "${suites[@]}"; do
   code="$(cat "$logs/$name.status" 2>/dev/null || echo 1)"
   echo "make test: $name suite exit code $code"
-  [ "$code" -eq 0 ] || status=1
+  if [ "$code" -ne 0 ]; then
+    status=1
+    grep -E '^(FAILED|ERROR) ' "$logs/$name.log" | sed "s/^/make test: [$name] /"
+  fi
 done
 rm -rf "$logs"
 exit $status

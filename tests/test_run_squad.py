@@ -33,6 +33,7 @@ TRAIN_EPOCHS = 12.0  # int(400 / 32 * 12) = 150 steps
 TRAIN_STEPS = 150
 RESUME_EPOCHS = 12.5  # int(400 / 32 * 12.5) = 156 steps
 RESUME_STEPS = 156
+V2_EPOCHS = 2.0  # int(400 / 32 * 2) = 25 steps
 PROBE_VARIABLE = "bert/encoder/layer_0/attention/self/query/kernel"
 
 
@@ -287,7 +288,7 @@ def test_flag_validation(workspace):
 
 @pytest.fixture(scope="module", name="squad_v2")
 def fixture_squad_v2(workspace, trained):
-  """Fine-tunes the trained model for one epoch on SQuAD 2.0 questions (a
+  """Fine-tunes the trained model for two epochs on SQuAD 2.0 questions (a
   third without a colour in the context, so without an answer) and predicts
   a 2.0 dev set at the default threshold."""
   root = workspace["root"]
@@ -302,8 +303,12 @@ def fixture_squad_v2(workspace, trained):
       "--version_2_with_negative", "--do_train", "--do_predict",
       "--train_file=" + train, "--predict_file=" + dev,
       "--init_checkpoint=" + trained["checkpoint"],
-      "--train_batch_size=%d" % TRAIN_BATCH, "--num_train_epochs=1",
-      "--learning_rate=1e-3", "--data_dir=" + str(root / "v2_cache")])
+      "--train_batch_size=%d" % TRAIN_BATCH,
+      "--num_train_epochs=%s" % V2_EPOCHS,
+      # The colour-trained model has never scored [CLS]: its first 2.0 loss
+      # can be in the millions, which 1e-3 turned into NaN on some CPUs'
+      # float rounding; a smaller step over two epochs learns on all of them.
+      "--learning_rate=3e-4", "--data_dir=" + str(root / "v2_cache")])
   return {"dev": dev, "output_dir": output_dir, "log": log}
 
 
@@ -314,7 +319,8 @@ def _v2_outputs(output_dir):
 
 
 def test_squad_v2_answers_empty_above_the_threshold(workspace, squad_v2):
-  assert "Num steps = %d" % (TRAIN_QUESTIONS // TRAIN_BATCH) in squad_v2["log"]
+  assert "Num steps = %d" % int(TRAIN_QUESTIONS / TRAIN_BATCH * V2_EPOCHS) in (
+      squad_v2["log"])
   gold = toy_tasks.gold_answers(squad_v2["dev"])
   predictions, null_odds, results = _v2_outputs(squad_v2["output_dir"])
   assert set(predictions) == set(null_odds) == set(gold)
@@ -345,7 +351,7 @@ def test_squad_v2_answers_empty_above_the_threshold(workspace, squad_v2):
   assert results["best_exact"] >= 100.0 * len(impossible) / len(gold)
   assert results["best_f1"] >= results["best_exact"] - 1e-9
   assert results["best_exact_thresh"] in set(null_odds.values()) | {0.0}
-  # One epoch with impossible questions teaches some of them.
+  # Two epochs with impossible questions teach some of them.
   assert results["NoAns_exact"] > 0.0
 
 
