@@ -39,7 +39,7 @@ run_suite() {
   {
     echo "=== $name: $("$python" -c 'import sys, tensorflow as t; print("Python %d.%d, TensorFlow %s" % (sys.version_info[0], sys.version_info[1], t.__version__))' 2>/dev/null) ==="
     MOBILEBERT_PEER_PYTHON="$peer" TF_CPP_MIN_LOG_LEVEL=2 "$python" -m pytest \
-      -p no:cacheprovider --basetemp="$logs/tmp-$name" -rfE tests "$@"
+      -p no:cacheprovider --basetemp="$logs/tmp-$name" tests "$@"
     echo $? > "$logs/$name.status"
   } 2>&1 | tee "$logs/$name.log" | sed -u "s/^/[$name] /"
 }

@@ -34,6 +34,7 @@ TRAIN_STEPS = 150
 RESUME_EPOCHS = 12.5  # int(400 / 32 * 12.5) = 156 steps
 RESUME_STEPS = 156
 V2_EPOCHS = 2.0  # int(400 / 32 * 2) = 25 steps
+V2_STEPS = 25
 PROBE_VARIABLE = "bert/encoder/layer_0/attention/self/query/kernel"
 
 
@@ -72,8 +73,8 @@ def _common_flags(workspace, output_dir):
           "--doc_stride=16",
           "--max_answer_length=30",
           "--n_best_size=20",
-          # Seeded: an unseeded SQuAD 2.0 epoch sometimes learned no null
-          # answer at all (a flaky NoAns_exact > 0 on TF 1.15).
+          # Seeded: the thresholds below hold for one record order and
+          # initialisation, not for every one.
           "--random_seed=%d" % RANDOM_SEED]
 
 
@@ -305,9 +306,9 @@ def fixture_squad_v2(workspace, trained):
       "--init_checkpoint=" + trained["checkpoint"],
       "--train_batch_size=%d" % TRAIN_BATCH,
       "--num_train_epochs=%s" % V2_EPOCHS,
-      # The colour-trained model has never scored [CLS]: its first 2.0 loss
-      # can be in the millions, which 1e-3 turned into NaN on some CPUs'
-      # float rounding; a smaller step over two epochs learns on all of them.
+      # The colour-trained model has never scored [CLS], so its first 2.0
+      # loss can be in the millions; 3e-4 over two epochs learns the null
+      # answer under both oneDNN ISAs tried (AVX-512, AVX2) and on TF 1.15.
       "--learning_rate=3e-4", "--data_dir=" + str(root / "v2_cache")])
   return {"dev": dev, "output_dir": output_dir, "log": log}
 
@@ -319,8 +320,7 @@ def _v2_outputs(output_dir):
 
 
 def test_squad_v2_answers_empty_above_the_threshold(workspace, squad_v2):
-  assert "Num steps = %d" % int(TRAIN_QUESTIONS / TRAIN_BATCH * V2_EPOCHS) in (
-      squad_v2["log"])
+  assert "Num steps = %d" % V2_STEPS in squad_v2["log"]
   gold = toy_tasks.gold_answers(squad_v2["dev"])
   predictions, null_odds, results = _v2_outputs(squad_v2["output_dir"])
   assert set(predictions) == set(null_odds) == set(gold)
