@@ -24,16 +24,20 @@ What `export(...)` writes to the export directory:
 Integer-only means what runs between the int32 inputs and the float32
 outputs is int8 (int32 for biases): the converter may use int8 builtins only,
 and the written model is checked op by op; an op that would compute in float
-stops the export with its name (IntegerExportError).  Two range choices
-differ from the converter's own, both for speed or accuracy on phones:
+stops the export with its name (IntegerExportError).  Some range choices
+differ from the converter's own, for speed or accuracy on phones:
 
 * with the additive mask, masked keys get a calibrated score just below the
   real ones instead of their own score minus 10000 (`masked_key_scores`), so
   the int8 range of the masked scores is the real scores' range;
 * the second operand of each attention matmul (K and V) is quantized
   symmetrically, which XNNPACK needs to run int8 BATCH_MATMUL, and
-  near-empty calibrated scales are widened to XNNPACK's ratio limits
-  (`xnnpack_compatible_quantization`).
+  near-empty calibrated scales are widened to XNNPACK's ratio limits; dense
+  biases the converter wrote in another unit are re-expressed in the one
+  the kernels read (`runtime_compatible_quantization`);
+* in a QAT graph, two quantizers in a row share the intersection of their
+  ranges, so the int8 tensor clips where the trained graph does
+  (`_frozen_graph_def`).
 
 Every export logs a table of the written model's ops by type and dtype.
 
@@ -432,8 +436,8 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
   scheme leaves without one (dense outputs into residual adds, the
   embeddings, the head).  With the additive mask, masked keys get
   `masked_key_scores` (see `_calibrate_masked_key_scores`) instead of their
-  own score minus 10000, and `xnnpack_compatible_quantization` prepares
-  the quantization for XNNPACK.
+  own score minus 10000, and `runtime_compatible_quantization` puts the
+  quantization in the form the int8 kernels (XNNPACK's included) assume.
 
   Returns:
     Model bytes with int32 inputs, float32 outputs and nothing but integer
@@ -472,9 +476,11 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
     raise IntegerExportError(
         "The %s model cannot be made integer-only: %s" %
         (kind, _converter_error_summary(error)))
-  model, num_symmetric, num_widened = xnnpack_compatible_quantization(model)
-  tf.logging.info("%s model: %d matmul operands made symmetric and %d "
-                  "near-empty scales widened for XNNPACK.", kind,
+  model, num_biases, num_symmetric, num_widened = (
+      runtime_compatible_quantization(model))
+  tf.logging.info("%s model: %d dense biases re-expressed in input x filter "
+                  "scale, %d matmul operands made symmetric and %d near-empty "
+                  "scales widened for XNNPACK.", kind, num_biases,
                   num_symmetric, num_widened)
   # Compute ops first: they are what the message is about.
   float_ops = sorted(float_compute_ops(model),
@@ -646,13 +652,18 @@ _MIN_ADD_RATIO = 2.0 ** -10
 _RATIO_MARGIN = 1.01
 
 
-def xnnpack_compatible_quantization(model):
-  """Edits an integer model's quantization to what XNNPACK can run.
+def runtime_compatible_quantization(model):
+  """Edits an integer model's quantization to what the int8 kernels assume.
 
-  Two edits, on tensors the calibrating converter quantized in ways LiteRT's
-  XNNPACK delegate refuses (one refused operator keeps the delegate from the
-  whole model):
+  Three edits, on tensors TF 2.15's calibrating converter quantizes in ways
+  the kernels read differently or refuse (one operator LiteRT's XNNPACK
+  delegate refuses keeps the delegate from the whole model):
 
+  * every FULLY_CONNECTED's int32 bias is expressed in input scale x filter
+    scale, the unit every int8 kernel adds it in.  The converter writes some
+    QAT biases in another unit (after the demo's QAT, the first dense layer
+    of most FFN blocks, read up to 1.44 times too large), which XNNPACK
+    silently runs with the wrong bias and TF-Lite's own kernel refuses;
   * the second operand of every int8 BATCH_MATMUL (K and V) gets zero point
     0, XNNPACK's condition for that op: its range is widened to the
     symmetric one covering it, scale max(|min|, |max|) / 127;
@@ -663,8 +674,8 @@ def xnnpack_compatible_quantization(model):
     kept, so the range still covers what calibration saw and the values lost
     are below the resolution of the tensors they are combined with.
 
-  Each edit changes every tensor tied to the edited one through
-  `_PARAMETER_TIED_OPS` and re-expresses the bias of a FULLY_CONNECTED
+  The last two change every tensor tied to the edited one through
+  `_PARAMETER_TIED_OPS` and re-express the bias of a FULLY_CONNECTED
   reading it (`_TiedQuantization.set`); constants and SOFTMAX outputs are
   never changed.
 
@@ -672,15 +683,17 @@ def xnnpack_compatible_quantization(model):
     model: integer model bytes.
 
   Returns:
-    (model bytes, operands made symmetric, tensors widened).
+    (model bytes, biases re-expressed, operands made symmetric, tensors
+    widened).
   """
   editable = _EditableModel(model)
-  num_symmetric = num_widened = 0
+  num_biases = num_symmetric = num_widened = 0
   for subgraph in editable.model.subgraphs:
     quantization = _TiedQuantization(editable, subgraph)
+    num_biases += _biases_in_accumulator_units(quantization)
     num_symmetric += _symmetric_matmul_operands(quantization)
     num_widened += _widen_near_empty_scales(quantization)
-  return editable.to_bytes(), num_symmetric, num_widened
+  return editable.to_bytes(), num_biases, num_symmetric, num_widened
 
 
 class _TiedQuantization(object):
@@ -756,7 +769,7 @@ class _TiedQuantization(object):
         if (self.op_type(consumer) == "FULLY_CONNECTED" and
             consumer.inputs[0] == member and len(consumer.inputs) > 2 and
             consumer.inputs[2] >= 0):
-          self._requantize_bias(consumer)
+          self.requantize_bias(consumer)
     return True
 
   def widen(self, index, scale):
@@ -764,7 +777,7 @@ class _TiedQuantization(object):
     return (self.scale(index) is not None and scale > self.scale(index) and
             self.set(index, scale))
 
-  def _requantize_bias(self, operator):
+  def requantize_bias(self, operator):
     """Re-expresses a FULLY_CONNECTED's int32 bias in input x filter scale.
 
     The int8 kernel takes the bias scale to be input scale * filter scale,
@@ -782,6 +795,29 @@ class _TiedQuantization(object):
                                 dtype=np.uint8)
     bias.quantization.scale = [float(value) for value in new_scales]
     bias.quantization.zeroPoint = [0] * len(new_scales)
+
+
+# Relative difference between a bias scale and input x filter scale below
+# which the bias is taken as already in accumulator units (float32 rounding).
+_BIAS_SCALE_TOLERANCE = 1e-5
+
+
+def _biases_in_accumulator_units(quantization):
+  """Re-expresses each FULLY_CONNECTED bias not in input x filter scale."""
+  changed = 0
+  for operator in quantization.subgraph.operators:
+    if (quantization.op_type(operator) != "FULLY_CONNECTED" or
+        len(operator.inputs) < 3 or operator.inputs[2] < 0 or
+        quantization.scale(operator.inputs[0]) is None):
+      continue
+    tensors = quantization.tensors
+    expected = (quantization.scale(operator.inputs[0]) *
+                np.asarray(tensors[operator.inputs[1]].quantization.scale))
+    written = np.asarray(tensors[operator.inputs[2]].quantization.scale)
+    if np.max(np.abs(written - expected) / expected) > _BIAS_SCALE_TOLERANCE:
+      quantization.requantize_bias(operator)
+      changed += 1
+  return changed
 
 
 def _symmetric_matmul_operands(quantization):
@@ -885,16 +921,26 @@ def _log_op_table(kind, model):
 
 
 def _frozen_graph_def(session, outputs):
-  """The session's graph with variables turned into constants.
+  """The session's graph with variables turned into constants, for TF-Lite.
 
-  Activation quantizers whose input is constant at inference (the ones QAT
-  puts on NoNorm's beta and gamma, docs/quantization_and_export.md section 2)
-  are replaced by
-  constants holding their fake-quantized values.  Nothing is lost: the range
-  such a quantizer learns is the constant's own min/max widened to 0, which
-  is what TF-Lite gives any constant.  Left as fake-quant ops, TF 2.15's
-  converter folds the last NoNorm's beta into the SQuAD head's bias as an int8
-  tensor, which the FULLY_CONNECTED kernel then rejects.
+  Two rewrites of QAT fake-quant ops (docs/quantization_and_export.md,
+  sections 2 and 4):
+
+  * Activation quantizers whose input is constant at inference (the ones QAT
+    puts on NoNorm's beta and gamma) are replaced by constants holding their
+    fake-quantized values.  Nothing is lost: the range such a quantizer
+    learns is the constant's own min/max widened to 0, which is what TF-Lite
+    gives any constant.  Left as fake-quant ops, TF 2.15's converter folds
+    the last NoNorm's beta into the SQuAD head's bias as an int8 tensor,
+    which the FULLY_CONNECTED kernel then rejects.
+  * A quantizer that reads another's output directly (the attention context
+    quantizer feeding the output dense layer's input quantizer) gets, with
+    that one, the intersection of the two ranges.  An int8 tensor has one
+    range, and the converter keeps the first quantizer's: the second one's
+    clipping, which the model trained with, would be lost.  With one shared
+    range both TF-Lite files clip as the trained graph does; the only
+    difference left is the training graph's second rounding, at most half a
+    step of the first range.
 
   Returns:
     A GraphDef.
@@ -903,12 +949,10 @@ def _frozen_graph_def(session, outputs):
       session, session.graph.as_graph_def(),
       [tensor.op.name for tensor in outputs.values()])
   nodes = {node.name: node for node in graph_def.node}
+  _share_chained_quantizer_ranges(nodes)
 
   def is_constant(input_name):
-    node = nodes[input_name.split(":")[0]]
-    while node.op == "Identity":
-      node = nodes[node.input[0].split(":")[0]]
-    return node.op == "Const"
+    return _graph_source(nodes, input_name).op == "Const"
 
   for node in graph_def.node:
     if (node.op == "FakeQuantWithMinMaxVars" and
@@ -921,6 +965,40 @@ def _frozen_graph_def(session, outputs):
       node.attr["dtype"].type = tf.float32.as_datatype_enum
       node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
   return graph_def
+
+
+def _graph_source(nodes, input_name):
+  """The node behind a frozen GraphDef input, past Identity nodes."""
+  node = nodes[input_name.split(":")[0]]
+  while node.op == "Identity":
+    node = nodes[node.input[0].split(":")[0]]
+  return node
+
+
+def _share_chained_quantizer_ranges(nodes):
+  """Gives each fake quant reading another's output, and that one, the
+  intersection of their ranges (see `_frozen_graph_def`).
+
+  Args:
+    nodes: dict name -> NodeDef of a frozen GraphDef, edited in place.
+  """
+  for node in nodes.values():
+    if node.op != "FakeQuantWithMinMaxVars":
+      continue
+    inner = _graph_source(nodes, node.input[0])
+    if inner.op != "FakeQuantWithMinMaxVars":
+      continue
+    # [[inner min, inner max], [outer min, outer max]] constants.
+    bounds = [[_graph_source(nodes, name) for name in quantizer.input[1:3]]
+              for quantizer in (inner, node)]
+    values = [[float(tf.make_ndarray(bound.attr["value"].tensor))
+               for bound in pair] for pair in bounds]
+    shared = (max(values[0][0], values[1][0]),
+              min(values[0][1], values[1][1]))
+    for pair in bounds:
+      for bound, value in zip(pair, shared):
+        bound.attr["value"].tensor.CopyFrom(
+            tf.make_tensor_proto(np.float32(value)))
 
 
 def _representative_dataset(representative_features):

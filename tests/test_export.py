@@ -93,12 +93,14 @@ def _features(rng, count, vocab_size, min_length=SEQ // 2, max_length=SEQ):
 
 
 def _write_checkpoint(config_dict, directory, rng, qat=False,
-                      calibration=None, values=None, num_labels=None, seq=SEQ):
+                      calibration=None, values=None, num_labels=None, seq=SEQ,
+                      narrowed_quantizers=()):
   """Builds the SQuAD (or with num_labels, classifier) graph, fills it with
   weights, saves a checkpoint.
 
   With `qat`, one training-mode pass over `calibration` sets the quantizer
-  ranges (a zero-debiased EMA's first step equals the batch range).
+  ranges (a zero-debiased EMA's first step equals the batch range); then the
+  quantizers named in `narrowed_quantizers` (scopes) get half their range.
 
   Returns:
     (checkpoint prefix, {variable name: numpy value} of the model weights).
@@ -130,6 +132,9 @@ def _write_checkpoint(config_dict, directory, rng, qat=False,
         session.run(logits, dict(zip(placeholders, [
             [f[name] for f in calibration]
             for name in export_tflite.INPUT_NAMES])))
+        for variable in tf.global_variables():
+          if variable.op.name.rsplit("/", 1)[0] in narrowed_quantizers:
+            session.run(variable.assign(variable * 0.5))
       prefix = tf.train.Saver(tf.global_variables()).save(
           session, os.path.join(directory, "model.ckpt"),
           write_meta_graph=False)
@@ -372,6 +377,36 @@ def _integer_model_paths(request):
 
 @NEEDS_TF2
 @pytest.mark.parametrize("kind", ["int8", "qat_int8"])
+def test_integer_dense_biases_are_in_the_units_kernels_add_them_in(kind,
+                                                                   request):
+  """An int8 FULLY_CONNECTED adds its int32 bias to the int32 accumulator,
+  so the kernels (TF-Lite's and XNNPACK's) read the bias in units of input
+  scale x filter scale, whatever scale the file records for it; the two
+  must agree (docs/quantization_and_export.md, section 5).  TF-Lite's own
+  kernels, which refuse a bias far from that unit, must load the file."""
+  path = _integer_model_paths(request)[kind]
+  interpreter = tf.lite.Interpreter(
+      model_path=path,
+      experimental_op_resolver_type=(
+          tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+  interpreter.allocate_tensors()
+  tensors = interpreter.get_tensor_details()
+  checked = 0
+  for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+    if op["op_name"] != "FULLY_CONNECTED" or op["inputs"][2] < 0:
+      continue  # -1: a layer whose bias the converter folded away.
+    accumulator_unit = (
+        tensors[op["inputs"][0]]["quantization"][0] *
+        tensors[op["inputs"][1]]["quantization_parameters"]["scales"])
+    recorded = tensors[op["inputs"][2]]["quantization_parameters"]["scales"]
+    np.testing.assert_allclose(recorded, accumulator_unit, rtol=1e-5,
+                               err_msg=tensors[op["outputs"][0]]["name"])
+    checked += 1
+  assert checked >= 12  # 13 in the one-layer QAT model, more in int8's
+
+
+@NEEDS_TF2
+@pytest.mark.parametrize("kind", ["int8", "qat_int8"])
 def test_integer_model_computes_nothing_in_float(kind, request):
   ops = _ops(_integer_model_paths(request)[kind])
   float_ops = [(o["op"], o["names"]) for o in ops
@@ -571,6 +606,12 @@ def test_export_stops_when_an_op_cannot_be_integer(tmp_path, monkeypatch):
   assert os.listdir(str(export_dir)) == []
 
 
+CONTEXT_QUANTIZER = ("bert/encoder/layer_0/attention/self/"
+                     "MobileBertActFakeQuantWithMinMaxVars_3")
+OUTPUT_DENSE_INPUT_QUANTIZER = ("bert/encoder/layer_0/attention/output/dense/"
+                                "MobileBertActFakeQuantWithMinMaxVars")
+
+
 @pytest.fixture(scope="module")
 def qat_export(tmp_path_factory):
   """A QAT checkpoint (ranges from one training pass) exported to int8."""
@@ -582,8 +623,13 @@ def qat_export(tmp_path_factory):
   config_dict = dict(_small_config(qat=True), num_hidden_layers=1)
   calibration = _features(rng, CALIBRATION_FEATURES, config_dict["vocab_size"],
                           min_length=8)
-  prefix, weights = _write_checkpoint(config_dict, str(root), rng, qat=True,
-                                      calibration=calibration)
+  # The attention output layer's input quantizer reads the context
+  # quantizer's output.  After real QAT its range sits inside the context's
+  # (it follows values already clipped there); half the range makes its
+  # clipping matter.
+  prefix, weights = _write_checkpoint(
+      config_dict, str(root), rng, qat=True, calibration=calibration,
+      narrowed_quantizers=[OUTPUT_DENSE_INPUT_QUANTIZER])
   paths = export_tflite.export(
       modeling.BertConfig.from_dict(config_dict), prefix, str(root / "export"),
       SEQ, use_quantized_training=True, use_post_quantization=True,
@@ -676,27 +722,60 @@ def test_qat_export_files(qat_export):
       "model_qat_int8.tflite")
 
 
+def _learned_range(prefix, scope):
+  reader = tf.train.load_checkpoint(prefix)
+  return reader.get_tensor(scope + "/min"), reader.get_tensor(scope + "/max")
+
+
+def _dense_input_scale(path, layer):
+  """The input scale of the FULLY_CONNECTED of dense layer `layer` (scope)."""
+  interpreter = tf.lite.Interpreter(model_path=path)
+  tensors = interpreter.get_tensor_details()
+  scales = [tensors[op["inputs"][0]]["quantization"][0]
+            for op in interpreter._get_ops_details()  # pylint: disable=protected-access
+            if op["op_name"] == "FULLY_CONNECTED" and
+            layer + "/MatMul" in tensors[op["outputs"][0]]["name"]]
+  assert len(scales) == 1, (layer, scales)
+  return scales[0]
+
+
+def _fake_quant_scale(learned):
+  """fake_quant's step: 256 levels over [min, max] (nudged to hold 0)."""
+  return (learned[1] - learned[0]) / 255.0
+
+
 @NEEDS_TF2
 def test_qat_integer_model_keeps_the_learned_ranges(qat_export):
   """Calibration fills in only what QAT learns no range for: a tensor behind
-  a fake-quant node keeps the node's range (docs/quantization_and_export.md 2: the context
-  P.V has one, `.../attention/self/MobileBertActFakeQuantWithMinMaxVars_3`)."""
-  reader = tf.train.load_checkpoint(qat_export["prefix"])
-  scope = ("bert/encoder/layer_0/attention/self/"
-           "MobileBertActFakeQuantWithMinMaxVars_3/")
-  learned = (reader.get_tensor(scope + "min"), reader.get_tensor(scope + "max"))
-  interpreter = tf.lite.Interpreter(model_path=qat_export["paths"]["qat_int8"])
-  scales = [t["quantization"][0] for t in interpreter.get_tensor_details()
-            if t["name"].startswith("bert/encoder/layer_0/attention/self/")
-            and np.dtype(t["dtype"]).name == "int8"]
-  # fake_quant's 256 levels over [min, max] (nudged to hold 0 exactly).
-  expected = (learned[1] - learned[0]) / 255.0
-  assert min(abs(scale - expected) for scale in scales) < 1e-3 * expected
+  a fake-quant node keeps the node's range (docs/quantization_and_export.md
+  2: the value projection's input has one,
+  `.../attention/self/value/MobileBertActFakeQuantWithMinMaxVars`)."""
+  layer = "bert/encoder/layer_0/attention/self/value"
+  expected = _fake_quant_scale(_learned_range(
+      qat_export["prefix"], layer + "/MobileBertActFakeQuantWithMinMaxVars"))
+  scale = _dense_input_scale(qat_export["paths"]["qat_int8"], layer)
+  assert abs(scale - expected) < 1e-3 * expected
   # Against the float model without fake quant (the ranges come from one
   # batch, so quantization error is larger than after real QAT).
   worst = _max_abs_diff(export_tflite.LiteModel(qat_export["paths"][
       "qat_int8"]), qat_export["features"], qat_export["references"])
   assert worst < 0.15 * _logit_scale(qat_export["references"])
+
+
+@NEEDS_TF2
+def test_qat_integer_context_clips_where_the_output_layer_learned(qat_export):
+  """The context P.V is quantized twice in the QAT graph, by the context's
+  quantizer and then by the output layer's input quantizer; an int8 tensor
+  has one range, and it must be the narrower learned one, which clips as
+  the trained graph does (docs/quantization_and_export.md, section 4)."""
+  context = _learned_range(qat_export["prefix"], CONTEXT_QUANTIZER)
+  dense_input = _learned_range(qat_export["prefix"],
+                               OUTPUT_DENSE_INPUT_QUANTIZER)
+  assert dense_input[1] - dense_input[0] < 0.6 * (context[1] - context[0])
+  scale = _dense_input_scale(qat_export["paths"]["qat_int8"],
+                             "bert/encoder/layer_0/attention/output/dense")
+  assert abs(scale - _fake_quant_scale(dense_input)) < (
+      1e-3 * _fake_quant_scale(dense_input))
 
 
 @NEEDS_TF2
