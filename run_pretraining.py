@@ -701,7 +701,8 @@ def train_round(description, model_dir, model_fn, strategy, input_files,
         "stopped or cannot be reached. Start every worker again with the "
         "same command; training resumes from the last checkpoint in %s." %
         (FLAGS.worker_timeout_secs, model_dir))]
-  estimator_utils.train_estimator(estimator, input_fn, max_steps, hooks)
+  with run_utils.one_line_errors("run_pretraining.py"):
+    estimator_utils.train_estimator(estimator, input_fn, max_steps, hooks)
 
 
 def summary_dir_for(phase):

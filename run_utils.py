@@ -4,7 +4,8 @@
   any graph is built; they are reported together, one line each, and the
   process ends with exit status 1 and no traceback.
 * `one_line_errors`: a ValueError raised later (a malformed data file, an
-  export this runtime cannot do) ends the run the same way.
+  export this runtime cannot do), or a training run whose loss became NaN,
+  ends the run the same way.
 * `train_steps`: epochs to steps, as BERT counts them.
 * `write_eval_results`: `eval_results.txt` ("key = value" lines, where the
   published scripts wrote them) and the same numbers as `eval_results.json`,
@@ -143,13 +144,18 @@ class FlagProblems(object):
 def one_line_errors(script_name):
   """A ValueError inside the block ends the process with one line, status 1.
 
-  The message goes to stderr as "script_name: message"; files written before
-  the error stay as they are.
+  So does a diverged training run (the estimator's NaN-loss check).  The
+  message goes to stderr as "script_name: message"; files written before the
+  error stay as they are, checkpoints included.
   """
   try:
     yield
   except ValueError as error:
     sys.exit("%s: %s" % (script_name, error))
+  except tf.train.NanLossDuringTrainingError:
+    sys.exit("%s: training diverged: the loss became NaN.  Checkpoints saved "
+             "before it are kept; a lower --learning_rate (or more warm-up) "
+             "usually avoids it." % script_name)
 
 
 def train_steps(num_examples, batch_size, num_epochs, warmup_proportion,

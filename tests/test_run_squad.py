@@ -489,6 +489,23 @@ def test_bad_input_ends_in_one_line(workspace, trained, monkeypatch):
   assert not os.path.exists(str(root / "o1"))  # refused before writing
 
 
+def test_diverged_training_ends_in_one_line_and_keeps_checkpoints(workspace):
+  output_dir = str(workspace["root"] / "diverged")
+  # A learning rate of 1e12 takes the weights to inf in the first update;
+  # three steps (400 / 32 * 0.25) reach the NaN loss.
+  code, log = script_helpers.run_script(
+      "run_squad.py", _common_flags(workspace, output_dir) + [
+          "--do_train", "--train_file=" + workspace["train"],
+          "--train_batch_size=%d" % TRAIN_BATCH, "--num_train_epochs=0.25",
+          "--learning_rate=1e12", "--warmup_proportion=0"],
+      expect_success=False)
+  assert code == 1
+  assert script_helpers.last_line(log).startswith(
+      "run_squad.py: training diverged: the loss became NaN."), log[-2000:]
+  assert "Traceback" not in log
+  assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-0")
+
+
 def test_no_flags_at_all_lists_what_is_missing():
   code, output = script_helpers.run_script("run_squad.py", [],
                                            expect_success=False)
