@@ -696,6 +696,12 @@ def runtime_compatible_quantization(model):
   return editable.to_bytes(), num_biases, num_symmetric, num_widened
 
 
+def _is_dense_with_bias(op_type, operator):
+  """A FULLY_CONNECTED with a bias tensor (-1 or absent: none)."""
+  return (op_type(operator) == "FULLY_CONNECTED" and
+          len(operator.inputs) > 2 and operator.inputs[2] >= 0)
+
+
 class _TiedQuantization(object):
   """The int8 quantization of one subgraph, edited group by group.
 
@@ -766,9 +772,8 @@ class _TiedQuantization(object):
         self.tensors[member].quantization.zeroPoint = [zero_point]
       self.changed.add(member)
       for consumer in self.consumers[member]:
-        if (self.op_type(consumer) == "FULLY_CONNECTED" and
-            consumer.inputs[0] == member and len(consumer.inputs) > 2 and
-            consumer.inputs[2] >= 0):
+        if (_is_dense_with_bias(self.op_type, consumer) and
+            consumer.inputs[0] == member):
           self.requantize_bias(consumer)
     return True
 
@@ -806,8 +811,7 @@ def _biases_in_accumulator_units(quantization):
   """Re-expresses each FULLY_CONNECTED bias not in input x filter scale."""
   changed = 0
   for operator in quantization.subgraph.operators:
-    if (quantization.op_type(operator) != "FULLY_CONNECTED" or
-        len(operator.inputs) < 3 or operator.inputs[2] < 0 or
+    if (not _is_dense_with_bias(quantization.op_type, operator) or
         quantization.scale(operator.inputs[0]) is None):
       continue
     tensors = quantization.tensors
