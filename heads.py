@@ -74,12 +74,16 @@ def squad_head(model):
       "cls/squad/output_bias", [2], initializer=tf.zeros_initializer())
 
   flat_sequence = tf.reshape(sequence_output, [-1, hidden_size])
-  logits = tf.matmul(flat_sequence, output_weights, transpose_b=True)
-  logits = tf.nn.bias_add(logits, output_bias)
-  logits = tf.reshape(logits, [batch_size, seq_length, 2])
-  start_logits, end_logits = tf.unstack(logits, axis=2)
-  return (tf.identity(start_logits, name="start_logits"),
-          tf.identity(end_logits, name="end_logits"))
+  # One matmul per output rather than one for both and an unstack: an
+  # integer TF-Lite model then gives each output its own int8 range, and the
+  # end logits do not share the (usually wider) range of the start logits.
+  outputs = []
+  for index, name in enumerate(("start_logits", "end_logits")):
+    logits = tf.matmul(flat_sequence, output_weights[index:index + 1],
+                       transpose_b=True)
+    logits = tf.nn.bias_add(logits, output_bias[index:index + 1])
+    outputs.append(tf.reshape(logits, [batch_size, seq_length], name=name))
+  return tuple(outputs)
 
 
 def classifier_logits(bert_config, is_training, input_ids, input_mask,

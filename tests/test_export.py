@@ -357,8 +357,8 @@ def test_dynamic_range_model_runs_float_activations_on_int8_kernels(
   fully_connected = [o for o in _ops(path) if o["op"] == "FULLY_CONNECTED"]
   # Every dense layer: the embedding projection, per layer 11 (bottleneck
   # input and attention, Q, K, V, attention output, 2 FFNs of 2, output
-  # bottleneck) and the SQuAD head: 1 + 2 * 11 + 1.
-  assert len(fully_connected) == 24
+  # bottleneck) and the SQuAD head, one per output: 1 + 2 * 11 + 2.
+  assert len(fully_connected) == 25
   # Dynamic-range quantization leaves kernels under 1024 values in float
   # (here the 32x32 ones and the head); all larger ones are int8, applied to
   # float activations.
@@ -422,7 +422,8 @@ def test_integer_model_computes_nothing_in_float(kind, request):
   # Every dense layer (embedding projection, 11 per layer, head) and both
   # attention matmuls of every layer are there, on int8 inputs.
   num_layers = 1 if kind == "qat_int8" else 2
-  assert counts["FULLY_CONNECTED"] == 1 + 11 * num_layers + 1
+  # The head is one FULLY_CONNECTED per output (start, end).
+  assert counts["FULLY_CONNECTED"] == 1 + 11 * num_layers + 2
   assert counts["BATCH_MATMUL"] == 2 * num_layers
   assert counts["SOFTMAX"] == num_layers
   # The embedding lookups (words, token types) and the mask table; the
@@ -441,6 +442,44 @@ def test_integer_model_computes_nothing_in_float(kind, request):
             o["op"] == "FULLY_CONNECTED" and position == 2) or (
                 o["op"] in ("RESHAPE", "STRIDED_SLICE", "PAD", "TRANSPOSE")
                 and position >= 1), (o["op"], position, o["names"])
+
+
+@NEEDS_TF2
+@pytest.mark.parametrize("kind", ["int8", "qat_int8"])
+def test_integer_logits_each_have_their_own_int8_range(kind, request):
+  """Start and end logits are quantized separately, each on its own range
+  over the calibration features (docs/quantization_and_export.md, section
+  4): one range spanning both would give the narrower one a coarser step.
+  The ranges are read here from the float .tflite (itself checked against
+  the numpy model) on the fixture's calibration features."""
+  fixture = request.getfixturevalue(
+      "float_export" if kind == "int8" else "qat_export")
+  float_model = export_tflite.LiteModel(fixture["paths"]["float"])
+  logits = collections.defaultdict(list)
+  for feature in fixture["calibration"]:
+    outputs = float_model.run(feature["input_ids"], feature["input_mask"],
+                              feature["segment_ids"])
+    for name, value in outputs.items():
+      logits[name].append(value)
+  expected = {}
+  for name, values in logits.items():
+    values = np.concatenate(values, axis=None)
+    # Calibrated ranges always hold 0; 256 levels across the range.
+    expected[name] = (max(values.max(), 0.0) - min(values.min(), 0.0)) / 255.0
+  # The test means something only if the two ranges differ.
+  assert abs(expected["start_logits"] / expected["end_logits"] - 1) > 0.02, (
+      expected)
+  interpreter = tf.lite.Interpreter(model_path=fixture["paths"][kind])
+  tensors = interpreter.get_tensor_details()
+  found = {}
+  for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+    if op["op_name"] == "DEQUANTIZE":
+      name = tensors[op["outputs"][0]]["name"]
+      found[name] = tensors[op["inputs"][0]]["quantization"][0]
+  assert sorted(found) == sorted(expected)
+  for name in expected:
+    assert found[name] == pytest.approx(expected[name], rel=0.002), (
+        name, found, expected)
 
 
 @NEEDS_TF2
@@ -465,7 +504,7 @@ def test_op_table_counts_what_the_interpreter_reads(float_export):
     if kind == "dynamic_range":
       assert by_op["FULLY_CONNECTED"]["float32/int8"] == large
     else:
-      assert by_op["FULLY_CONNECTED"] == {"int8": 24}
+      assert by_op["FULLY_CONNECTED"] == {"int8": 25}
       assert by_op["DEQUANTIZE"] == {"int8->float32": 2}
 
 
@@ -637,7 +676,8 @@ def qat_export(tmp_path_factory):
   tests = _features(np.random.RandomState(3), 4, config_dict["vocab_size"])
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
-          "features": tests, "references": references, "root": root}
+          "features": tests, "references": references, "root": root,
+          "calibration": calibration}
 
 
 def test_command_line_classifier_export(float_export, tmp_path):

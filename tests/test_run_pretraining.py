@@ -390,6 +390,28 @@ def test_invalid_flags_stop_before_any_graph(workdir, teacher_dir):
   assert not os.path.exists(str(workdir / "never"))
 
 
+def test_diverged_training_ends_in_one_line_and_keeps_checkpoints(workdir):
+  """A NaN loss ends run_pretraining in one line, as it does run_squad.
+
+  A learning rate of 1e12 takes the weights to inf in the first update; the
+  next step's loss is NaN.
+  """
+  output_dir = str(workdir / "diverged")
+  code, log = run_script([
+      "--bert_config_file=%s" % (workdir / "student.json"),
+      "--input_file=%s" % (workdir / "data.tfrecord"),
+      "--output_dir=" + output_dir, "--do_train", "--optimizer=adamw",
+      "--max_seq_length=%d" % SEQ, "--max_predictions_per_seq=%d" % PREDS,
+      "--train_batch_size=8", "--learning_rate=1e12", "--num_train_steps=4",
+      "--num_warmup_steps=0", "--save_checkpoints_steps=100"])
+  assert code == 1, log[-3000:]
+  assert script_helpers.last_line(log).startswith(
+      "run_pretraining.py: training diverged: the loss became NaN."), (
+          log[-3000:])
+  assert "Traceback" not in log
+  assert checkpoint_steps(output_dir) == [0]
+
+
 def test_mirrored_strategy_on_two_cpu_devices(workdir):
   """Two replicas on one CPU: --mirrored_devices=/cpu:0,/cpu:1.
 
