@@ -74,9 +74,8 @@ def squad_head(model):
       "cls/squad/output_bias", [2], initializer=tf.zeros_initializer())
 
   flat_sequence = tf.reshape(sequence_output, [-1, hidden_size])
-  # One matmul per output rather than one for both and an unstack: an
-  # integer TF-Lite model then gives each output its own int8 range, and the
-  # end logits do not share the (usually wider) range of the start logits.
+  # One matmul per output: an integer TF-Lite model then quantizes each
+  # output on its own int8 range (docs/quantization_and_export.md, 4).
   outputs = []
   for index, name in enumerate(("start_logits", "end_logits")):
     logits = tf.matmul(flat_sequence, output_weights[index:index + 1],
