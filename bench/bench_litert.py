@@ -40,16 +40,23 @@ KINDS = ("float", "dynamic_range", "int8")
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument(
-    "--bert_config_file",
-    default=os.path.join(REPO_ROOT, "config",
-                         "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-    help="The exported models' config (its vocab_size bounds the input ids).")
-parser.add_argument("--tflite_dir",
-                    default=os.path.join(BENCH_DIR, "results",
-                                         "bench_tflite_work"),
-                    help="bench_tflite.py's --work_dir (export_seq<S>/ "
-                    "folders).")
+
+
+def add_model_flags(argument_parser):
+  """--bert_config_file and --tflite_dir: which bench_tflite files to load."""
+  argument_parser.add_argument(
+      "--bert_config_file",
+      default=os.path.join(REPO_ROOT, "config",
+                           "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
+      help="The exported models' config (its vocab_size bounds the input "
+      "ids).")
+  argument_parser.add_argument(
+      "--tflite_dir",
+      default=os.path.join(BENCH_DIR, "results", "bench_tflite_work"),
+      help="bench_tflite.py's --work_dir (export_seq<S>/ folders).")
+
+
+add_model_flags(parser)
 parser.add_argument("--runs", type=int, default=20,
                     help="Timed calls per model (median).")
 parser.add_argument("--warmup_runs", type=int, default=5,
@@ -124,23 +131,53 @@ def delegation(model):
           "partitions": len(partitions), "not_delegated": not_delegated}
 
 
-def time_model(path, args):
-  """Times one model with LiteRT's interpreter; returns the result dict."""
+def load_model(path, num_threads, vocab_size):
+  """A LiteRT interpreter of `path` with bench_util.make_inputs set.
+
+  Returns:
+    the allocated interpreter; time its `invoke`.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-  model = litert.Interpreter(model_path=path, num_threads=args.num_threads)
+  model = litert.Interpreter(model_path=path, num_threads=num_threads)
   model.allocate_tensors()
   details = model.get_input_details()
   seq_length = int(details[0]["shape"][-1])
-  with open(args.bert_config_file) as f:
-    vocab_size = json.load(f)["vocab_size"]
   inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32)
   for detail in details:
     model.set_tensor(detail["index"],
                      inputs[input_name(detail["name"])].astype(detail["dtype"]))
+  return model
+
+
+def vocab_size_of(bert_config_file):
+  with open(bert_config_file) as f:
+    return json.load(f)["vocab_size"]
+
+
+def time_model(path, args):
+  """Times one model with LiteRT's interpreter; returns the result dict."""
+  model = load_model(path, args.num_threads,
+                     vocab_size_of(args.bert_config_file))
   return {"latency_ms": bench_util.time_calls(model.invoke, args.runs,
                                               args.warmup_runs),
           "delegation": delegation(model)}
+
+
+def report_if_litert_missing(script_name, output_file):
+  """Writes the "not installed" result when ai-edge-litert is absent.
+
+  Returns:
+    True if LiteRT is missing (the caller has nothing to measure).
+  """
+  if importlib.util.find_spec("ai_edge_litert") is not None:
+    return False
+  print("%s: ai-edge-litert is not installed (pip install -r "
+        "bench/requirements.txt in .venv/bench)" % script_name,
+        file=sys.stderr)
+  bench_util.write_json(output_file, {"status": "not installed",
+                                      "missing": ["ai_edge_litert"]})
+  return True
 
 
 def main():
@@ -154,11 +191,7 @@ def main():
     bench_util.write_child_result(args.result_file,
                                   time_model(args.measure_model, args))
     return
-  if importlib.util.find_spec("ai_edge_litert") is None:
-    print("bench_litert: ai-edge-litert is not installed (pip install -r "
-          "bench/requirements.txt in .venv/bench)", file=sys.stderr)
-    bench_util.write_json(args.output_file, {"status": "not installed",
-                                             "missing": ["ai_edge_litert"]})
+  if report_if_litert_missing("bench_litert", args.output_file):
     return
   # Python 3.8+ only: imported here so the TF 1.15 venv's tests (Python
   # 3.7) can import this module.

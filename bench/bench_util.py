@@ -141,6 +141,40 @@ def time_calls(call, runs, warmup_runs):
   return latency_summary(times)
 
 
+def time_alternating(calls, rounds, block_runs, clock=time.perf_counter):
+  """Times several callables in alternating blocks of calls.
+
+  A shared machine's speed drifts over seconds, so two models timed one
+  after the other can see different machines.  Here every round runs, for
+  each callable in turn, one untimed call (the block before it has evicted
+  its data from the caches) and then `block_runs` timed calls; a slow spell
+  lands on neighbouring blocks of every callable alike, and a ratio taken
+  round by round compares like with like.
+
+  Args:
+    calls: list of (name, zero-argument callable), timed in this order.
+    rounds: number of rounds.
+    block_runs: timed calls per callable per round.
+    clock: seconds, monotonic (time.perf_counter; a fake one in tests).
+
+  Returns:
+    {name: [median milliseconds of its block, one per round]}.
+  """
+  if rounds < 1 or block_runs < 1:
+    raise ValueError("time_alternating needs rounds and block_runs >= 1")
+  medians = {name: [] for name, _ in calls}
+  for _ in range(rounds):
+    for name, call in calls:
+      call()
+      times = []
+      for _ in range(block_runs):
+        start = clock()
+        call()
+        times.append((clock() - start) * 1e3)
+      medians[name].append(statistics.median(times))
+  return medians
+
+
 def peak_rss_mb():
   """This process's resident-memory high-water mark in MiB.
 

@@ -230,27 +230,38 @@ def export_onnx(args):
                           for kind, path in paths.items()}}
 
 
-def measure_ort_latency(args, kind):
-  """ONNX Runtime latency of an exported file ("fp32" or "dynamic_int8")."""
+def ort_call(path, num_threads, vocab_size, seq_length):
+  """A zero-argument call running the ONNX file at `path` on make_inputs.
+
+  One session on num_threads intra-op threads, inter-op 1, sequential, all
+  graph optimisations, CPU provider: how the peers' latency is measured.
+  """
   import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-  path = onnx_paths(args.work_dir, args.seq_length)[kind]
   if not os.path.exists(path):
     raise ValueError("ONNX file %s is missing: its export failed" % path)
   options = ort.SessionOptions()
-  options.intra_op_num_threads = args.num_threads
+  options.intra_op_num_threads = num_threads
   options.inter_op_num_threads = 1
   options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
   options.graph_optimization_level = (
       ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
   session = ort.InferenceSession(path, options,
                                  providers=["CPUExecutionProvider"])
-  config = read_config(args.bert_config_file)
-  feed = make_inputs(config["vocab_size"], 1, args.seq_length)
+  feed = make_inputs(vocab_size, 1, seq_length)
   feed = {i.name: feed[i.name] for i in session.get_inputs()}
 
   def call():
     session.run(list(OUTPUT_NAMES), feed)
 
+  return call
+
+
+def measure_ort_latency(args, kind):
+  """ONNX Runtime latency of an exported file ("fp32" or "dynamic_int8")."""
+  path = onnx_paths(args.work_dir, args.seq_length)[kind]
+  call = ort_call(path, args.num_threads,
+                  read_config(args.bert_config_file)["vocab_size"],
+                  args.seq_length)
   return {"latency_ms": bench_util.time_calls(call, args.runs,
                                               args.warmup_runs),
           "model_bytes": os.path.getsize(path)}

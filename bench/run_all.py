@@ -9,9 +9,10 @@ Runs, one after another (never in parallel: they share the machine's cores),
   bench_squad.py        SQuAD featurisation questions/s, fine-tuning examples/s
   bench_pretraining.py  distillation step and student step examples/s
   peers.py              PyTorch / ONNX Runtime MobileBERT (in .venv/bench)
+  bench_paired.py       the latency goals' models timed side by side
 
 each writing bench/results/<name>.json (its log goes to <name>.log), then
-prints one table and writes bench/results/summary.json and summary.md.
+prints two tables and writes bench/results/summary.json and summary.md.
 
 Rows pair one of our measurements with the comparable peer measurement.  The
 "speed-up" column is how many times better ours is (peer latency / our
@@ -19,6 +20,10 @@ latency, peer size / our size, or our examples/s / peer examples/s): above 1
 we win.  "/ bound" is an fp32 latency divided by the physical bound (multiply-adds at the measured peak
 matmul rate): 1.0 would use every multiply-add slot of the machine.  A script
 that is missing or fails leaves its rows saying so instead of a number.
+
+The latency goals are judged in a second table, on bench_paired's
+alternating blocks: for each goal, the median over rounds of that round's
+peer / ours ratio.
 
   .venv/tf2/bin/python bench/run_all.py            # what `make bench` runs
   .venv/tf2/bin/python bench/run_all.py --quick    # seconds-scale smoke run
@@ -31,6 +36,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 
 import bench_util
@@ -50,7 +56,8 @@ FEATURISATION_BUDGET_SECONDS = 180.0
 # name -> interpreter ("tf": the TF 2.15 venv, "peer": .venv/bench), the
 # arguments of a full run and of a --quick run, and which of run_all's common
 # flags (--num_threads, --output_file into --results_dir, a --work_dir under
-# it, bench_tflite's work dir as --tflite_dir) the script accepts.  Every
+# it, bench_tflite's work dir as --tflite_dir, peers' as --onnx_dir) the
+# script accepts.  Every
 # script also gets BENCH_QUICK=1 in quick mode.
 OPT_ARGS = ["--bert_config_file", OPT_CONFIG, "--seq_lengths", "128,384"]
 TINY_ARGS = ["--bert_config_file", TINY_CONFIG,
@@ -96,6 +103,14 @@ SCRIPTS = collections.OrderedDict([
                               "--train_seq_length", str(QUICK_SEQ_LENGTH),
                               "--train_steps", "2"],
         "common_flags": ALL_COMMON_FLAGS,
+    }),
+    ("bench_paired", {
+        "python": "peer",
+        "full": ["--bert_config_file", OPT_CONFIG],
+        "quick": ["--bert_config_file", TINY_CONFIG, "--rounds", "2",
+                  "--block_runs", "1"],
+        "common_flags": ("num_threads", "output_file", "tflite_dir",
+                         "onnx_dir"),
     }),
 ])
 
@@ -153,20 +168,27 @@ class Metric(object):
 
   def read(self, runs):
     """(value, peak MB or None, note) from the scripts' run records."""
-    run = runs.get(self.script)
-    if run is None:
-      return None, None, "not run"
-    if run["status"] != "ok":
-      return None, None, run["status"].split(" (")[0]
-    if dig(run, ("result", "status")) == "not installed":
-      return None, None, "not installed"
-    value = first_number(run["result"], self.paths)
+    result, note = script_result(runs, self.script)
+    if result is None:
+      return None, None, note
+    value = first_number(result, self.paths)
     if value is None:
-      if any(failed_on_path(run["result"], path) for path in self.paths):
+      if any(failed_on_path(result, path) for path in self.paths):
         return None, None, "failed"
       return None, None, "not in %s.json" % self.script
-    return (value * self.scale, first_number(run["result"], self.memory_paths),
-            "")
+    return (value * self.scale, first_number(result, self.memory_paths), "")
+
+
+def script_result(runs, script):
+  """(the script's JSON result, "") or (None, why there is none)."""
+  run = runs.get(script)
+  if run is None:
+    return None, "not run"
+  if run["status"] != "ok":
+    return None, run["status"].split(" (")[0]
+  if dig(run, ("result", "status")) == "not installed":
+    return None, "not installed"
+  return run["result"], ""
 
 
 def failed_on_path(tree, path):
@@ -233,31 +255,20 @@ def tflite_size_metric(kind):
   return Metric("bench_tflite", [("models", kind, "size_bytes")], scale=1e-6)
 
 
-def table_rows(seq_lengths, train_seq_length, int8_dot_product):
-  """The rows of `make bench`, in print order.
+def table_rows(seq_lengths, train_seq_length):
+  """The rows of `make bench`'s first table, in print order.
+
+  Latency rows carry no goal: the goals are judged on bench_paired's
+  side-by-side timing (goal_rows).
 
   Args:
     seq_lengths: inference sequence lengths (batch 1).
     train_seq_length: sequence length of the fine-tuning comparison.
-    int8_dot_product: whether the CPU has int8 dot-product instructions,
-      which decides the full-integer model's goal against float.
 
   Returns:
     list of Row.
   """
   rows = []
-  # Latency goals at sequence 384 (README, Benchmarks), by (our model kind, peer).  Both of our
-  # integer kinds answer the int8 goal: dynamic-range is the same scheme as
-  # ONNX Runtime's dynamic int8, full-integer the one integer-only
-  # accelerators need.
-  latency_targets = {
-      ("float", "ort_fp32"): {"min_speedup": 1.0, "max_bound_ratio": 1.5},
-      ("dynamic_range", "ort_dynamic_int8"): {"min_speedup": 1.3},
-      ("int8", "ort_dynamic_int8"): {"min_speedup": 1.3},
-  }
-  # Issue 12: on LiteRT the full-integer file at least 2x the float file
-  # where int8 dot products exist, and no slower than it elsewhere.
-  integer_over_float = {"min_speedup": 2.0 if int8_dot_product else 1.0}
   for seq in seq_lengths:
     ours_rows = []   # (label, metric, kind)
     for runtime, script in (("TF 2.15", "bench_tflite"),
@@ -281,14 +292,11 @@ def table_rows(seq_lengths, train_seq_length, int8_dot_product):
         rows.append(Row(
             "latency seq %d: %s" % (seq, ours_label), ours,
             peer_latency_metric(peer_name, seq), peer_label,
-            bound_seq=seq if is_fp32 else None,
-            target=(latency_targets.get((kind, peer_name))
-                    if seq == 384 else None)))
+            bound_seq=seq if is_fp32 else None))
     rows.append(Row(
         "latency seq %d: TF-Lite int8 on LiteRT" % seq,
         tflite_metric("int8", seq, "bench_litert"),
-        tflite_metric("float", seq, "bench_litert"), "TF-Lite float on LiteRT",
-        target=integer_over_float if seq == 384 else None))
+        tflite_metric("float", seq, "bench_litert"), "TF-Lite float on LiteRT"))
   onnx_export = "export_onnx_seq%d" % seq_lengths[-1]
   for ours_label, kind, onnx_kind in (
       ("TF-Lite float", "float", "fp32"),
@@ -330,6 +338,89 @@ def table_rows(seq_lengths, train_seq_length, int8_dot_product):
       target={"min_value": SQUAD_TRAIN_QUESTIONS /
                            FEATURISATION_BUDGET_SECONDS}))
   return rows
+
+
+# The latency goals (README, Benchmarks), all at sequence 384 on LiteRT, the
+# runtime apps ship: (ours, peer, target).  Both integer files answer the
+# int8 goal against ONNX Runtime: dynamic-range is the same scheme as its
+# dynamic int8, full-integer the one integer-only accelerators need.
+GOAL_SEQ_LENGTH = 384
+MODEL_LABELS = collections.OrderedDict([
+    ("litert_float", "TF-Lite float on LiteRT"),
+    ("litert_dynamic_range", "TF-Lite dynamic-range on LiteRT"),
+    ("litert_int8", "TF-Lite int8 on LiteRT"),
+    ("ort_fp32", "ONNX Runtime fp32"),
+    ("ort_dynamic_int8", "ONNX Runtime dynamic int8"),
+])
+
+
+def goal_rows(seq_lengths, int8_dot_product):
+  """(seq, ours, peer, target or None) of the side-by-side table.
+
+  Args:
+    seq_lengths: the sequence lengths timed; goals apply at GOAL_SEQ_LENGTH.
+    int8_dot_product: whether the CPU has int8 dot-product instructions.
+      Issue 12: the full-integer file at least 2x the float file where they
+      exist, no slower than it elsewhere.
+  """
+  targets = (
+      ("litert_float", "ort_fp32",
+       {"min_speedup": 1.0, "max_bound_ratio": 1.5}),
+      ("litert_dynamic_range", "ort_dynamic_int8", {"min_speedup": 1.3}),
+      ("litert_int8", "ort_dynamic_int8", {"min_speedup": 1.3}),
+      ("litert_int8", "litert_float",
+       {"min_speedup": 2.0 if int8_dot_product else 1.0}),
+  )
+  return [(seq, ours, peer, target if seq == GOAL_SEQ_LENGTH else None)
+          for seq in seq_lengths for ours, peer, target in targets]
+
+
+def evaluate_goal(goal, runs):
+  """One side-by-side comparison as a JSON-able dict.
+
+  "ours" and "peer" are the medians of each model's block medians;
+  "speedup" is the median over rounds of that round's peer / ours, and
+  "speedup_range" the lowest and highest round's.
+  """
+  seq, ours_name, peer_name, target = goal
+  entry = collections.OrderedDict([
+      ("measurement", "latency seq %d: %s" % (seq, MODEL_LABELS[ours_name])),
+      ("unit", "ms"), ("peer_name", MODEL_LABELS[peer_name]),
+      ("ours", None), ("peer", None), ("note", ""), ("speedup", None),
+      ("speedup_range", None), ("rounds", None), ("ours_over_bound", None),
+      ("target", ""), ("target_met", None)])
+  ours_blocks, peer_blocks, note = paired_blocks(runs, seq, ours_name,
+                                                 peer_name)
+  entry["note"] = note
+  if ours_blocks and peer_blocks:
+    ratios = [p / o for o, p in zip(ours_blocks, peer_blocks)]
+    entry.update(ours=statistics.median(ours_blocks),
+                 peer=statistics.median(peer_blocks),
+                 speedup=statistics.median(ratios),
+                 speedup_range=[min(ratios), max(ratios)],
+                 rounds=len(ratios))
+    bound = bound_ms(runs, seq)
+    if ours_name == "litert_float" and bound:
+      entry["ours_over_bound"] = entry["ours"] / bound
+  if target:
+    entry["target"], entry["target_met"] = judge_target(target, entry)
+  return entry
+
+
+def paired_blocks(runs, seq, ours_name, peer_name):
+  """(our block medians, the peer's, note) from bench_paired's record; the
+  lists are None with a note saying why when either is absent."""
+  result, note = script_result(runs, "bench_paired")
+  if result is None:
+    return None, None, note
+  record = dig(result, ("seq_lengths", str(seq))) or {}
+  blocks = record.get("block_medians_ms", {})
+  for name in (ours_name, peer_name):
+    if not blocks.get(name):
+      return None, None, "%s: %s" % (
+          MODEL_LABELS[name],
+          record.get("missing", {}).get(name, "not in bench_paired.json"))
+  return blocks[ours_name], blocks[peer_name], ""
 
 
 def bound_ms(runs, seq):
@@ -395,6 +486,14 @@ def _ratio(value):
   return "%.2fx" % value if value is not None else "n/a"
 
 
+def _target_cell(entry):
+  """The target column: the target and whether it was met, or empty."""
+  if not entry["target"]:
+    return entry["target"]
+  return entry["target"] + {True: " (met)", False: " (MISSED)",
+                            None: " (not measured)"}[entry["target_met"]]
+
+
 def format_markdown(entries, header_lines):
   """The summary table as Markdown (also what is printed)."""
   lines = list(header_lines) + [""]
@@ -406,17 +505,36 @@ def format_markdown(entries, header_lines):
     peak = "%s / %s" % (_number(e["ours_peak_rss_mb"], "-", 0),
                         _number(e["peer_peak_rss_mb"], "-", 0)
                         if e["peer_name"] else "-")
-    target = e["target"]
-    if target:
-      target += {True: " (met)", False: " (MISSED)",
-                 None: " (not measured)"}[e["target_met"]]
     lines.append("| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         e["measurement"], e["unit"], _number(e["ours"], e["ours_note"], digits),
         e["peer_name"] or "-",
         _number(e["peer"], e["peer_note"], digits) if e["peer_name"] else "-",
         _ratio(e["speedup"]), _ratio(e["ours_over_bound"]),
-        _ratio(e["peer_over_bound"]), peak, target))
+        _ratio(e["peer_over_bound"]), peak, _target_cell(e)))
   return "\n".join(lines) + "\n"
+
+
+def goals_markdown(goals, runs):
+  """The side-by-side table of the latency goals as Markdown lines."""
+  paired = dig(runs, ("bench_paired", "result")) or {}
+  how = ("%d rounds of %d timed calls per model" % (paired["rounds"],
+                                                    paired["block_runs"])
+         if "rounds" in paired else "not measured")
+  lines = ["", "Latency goals, the models timed side by side in one process "
+           "(bench_paired.py, %s): speed-up is the median over rounds of "
+           "that round's peer / ours, with the lowest and highest round's."
+           % how, "",
+           "| measurement | ours | peer | peer value | speed-up | "
+           "lowest-highest round | ours / bound | target |",
+           "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |"]
+  for e in goals:
+    spread = ("%.2f-%.2f" % tuple(e["speedup_range"])
+              if e["speedup_range"] else "n/a")
+    lines.append("| %s (ms) | %s | %s | %s | %s | %s | %s | %s |" % (
+        e["measurement"], _number(e["ours"], e["note"]), e["peer_name"],
+        _number(e["peer"], e["note"]), _ratio(e["speedup"]), spread,
+        _ratio(e["ours_over_bound"]), _target_cell(e)))
+  return lines
 
 
 def cpu_name():
@@ -451,6 +569,8 @@ def run_script(name, spec, args):
   if "tflite_dir" in spec["common_flags"]:
     command += ["--tflite_dir",
                 os.path.join(args.results_dir, "bench_tflite_work")]
+  if "onnx_dir" in spec["common_flags"]:
+    command += ["--onnx_dir", os.path.join(args.results_dir, "peers_work")]
   env = dict(os.environ)
   env.update({"OMP_NUM_THREADS": str(args.num_threads),
               "OPENBLAS_NUM_THREADS": str(args.num_threads),
@@ -531,8 +651,9 @@ def summarise(runs, args, seq_lengths):
   """Builds the summary dict and its Markdown from the run records."""
   int8_flags = bench_util.cpu_int8_dot_product_flags()
   entries = [evaluate_row(row, runs)
-             for row in table_rows(seq_lengths, seq_lengths[-1],
-                                   bool(int8_flags))]
+             for row in table_rows(seq_lengths, seq_lengths[-1])]
+  goals = [evaluate_goal(goal, runs)
+           for goal in goal_rows(seq_lengths, bool(int8_flags))]
   bound = dig(runs, ("physical_bound", "result")) or {}
   peers = dig(runs, ("peers", "result")) or {}
   header = [
@@ -553,14 +674,15 @@ def summarise(runs, args, seq_lengths):
     if run["status"] != "ok":
       header.append("%s: %s" % (name, run["status"]))
   markdown = format_markdown(entries, header)
-  markdown += "\n".join(delegation_markdown(runs) + [""])
+  markdown += "\n".join(goals_markdown(goals, runs) +
+                        delegation_markdown(runs) + [""])
   summary = collections.OrderedDict([
       ("date_utc", datetime.datetime.utcnow().isoformat()),
       ("cpu", cpu_name()), ("cpu_int8_dot_product", int8_flags),
       ("num_threads", args.num_threads),
       ("quick", args.quick),
       ("scripts", {name: run["status"] for name, run in runs.items()}),
-      ("physical_bound", bound), ("rows", entries)])
+      ("physical_bound", bound), ("rows", entries), ("goals", goals)])
   return summary, markdown
 
 

@@ -158,6 +158,30 @@ def test_tiny_model_learns_the_keyword_task(trained_mnli):
     assert results["eval_%s_loss" % split] < 0.5, results
 
 
+def test_diverged_training_ends_in_one_line_and_keeps_checkpoints(
+    trained_mnli, tmp_path):
+  """A NaN loss ends run_classifier in one line, as it does run_squad."""
+  output_dir = str(tmp_path / "diverged")
+  # A learning rate of 1e12 takes the weights to inf in the first update; the
+  # next steps' loss is NaN (384 / 16 * 0.25 = 6 steps).
+  code, log = script_helpers.run_script(
+      "run_classifier.py", [
+          "--task_name=MNLI", "--data_dir=" + trained_mnli["data_dir"],
+          "--bert_config_file=" + trained_mnli["config_file"],
+          "--vocab_file=" + trained_mnli["vocab_file"],
+          "--output_dir=" + output_dir, "--do_train",
+          "--max_seq_length=%d" % SEQ_LENGTH, "--train_batch_size=16",
+          "--learning_rate=1e12", "--warmup_proportion=0",
+          "--num_train_epochs=0.25"],
+      expect_success=False)
+  assert code == 1
+  assert script_helpers.last_line(log).startswith(
+      "run_classifier.py: training diverged: the loss became NaN."), (
+          log[-2000:])
+  assert "Traceback" not in log
+  assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-0")
+
+
 def test_submission_files_hold_label_strings(trained_mnli):
   for split, name in (("test_matched", "MNLI-m"), ("test_mismatched", "MNLI-mm")):
     predictions = _read_submission(
