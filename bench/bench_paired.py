@@ -41,9 +41,6 @@ import bench_litert
 import bench_util
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCH_DIR)
-LITERT_KINDS = ("float", "dynamic_range", "int8")
-ORT_KINDS = ("fp32", "dynamic_int8")
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,22 +74,21 @@ def load_calls(seq_length, litert_paths, args, vocab_size, have_ort):
   # TF 1.15 venv's tests (Python 3.7) can import this module.
   import peers  # pylint: disable=g-import-not-at-top
   calls, missing = [], {}
-  for kind in LITERT_KINDS:
+  for kind in bench_litert.KINDS:
     name = "litert_" + kind
     if kind not in litert_paths:
       missing[name] = "no model_%s.tflite under --tflite_dir" % kind
       continue
     calls.append((name, bench_litert.load_model(
         litert_paths[kind], args.num_threads, vocab_size).invoke))
-  onnx_files = peers.onnx_paths(args.onnx_dir, seq_length)
-  for kind in ORT_KINDS:
+  for kind, onnx_file in peers.onnx_paths(args.onnx_dir, seq_length).items():
     name = "ort_" + kind
     if not have_ort:
       missing[name] = "onnxruntime is not installed"
-    elif not os.path.exists(onnx_files[kind]):
-      missing[name] = "no %s (run peers.py first)" % onnx_files[kind]
+    elif not os.path.exists(onnx_file):
+      missing[name] = "no %s (run peers.py first)" % onnx_file
     else:
-      calls.append((name, peers.ort_call(onnx_files[kind], args.num_threads,
+      calls.append((name, peers.ort_call(onnx_file, args.num_threads,
                                          vocab_size, seq_length)))
   return calls, missing
 
