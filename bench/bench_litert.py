@@ -6,8 +6,9 @@ runtime: TF 2.15's XNNPACK delegate takes no BATCH_MATMUL, so every attention
 matmul leaves the delegate, splits the graph into 49 partitions at 24 layers
 and runs on TF-Lite's builtin kernels, while LiteRT's delegate keeps the
 whole float graph in one partition (and takes the int8 matmuls too, whose
-second operand export_tflite quantizes symmetrically for it).  This script times the files bench_tflite
-wrote (--tflite_dir/export_seq<S>/model_<kind>.tflite) with
+second operand export_tflite quantizes symmetrically for it).  This script
+times the files bench_tflite wrote (--tflite_dir/export_seq<S>/
+model_<kind>.tflite, S in --seq_lengths) with
 ai_edge_litert.interpreter on --num_threads threads, batch 1, the same inputs
 (bench_util.make_inputs), the median of --runs calls after --warmup_runs
 untimed ones, each model in a fresh subprocess for its own peak RSS.
@@ -37,6 +38,9 @@ import bench_util
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 KINDS = ("float", "dynamic_range", "int8")
+NO_MODELS_MESSAGE = ("no export_seq<S>/model_<kind>.tflite for --seq_lengths "
+                     "%s under --tflite_dir %s; run bench/bench_tflite.py "
+                     "first")
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +58,29 @@ def add_model_flags(argument_parser):
       "--tflite_dir",
       default=os.path.join(BENCH_DIR, "results", "bench_tflite_work"),
       help="bench_tflite.py's --work_dir (export_seq<S>/ folders).")
+  argument_parser.add_argument(
+      "--seq_lengths", default="128,384",
+      help="The export_seq<S> folders to load (bench_tflite.py's "
+      "--seq_lengths); other folders there, say from a --quick run, are "
+      "left alone.")
+
+
+def read_model_flags(args):
+  """(vocab_size, seq_lengths) from --bert_config_file and --seq_lengths.
+
+  Raises:
+    ValueError: naming the flag that is wrong.
+  """
+  try:
+    with open(args.bert_config_file) as f:
+      config = json.load(f)
+    vocab_size = int(config["vocab_size"])
+    max_positions = int(config["max_position_embeddings"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError("--bert_config_file %s is not a readable model config "
+                     "(%s: %s)" % (args.bert_config_file, type(e).__name__, e))
+  return vocab_size, bench_util.parse_seq_lengths(
+      args.seq_lengths, max_positions, args.bert_config_file)
 
 
 add_model_flags(parser)
@@ -73,14 +100,14 @@ parser.add_argument("--measure_model", default=None, help=argparse.SUPPRESS)
 parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
 
 
-def find_models(tflite_dir):
-  """{kind: {seq_length: path}} of the files bench_tflite exported."""
+def find_models(tflite_dir, seq_lengths):
+  """{kind: {seq_length: path}} of bench_tflite's files at seq_lengths."""
   models = {}
   for path in sorted(glob.glob(os.path.join(tflite_dir, "export_seq*",
                                             "model_*.tflite"))):
     seq_match = re.search(r"export_seq(\d+)$", os.path.dirname(path))
     kind = os.path.basename(path)[len("model_"):-len(".tflite")]
-    if seq_match and kind in KINDS:
+    if seq_match and int(seq_match.group(1)) in seq_lengths and kind in KINDS:
       models.setdefault(kind, {})[int(seq_match.group(1))] = path
   return models
 
@@ -141,6 +168,11 @@ def load_model(path, num_threads, vocab_size):
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
   model = litert.Interpreter(model_path=path, num_threads=num_threads)
   model.allocate_tensors()
+  rows = vocabulary_rows(model)
+  if rows is not None and rows < vocab_size:
+    raise ValueError("%s has %d vocabulary rows but --bert_config_file's "
+                     "vocab_size is %d: it was exported from another config"
+                     % (path, rows, vocab_size))
   details = model.get_input_details()
   seq_length = int(details[0]["shape"][-1])
   inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32)
@@ -150,15 +182,25 @@ def load_model(path, num_threads, vocab_size):
   return model
 
 
-def vocab_size_of(bert_config_file):
-  with open(bert_config_file) as f:
-    return json.load(f)["vocab_size"]
+def vocabulary_rows(model):
+  """Rows of the table the input_ids are GATHERed from, or None if none is.
+
+  Args:
+    model: an allocated LiteRT interpreter.
+  """
+  ids = [d["index"] for d in model.get_input_details()
+         if input_name(d["name"]) == "input_ids"]
+  shapes = {t["index"]: t["shape"] for t in model.get_tensor_details()}
+  for node in model._get_ops_details():  # pylint: disable=protected-access
+    if node["op_name"] == "GATHER" and list(node["inputs"][1:2]) == ids:
+      return int(shapes[node["inputs"][0]][0])
+  return None
 
 
 def time_model(path, args):
   """Times one model with LiteRT's interpreter; returns the result dict."""
-  model = load_model(path, args.num_threads,
-                     vocab_size_of(args.bert_config_file))
+  vocab_size, _ = read_model_flags(args)
+  model = load_model(path, args.num_threads, vocab_size)
   return {"latency_ms": bench_util.time_calls(model.invoke, args.runs,
                                               args.warmup_runs),
           "delegation": delegation(model)}
@@ -185,6 +227,7 @@ def main():
   try:
     bench_util.check_minimums(args, {"runs": 1, "num_threads": 1,
                                      "timeout": 1, "warmup_runs": 0})
+    _, seq_lengths = read_model_flags(args)
   except ValueError as e:
     parser.error(str(e))
   if args.measure_model:
@@ -196,10 +239,9 @@ def main():
   # Python 3.8+ only: imported here so the TF 1.15 venv's tests (Python
   # 3.7) can import this module.
   from importlib import metadata  # pylint: disable=g-import-not-at-top
-  models = find_models(args.tflite_dir)
+  models = find_models(args.tflite_dir, seq_lengths)
   if not models:
-    parser.error("no export_seq<S>/model_<kind>.tflite under --tflite_dir %s; "
-                 "run bench/bench_tflite.py first" % args.tflite_dir)
+    parser.error(NO_MODELS_MESSAGE % (args.seq_lengths, args.tflite_dir))
   result = {"status": "ok",
             "versions": {"ai-edge-litert":
                          metadata.version("ai-edge-litert"),
@@ -210,8 +252,8 @@ def main():
   for kind, by_seq in sorted(models.items()):
     for seq_length, path in sorted(by_seq.items()):
       command = bench_util.child_command(
-          __file__, args, ("bert_config_file", "runs", "warmup_runs",
-                           "num_threads"),
+          __file__, args, ("bert_config_file", "seq_lengths", "runs",
+                           "warmup_runs", "num_threads"),
           ["--measure_model", path, "--result_file", result_file])
       measurement = bench_util.run_child(command, result_file, args.timeout)
       result["models"].setdefault(kind, {})[str(seq_length)] = measurement

@@ -6,12 +6,12 @@ faster than that: on the 2-core AMD EPYC VM of the README's results, one
 float model's 5-call medians ranged from 90 to 174 ms within a minute.  A
 ratio of two figures taken at different moments carries that drift.
 
-This script loads every model a latency goal compares, at each sequence
-length bench_tflite exported, into one process:
+This script loads every model a latency goal compares, at each of
+--seq_lengths, into one process:
 
   litert_float, litert_dynamic_range, litert_int8
-      bench_tflite's files (--tflite_dir/export_seq<S>/model_<kind>.tflite)
-      on LiteRT, as bench_litert.py loads them;
+      bench_tflite's files (--tflite_dir/export_seq<S>/model_<kind>.tflite,
+      S in --seq_lengths) on LiteRT, as bench_litert.py loads them;
   ort_fp32, ort_dynamic_int8
       peers.py's ONNX files (--onnx_dir/mobilebert_<kind>_seq<S>.onnx) on
       ONNX Runtime, as peers.py runs them;
@@ -22,7 +22,8 @@ judges each latency goal on the median over rounds of that round's ratio.
 Same inputs (bench_util.make_inputs) and --num_threads as the other scripts.
 
 Runs in the peer venv (.venv/bench), after bench_tflite.py and peers.py.  A
-runtime that is not installed or a file that is absent leaves its models out
+runtime that is not installed, a file that is absent, or a .tflite file
+exported from another config than --bert_config_file leaves its models out
 (listed under "missing"); without LiteRT it writes {"status": "not
 installed"}.
 
@@ -79,8 +80,13 @@ def load_calls(seq_length, litert_paths, args, vocab_size, have_ort):
     if kind not in litert_paths:
       missing[name] = "no model_%s.tflite under --tflite_dir" % kind
       continue
-    calls.append((name, bench_litert.load_model(
-        litert_paths[kind], args.num_threads, vocab_size).invoke))
+    try:
+      model = bench_litert.load_model(litert_paths[kind], args.num_threads,
+                                      vocab_size)
+    except ValueError as e:
+      missing[name] = str(e)
+      continue
+    calls.append((name, model.invoke))
   for kind, onnx_file in peers.onnx_paths(args.onnx_dir, seq_length).items():
     name = "ort_" + kind
     if not have_ort:
@@ -98,17 +104,19 @@ def main():
   try:
     bench_util.check_minimums(args, {"rounds": 1, "block_runs": 1,
                                      "num_threads": 1})
+    vocab_size, seq_lengths = bench_litert.read_model_flags(args)
   except ValueError as e:
     parser.error(str(e))
   if bench_litert.report_if_litert_missing("bench_paired", args.output_file):
     return
   by_seq = {}
-  for kind, paths in bench_litert.find_models(args.tflite_dir).items():
+  for kind, paths in bench_litert.find_models(args.tflite_dir,
+                                             seq_lengths).items():
     for seq_length, path in paths.items():
       by_seq.setdefault(seq_length, {})[kind] = path
   if not by_seq:
-    parser.error("no export_seq<S>/model_<kind>.tflite under --tflite_dir %s; "
-                 "run bench/bench_tflite.py first" % args.tflite_dir)
+    parser.error(bench_litert.NO_MODELS_MESSAGE % (args.seq_lengths,
+                                                   args.tflite_dir))
   # Python 3.8+ only, like bench_litert's.
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   have_ort = importlib.util.find_spec("onnxruntime") is not None
@@ -116,7 +124,6 @@ def main():
               "python": sys.version.split()[0]}
   if have_ort:
     versions["onnxruntime"] = metadata.version("onnxruntime")
-  vocab_size = bench_litert.vocab_size_of(args.bert_config_file)
   result = {"status": "ok", "versions": versions, "rounds": args.rounds,
             "block_runs": args.block_runs, "num_threads": args.num_threads,
             "seq_lengths": {}}

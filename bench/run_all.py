@@ -75,9 +75,8 @@ SCRIPTS = collections.OrderedDict([
     }),
     ("bench_litert", {
         "python": "peer",
-        "full": ["--bert_config_file", OPT_CONFIG],
-        "quick": ["--bert_config_file", TINY_CONFIG, "--runs", "2",
-                  "--warmup_runs", "1"],
+        "full": OPT_ARGS,
+        "quick": TINY_ARGS + ["--runs", "2", "--warmup_runs", "1"],
         "common_flags": ("num_threads", "output_file", "tflite_dir"),
     }),
     ("bench_savedmodel", {
@@ -106,9 +105,8 @@ SCRIPTS = collections.OrderedDict([
     }),
     ("bench_paired", {
         "python": "peer",
-        "full": ["--bert_config_file", OPT_CONFIG],
-        "quick": ["--bert_config_file", TINY_CONFIG, "--rounds", "2",
-                  "--block_runs", "1"],
+        "full": OPT_ARGS,
+        "quick": TINY_ARGS + ["--rounds", "2", "--block_runs", "1"],
         "common_flags": ("num_threads", "output_file", "tflite_dir",
                          "onnx_dir"),
     }),

@@ -171,11 +171,12 @@ def test_bench_litert_finds_bench_tflite_exports(tmp_path):
                    "export_seq384/model_float.tflite",
                    "export_seq384/model_qat_int8.tflite",   # not benched
                    "export_seq384/notes.txt",
+                   "export_seq32/model_float.tflite",       # not asked for
                    "random/model_float.tflite"):            # not an export
     path = tmp_path / relative
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(b"")
-  models = bench_litert.find_models(str(tmp_path))
+  models = bench_litert.find_models(str(tmp_path), [128, 384])
   assert models == {
       "float": {128: str(tmp_path / "export_seq128/model_float.tflite"),
                 384: str(tmp_path / "export_seq384/model_float.tflite")},
@@ -183,6 +184,28 @@ def test_bench_litert_finds_bench_tflite_exports(tmp_path):
   assert bench_litert.input_name("serving_default_input_mask:0") == (
       "input_mask")
   assert bench_litert.input_name("segment_ids") == "segment_ids"
+
+
+@pytest.mark.parametrize("script", ["bench_litert.py", "bench_paired.py"])
+def test_litert_scripts_name_a_bad_config_or_length(tmp_path, script):
+  config = tmp_path / "config.json"
+  config.write_text(json.dumps({"vocab_size": 50,
+                                "max_position_embeddings": 64}))
+  cases = [(["--bert_config_file", str(tmp_path / "absent.json")],
+            "--bert_config_file %s is not a readable model config "
+            "(FileNotFoundError" % (tmp_path / "absent.json")),
+           (["--bert_config_file", str(config), "--seq_lengths", "8,128"],
+            "--seq_lengths value 128 exceeds max_position_embeddings 64")]
+  for flags, message in cases:
+    completed = subprocess.run(
+        [sys.executable, os.path.join(BENCH_DIR, script), "--output_file",
+         str(tmp_path / "result.json")] + flags,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, timeout=120)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "result.json").exists()
 
 
 @pytest.mark.parametrize("script", ["bench_litert.py", "bench_paired.py"])
@@ -419,15 +442,20 @@ def test_time_alternating_times_blocks_in_turn():
     bench_util.time_alternating([("a", make("a"))], rounds=0, block_runs=1)
 
 
-def _write_tiny_tflite(path):
-  """A [1, 8] model with our three int32 inputs (ids summed into one float)."""
+def _write_tiny_tflite(path, seq_length, vocabulary_rows):
+  """A [1, seq_length] model with our three int32 inputs.
+
+  The input_ids are looked up (GATHER) in a [vocabulary_rows, 1] table.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  spec = [tf.TensorSpec([1, 8], tf.int32, name=name)
+  spec = [tf.TensorSpec([1, seq_length], tf.int32, name=name)
           for name in ("input_ids", "input_mask", "segment_ids")]
+  table = tf.constant(np.arange(vocabulary_rows, dtype=np.float32)[:, None])
 
   @tf.function(input_signature=spec)
   def model(input_ids, input_mask, segment_ids):
-    return tf.cast(input_ids * input_mask + segment_ids, tf.float32) * 0.5
+    embedded = tf.gather(table, input_ids)[:, :, 0]
+    return embedded * tf.cast(input_mask + segment_ids, tf.float32)
 
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [model.get_concrete_function()], model)
@@ -440,29 +468,40 @@ def test_bench_paired_times_every_model_it_finds(tmp_path):
     pytest.skip("ai-edge-litert is not installed in this venv")
   if importlib.util.find_spec("onnxruntime") is not None:
     pytest.skip("onnxruntime is installed here (it belongs in .venv/bench)")
-  tiny = tmp_path / "tflite" / "export_seq8" / "model_float.tflite"
-  _write_tiny_tflite(tiny)
+  exports = tmp_path / "tflite"
+  tiny = exports / "export_seq8" / "model_float.tflite"
+  _write_tiny_tflite(tiny, 8, vocabulary_rows=50)
   (tiny.parent / "model_int8.tflite").write_bytes(tiny.read_bytes())
+  # From a run with a smaller vocabulary: left out, with the reason.
+  _write_tiny_tflite(tiny.parent / "model_dynamic_range.tflite", 8,
+                     vocabulary_rows=10)
+  # A sequence length this run does not ask for: not loaded at all.
+  _write_tiny_tflite(exports / "export_seq16" / "model_float.tflite", 16,
+                     vocabulary_rows=10)
   config = tmp_path / "config.json"
-  config.write_text(json.dumps({"vocab_size": 50}))
+  config.write_text(json.dumps({"vocab_size": 50,
+                                "max_position_embeddings": 64}))
   output = tmp_path / "bench_paired.json"
   completed = subprocess.run(
       [sys.executable, os.path.join(BENCH_DIR, "bench_paired.py"),
-       "--bert_config_file", str(config), "--tflite_dir",
-       str(tmp_path / "tflite"), "--onnx_dir", str(tmp_path),
+       "--bert_config_file", str(config), "--seq_lengths", "8",
+       "--tflite_dir", str(exports), "--onnx_dir", str(tmp_path),
        "--rounds", "3", "--block_runs", "2", "--output_file", str(output)],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       universal_newlines=True, timeout=300)
   assert completed.returncode == 0, completed.stderr
   result = json.loads(output.read_text())
   assert (result["rounds"], result["block_runs"]) == (3, 2)
+  assert sorted(result["seq_lengths"]) == ["8"]
   record = result["seq_lengths"]["8"]
   assert sorted(record["block_medians_ms"]) == ["litert_float", "litert_int8"]
   for medians in record["block_medians_ms"].values():
     assert len(medians) == 3 and all(m > 0 for m in medians)
   assert record["missing"] == {
-      "litert_dynamic_range": "no model_dynamic_range.tflite under "
-                              "--tflite_dir",
+      "litert_dynamic_range": "%s has 10 vocabulary rows but "
+                              "--bert_config_file's vocab_size is 50: it was "
+                              "exported from another config"
+                              % (tiny.parent / "model_dynamic_range.tflite"),
       "ort_fp32": "onnxruntime is not installed",
       "ort_dynamic_int8": "onnxruntime is not installed"}
   assert "bench_paired: seq 8 litert_int8: block medians" in completed.stderr
