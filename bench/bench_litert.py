@@ -28,7 +28,6 @@ bench_tflite.json, plus what XNNPACK takes of each graph (`delegation`):
 import argparse
 import glob
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -71,16 +70,10 @@ def read_model_flags(args):
   Raises:
     ValueError: naming the flag that is wrong.
   """
-  try:
-    with open(args.bert_config_file) as f:
-      config = json.load(f)
-    vocab_size = int(config["vocab_size"])
-    max_positions = int(config["max_position_embeddings"])
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ValueError("--bert_config_file %s is not a readable model config "
-                     "(%s: %s)" % (args.bert_config_file, type(e).__name__, e))
-  return vocab_size, bench_util.parse_seq_lengths(
-      args.seq_lengths, max_positions, args.bert_config_file)
+  config = bench_util.read_config(args.bert_config_file)
+  return config["vocab_size"], bench_util.parse_seq_lengths(
+      args.seq_lengths, config["max_position_embeddings"],
+      args.bert_config_file)
 
 
 add_model_flags(parser)

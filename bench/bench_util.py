@@ -66,6 +66,52 @@ def make_inputs(vocab_size, batch_size, seq_length, dtype, seed=0):
           "segment_ids": segment_ids}
 
 
+# Defaults of the original BertConfig (docs/architecture.md, section 1) for
+# keys a JSON config may leave out; transformers' own defaults differ (e.g.
+# hidden_act).
+ORIGINAL_CONFIG_DEFAULTS = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 16,
+    "initializer_range": 0.02,
+    "embedding_size": None,
+    "trigram_input": False,
+    "use_bottleneck": False,
+    "intra_bottleneck_size": None,
+    "use_bottleneck_attention": False,
+    "key_query_shared_bottleneck": False,
+    "num_feedforward_networks": 1,
+    "normalization_type": "layer_norm",
+    "classifier_activation": True,
+}
+
+
+def read_config(path):
+  """Our JSON config as a dict with the original's defaults filled in."""
+  try:
+    with open(path) as f:
+      config = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError("--bert_config_file %s cannot be read as JSON: %s" %
+                     (path, e))
+  if not isinstance(config, dict) or "vocab_size" not in config:
+    raise ValueError("--bert_config_file %s must be a JSON object with "
+                     "'vocab_size'" % path)
+  filled = dict(ORIGINAL_CONFIG_DEFAULTS)
+  filled.update(config)
+  if filled["embedding_size"] is None:
+    filled["embedding_size"] = filled["hidden_size"]
+  if filled["intra_bottleneck_size"] is None:
+    filled["intra_bottleneck_size"] = filled["hidden_size"]
+  return filled
+
+
 def parse_seq_lengths(values, max_position_embeddings, config_path):
   """Validates a --seq_lengths flag against the model config.
 

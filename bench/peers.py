@@ -32,7 +32,6 @@ and exits 0, so `make bench` still prints our own numbers.
 import argparse
 import importlib.metadata
 import importlib.util
-import json
 import os
 import sys
 
@@ -42,29 +41,6 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 PEER_MODULES = ("numpy", "torch", "transformers", "onnx", "onnxruntime")
 
-# Defaults of the original BertConfig (docs/architecture.md, section 1) for keys a JSON
-# config may leave out; transformers' own defaults differ (e.g. hidden_act).
-ORIGINAL_CONFIG_DEFAULTS = {
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 16,
-    "initializer_range": 0.02,
-    "embedding_size": None,
-    "trigram_input": False,
-    "use_bottleneck": False,
-    "intra_bottleneck_size": None,
-    "use_bottleneck_attention": False,
-    "key_query_shared_bottleneck": False,
-    "num_feedforward_networks": 1,
-    "normalization_type": "layer_norm",
-    "classifier_activation": True,
-}
 # Our activation names -> transformers'; the original's gelu is the tanh form,
 # which transformers calls "gelu_new".
 HF_ACTIVATIONS = {"relu": "relu", "relu6": "relu6", "gelu": "gelu_new",
@@ -106,31 +82,11 @@ parser.add_argument("--seq_length", type=int, default=0, help=argparse.SUPPRESS)
 parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
 
 
-def read_config(path):
-  """Our JSON config as a dict with the original's defaults filled in."""
-  try:
-    with open(path) as f:
-      config = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError("--bert_config_file %s cannot be read as JSON: %s" %
-                     (path, e))
-  if not isinstance(config, dict) or "vocab_size" not in config:
-    raise ValueError("--bert_config_file %s must be a JSON object with "
-                     "'vocab_size'" % path)
-  filled = dict(ORIGINAL_CONFIG_DEFAULTS)
-  filled.update(config)
-  if filled["embedding_size"] is None:
-    filled["embedding_size"] = filled["hidden_size"]
-  if filled["intra_bottleneck_size"] is None:
-    filled["intra_bottleneck_size"] = filled["hidden_size"]
-  return filled
-
-
 def mobilebert_config_kwargs(config):
   """Keyword arguments of transformers.MobileBertConfig for our config dict.
 
   Args:
-    config: dict from `read_config`.
+    config: dict from `bench_util.read_config`.
 
   Returns:
     dict of MobileBertConfig arguments describing the same network.
@@ -146,7 +102,7 @@ def mobilebert_config_kwargs(config):
     raise ValueError("normalization_type %r has no transformers equivalent "
                      "(known: %s)" % (config["normalization_type"],
                                       ", ".join(HF_NORMALIZATIONS)))
-  kwargs = {key: config[key] for key in ORIGINAL_CONFIG_DEFAULTS}
+  kwargs = {key: config[key] for key in bench_util.ORIGINAL_CONFIG_DEFAULTS}
   kwargs["vocab_size"] = config["vocab_size"]
   kwargs["hidden_act"] = HF_ACTIVATIONS[act]
   # The original's LayerNorm is contrib's, with epsilon 1e-12.
@@ -173,7 +129,7 @@ def _torch_setup(num_threads):
 
 def _build_torch_model(args, torch):
   import transformers  # pylint: disable=g-import-not-at-top
-  config = read_config(args.bert_config_file)
+  config = bench_util.read_config(args.bert_config_file)
   hf_config = transformers.MobileBertConfig(**mobilebert_config_kwargs(config))
   model = transformers.MobileBertForQuestionAnswering(hf_config)
   return model, config
@@ -260,7 +216,7 @@ def measure_ort_latency(args, kind):
   """ONNX Runtime latency of an exported file ("fp32" or "dynamic_int8")."""
   path = onnx_paths(args.work_dir, args.seq_length)[kind]
   call = ort_call(path, args.num_threads,
-                  read_config(args.bert_config_file)["vocab_size"],
+                  bench_util.read_config(args.bert_config_file)["vocab_size"],
                   args.seq_length)
   return {"latency_ms": bench_util.time_calls(call, args.runs,
                                               args.warmup_runs),
@@ -348,7 +304,7 @@ def validate_args(args):
       "runs": 1, "num_threads": 1, "train_batch_size": 1,
       "train_seq_length": 1, "train_steps": 1, "timeout": 1,
       "warmup_runs": 0})
-  config = read_config(args.bert_config_file)
+  config = bench_util.read_config(args.bert_config_file)
   mobilebert_config_kwargs(config)
   if args.train_seq_length > config["max_position_embeddings"]:
     raise ValueError("--train_seq_length %d exceeds max_position_embeddings "

@@ -514,10 +514,10 @@ def format_markdown(entries, header_lines):
 
 def goals_markdown(goals, runs):
   """The side-by-side table of the latency goals as Markdown lines."""
-  paired = dig(runs, ("bench_paired", "result")) or {}
+  paired, note = script_result(runs, "bench_paired")
   how = ("%d rounds of %d timed calls per model" % (paired["rounds"],
                                                     paired["block_runs"])
-         if "rounds" in paired else "not measured")
+         if paired else note)
   lines = ["", "Latency goals, the models timed side by side in one process "
            "(bench_paired.py, %s): speed-up is the median over rounds of "
            "that round's peer / ours, with the lowest and highest round's."

@@ -192,8 +192,8 @@ def test_litert_scripts_name_a_bad_config_or_length(tmp_path, script):
   config.write_text(json.dumps({"vocab_size": 50,
                                 "max_position_embeddings": 64}))
   cases = [(["--bert_config_file", str(tmp_path / "absent.json")],
-            "--bert_config_file %s is not a readable model config "
-            "(FileNotFoundError" % (tmp_path / "absent.json")),
+            "--bert_config_file %s cannot be read as JSON: [Errno 2] No "
+            "such file" % (tmp_path / "absent.json")),
            (["--bert_config_file", str(config), "--seq_lengths", "8,128"],
             "--seq_lengths value 128 exceeds max_position_embeddings 64")]
   for flags, message in cases:
