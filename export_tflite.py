@@ -389,9 +389,7 @@ def _restore(session, prefix, use_quantized_training):
     raise ValueError("Checkpoint %s does not match the export graph's shapes "
                      "(is --bert_config_file right?): %s" %
                      (prefix, "; ".join(mismatched)))
-  missing_ranges = [n for n in missing
-                    if quantization.ACTIVATION_SCOPE in n or
-                    quantization.WEIGHT_SCOPE in n]
+  missing_ranges = [n for n in missing if quantization.is_range_variable(n)]
   if use_quantized_training and missing_ranges:
     raise ValueError(
         "Checkpoint %s has no quantization ranges (e.g. %s): "

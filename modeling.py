@@ -1202,26 +1202,43 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint,
 
 
 def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
-                         init_from_teacher=False, init_embedding=False):
+                         init_from_teacher=False, init_embedding=False,
+                         model_dir=None):
   """Initializes graph variables from a checkpoint and logs what was loaded.
 
   Call inside a model_fn after the graph is built.  Several calls may be made
   with different modes (e.g. a student's embeddings and the whole teacher from
   one teacher checkpoint); each logs its own report.
 
+  What a new run takes from a checkpoint (docs/differences.md): the trainable
+  variables and the quantizers' state (ranges and their moving averages,
+  which a QAT checkpoint is not whole without).  Never `global_step` or
+  optimizer slots: a new run starts its schedule and moments afresh.
+
   Args:
     init_checkpoint: checkpoint prefix, .index/.data path or directory.
-    tvars: candidate variables; defaults to the trainable variables.
+    tvars: candidate variables; defaults to the trainable variables plus the
+      quantizer state (quantization.range_variables()).
     use_tpu: if True, return a scaffold_fn that does the initialization (TPU
       needs it inside the scaffold); otherwise initialize directly.
     init_from_teacher: see get_assignment_map_from_checkpoint.
     init_embedding: see get_assignment_map_from_checkpoint.
+    model_dir: the estimator's directory.  When it holds a checkpoint the
+      estimator restores every variable from it (resuming training, or
+      predicting after it), so `init_checkpoint` is not read and the report
+      says so.
 
   Returns:
     scaffold_fn for TPUEstimatorSpec, or None when not on TPU.
   """
+  resumed = checkpoints.latest_checkpoint(model_dir)
+  if resumed:
+    tf.logging.info("Restoring every variable from %s, the latest checkpoint "
+                    "in %s (--init_checkpoint is not read).", resumed,
+                    model_dir)
+    return None
   if tvars is None:
-    tvars = tf.trainable_variables()
+    tvars = tf.trainable_variables() + quantization.range_variables()
   checkpoint = checkpoints.resolve_checkpoint_path(init_checkpoint)
   assignment_map, initialized = get_assignment_map_from_checkpoint(
       tvars, checkpoint, init_from_teacher=init_from_teacher,
@@ -1243,16 +1260,66 @@ def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
 
 
 def log_loading_report(tvars, checkpoint, initialized_variable_names):
-  """Logs which variables were loaded from `checkpoint` and which were not."""
+  """Logs which variables were loaded from `checkpoint` and which were not.
+
+  Weights are listed by name when they keep their initial values; the
+  quantizer state (hundreds of scalars in a QAT graph) is reported as counts.
+  """
   names = [_graph_variable_name(var) for var in tvars]
-  missing = [name for name in names if name not in initialized_variable_names]
+  weights = [name for name in names
+             if not quantization.is_range_variable(name)]
+  ranges = [name for name in names if quantization.is_range_variable(name)]
+  missing = [name for name in weights
+             if name not in initialized_variable_names]
   tf.logging.info("Loaded %d of %d variables from %s.",
-                  len(names) - len(missing), len(names), checkpoint)
+                  len(weights) - len(missing), len(weights), checkpoint)
   if missing:
     tf.logging.info("%d variables keep their initial values (not in the "
                     "checkpoint under this mapping):", len(missing))
     for name in missing:
       tf.logging.info("  %s", name)
+  if not ranges:
+    return
+  loaded_ranges = sum(name in initialized_variable_names for name in ranges)
+  if loaded_ranges == len(ranges):
+    tf.logging.info("Loaded all %d quantization-range variables (min/max and "
+                    "their moving averages) from %s: the model quantizes "
+                    "with its trained ranges.", len(ranges), checkpoint)
+  elif loaded_ranges == 0:
+    tf.logging.info("Quantization ranges: %s has none (a float checkpoint); "
+                    "the %d range variables start fresh at [%g, %g] and are "
+                    "learned in training.", checkpoint, len(ranges),
+                    quantization.INITIAL_MIN, quantization.INITIAL_MAX)
+  else:
+    fresh = [name for name in ranges if name not in initialized_variable_names]
+    tf.logging.warning("Loaded %d of %d quantization-range variables from %s; "
+                       "%d start fresh at [%g, %g], e.g. %s.", loaded_ranges,
+                       len(ranges), checkpoint, len(fresh),
+                       quantization.INITIAL_MIN, quantization.INITIAL_MAX,
+                       fresh[0])
+
+
+def check_quantization_ranges(path):
+  """Checks that a checkpoint holds trained quantization ranges.
+
+  A QAT graph that predicts, evaluates or exports without training first
+  takes its ranges from the checkpoint; a float checkpoint has none, and the
+  initial ranges would give results unlike the trained model's.
+
+  Raises:
+    ValueError: naming the checkpoint.
+  """
+  prefix = checkpoints.resolve_checkpoint_path(path)
+  if not any(quantization.is_range_variable(name)
+             for name, _ in tf.train.list_variables(prefix)):
+    raise ValueError(
+        "Checkpoint %s holds no quantization ranges (it was not trained with "
+        "--use_quantized_training), so a --use_quantized_training model "
+        "would quantize with the initial [%g, %g] ranges instead of trained "
+        "ones. Fine-tune it with --use_quantized_training --do_train first, "
+        "or drop --use_quantized_training." %
+        (prefix, quantization.INITIAL_MIN, quantization.INITIAL_MAX))
+  return prefix
 
 
 def count_parameters(variables):

@@ -26,7 +26,22 @@ INITIAL_MIN = -6.0
 INITIAL_MAX = 6.0
 
 
-def _range_variables():
+def is_range_variable(name):
+  """True for a quantizer's state: its `min`/`max` and their moving averages.
+
+  These variables are not trainable, but a QAT checkpoint is only whole with
+  them: they are the ranges the model was trained and is exported with.
+  """
+  return ACTIVATION_SCOPE in name or WEIGHT_SCOPE in name
+
+
+def range_variables():
+  """The quantizer state variables of the current graph (see above)."""
+  return [var for var in tf.global_variables()
+          if is_range_variable(var.op.name)]
+
+
+def _new_range_variables():
   """Creates the `min` and `max` scalars of one quantizer in the current scope."""
   collections = [tf.GraphKeys.GLOBAL_VARIABLES]
   min_var = tf.get_variable(
@@ -78,7 +93,7 @@ def quantize_activation(inputs, is_training):
     A Tensor of the same shape, rounded to 256 levels of the range.
   """
   with tf.variable_scope(None, default_name=ACTIVATION_SCOPE):
-    min_var, max_var = _range_variables()
+    min_var, max_var = _new_range_variables()
     if is_training:
       # The range must contain 0 so that zero padding stays exact.
       batch_min = tf.minimum(tf.reduce_min(inputs), 0.0)
@@ -102,7 +117,7 @@ def quantize_weight(weights, is_training):
     A Tensor of the same shape, rounded to 255 levels symmetric around 0.
   """
   with tf.variable_scope(None, default_name=WEIGHT_SCOPE):
-    min_var, max_var = _range_variables()
+    min_var, max_var = _new_range_variables()
     if is_training:
       magnitude = tf.maximum(
           tf.abs(tf.reduce_min(weights)), tf.abs(tf.reduce_max(weights)))

@@ -179,8 +179,11 @@ def validate_flags():
     lite_model = problems.call(export_tflite.lite_model_for_task,
                                FLAGS.lite_model_path, "probabilities",
                                FLAGS.max_seq_length)
-  problems.restored_checkpoints_fit(bert_config, FLAGS.init_checkpoint,
-                                    FLAGS.output_dir)
+  resumed_from = problems.restored_checkpoints_fit(
+      bert_config, FLAGS.init_checkpoint, FLAGS.output_dir)
+  if _uses_tf_model() and not FLAGS.do_train:
+    problems.quantization_ranges_trained(FLAGS.use_quantized_training,
+                                         resumed_from)
   problems.exit_if_any()
   return processor, bert_config, tokenizer, lite_model
 
@@ -249,11 +252,7 @@ def _check_checkpoint_flags(problems):
     problems.call(tokenization.validate_case_matches_checkpoint,
                   FLAGS.do_lower_case, FLAGS.init_checkpoint,
                   prefix="--init_checkpoint: ")
-  uses_tf_model = [
-      name for name, is_set in (
-          ("--do_eval", FLAGS.do_eval and not FLAGS.lite_model_path),
-          ("--do_predict", FLAGS.do_predict and not FLAGS.lite_model_path),
-          ("--export_dir", FLAGS.export_dir)) if is_set]
+  uses_tf_model = _uses_tf_model()
   problems.check(
       not (uses_tf_model and not FLAGS.do_train and not FLAGS.init_checkpoint
            and FLAGS.output_dir and
@@ -261,6 +260,14 @@ def _check_checkpoint_flags(problems):
       "%s needs trained weights: train in this run (--do_train), keep a "
       "checkpoint in --output_dir=%s, or give --init_checkpoint." %
       (" and ".join(uses_tf_model), FLAGS.output_dir))
+
+
+def _uses_tf_model():
+  """The flags of the stages that run the TensorFlow graph, not a .tflite."""
+  return [name for name, is_set in (
+      ("--do_eval", FLAGS.do_eval and not FLAGS.lite_model_path),
+      ("--do_predict", FLAGS.do_predict and not FLAGS.lite_model_path),
+      ("--export_dir", FLAGS.export_dir)) if is_set]
 
 
 def _check_data_files(problems, processor):
@@ -327,8 +334,8 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
 
     scaffold_fn = None
     if init_checkpoint:
-      scaffold_fn = modeling.init_from_checkpoint(init_checkpoint,
-                                                  use_tpu=use_tpu)
+      scaffold_fn = modeling.init_from_checkpoint(
+          init_checkpoint, use_tpu=use_tpu, model_dir=FLAGS.output_dir)
 
     if is_training:
       loss = classifier_loss(logits, features["label_ids"], num_labels)

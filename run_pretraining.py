@@ -393,16 +393,15 @@ def initialize_variables(init_checkpoint, use_tpu, teacher_present,
   """
   if not init_checkpoint:
     return None
-  tvars = tf.trainable_variables()
   if teacher_present and init_from_teacher:
     scaffold_fns = [
-        modeling.init_from_checkpoint(init_checkpoint, tvars, use_tpu,
+        modeling.init_from_checkpoint(init_checkpoint, use_tpu=use_tpu,
                                       init_embedding=True),
-        modeling.init_from_checkpoint(init_checkpoint, tvars, use_tpu,
+        modeling.init_from_checkpoint(init_checkpoint, use_tpu=use_tpu,
                                       init_from_teacher=True)]
   else:
-    scaffold_fns = [modeling.init_from_checkpoint(init_checkpoint, tvars,
-                                                  use_tpu)]
+    scaffold_fns = [modeling.init_from_checkpoint(init_checkpoint,
+                                                  use_tpu=use_tpu)]
   scaffold_fns = [fn for fn in scaffold_fns if fn is not None]
   if not scaffold_fns:
     return None

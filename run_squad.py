@@ -248,6 +248,9 @@ def validate_flags():
       "Prediction and export without --do_train need trained weights, but "
       "--output_dir=%s has no checkpoint and --init_checkpoint is not set." %
       FLAGS.output_dir)
+  if needs_checkpoint and not FLAGS.do_train:
+    problems.quantization_ranges_trained(FLAGS.use_quantized_training,
+                                         resumed_from)
   problems.exit_if_any()
   return bert_config, tokenizer, lite_model
 
@@ -269,10 +272,14 @@ def compute_span_loss(logits, positions):
   return -tf.reduce_mean(tf.reduce_sum(one_hot_positions * log_probs, axis=-1))
 
 
-def model_fn_builder(bert_config, init_checkpoint, learning_rate,
+def model_fn_builder(bert_config, init_checkpoint, output_dir, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      use_einsum, use_quantized_training):
-  """Returns the TPUEstimator model_fn (TRAIN and PREDICT modes)."""
+  """Returns the TPUEstimator model_fn (TRAIN and PREDICT modes).
+
+  Variables come from the latest checkpoint in `output_dir` when there is
+  one, else from `init_checkpoint`.
+  """
 
   def model_fn(features, labels, mode, params):
     """Span logits, and in TRAIN the loss and train op."""
@@ -290,7 +297,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate,
     scaffold_fn = None
     if init_checkpoint:
       scaffold_fn = modeling.init_from_checkpoint(
-          init_checkpoint, tf.trainable_variables(), use_tpu=use_tpu)
+          init_checkpoint, use_tpu=use_tpu, model_dir=output_dir)
 
     if is_training:
       start_loss = compute_span_loss(start_logits, features["start_positions"])
@@ -340,9 +347,9 @@ def train(bert_config, tokenizer):
   tf.logging.info("  Num steps = %d (warm-up %d)", num_train_steps,
                   num_warmup_steps)
   model_fn = model_fn_builder(
-      bert_config, FLAGS.init_checkpoint, FLAGS.learning_rate,
-      num_train_steps, num_warmup_steps, FLAGS.use_tpu, FLAGS.use_einsum,
-      FLAGS.use_quantized_training)
+      bert_config, FLAGS.init_checkpoint, FLAGS.output_dir,
+      FLAGS.learning_rate, num_train_steps, num_warmup_steps, FLAGS.use_tpu,
+      FLAGS.use_einsum, FLAGS.use_quantized_training)
   estimator = _make_estimator(model_fn)
   train_input_fn = squad_data.input_fn_builder(
       record_path, FLAGS.max_seq_length, is_training=True,
@@ -378,8 +385,9 @@ def _estimator_results(bert_config, features):
   eval_record = os.path.join(FLAGS.output_dir, EVAL_RECORD_NAME)
   squad_data.write_features(features, eval_record, is_training=False)
   model_fn = model_fn_builder(
-      bert_config, FLAGS.init_checkpoint, FLAGS.learning_rate, 0, 0,
-      FLAGS.use_tpu, FLAGS.use_einsum, FLAGS.use_quantized_training)
+      bert_config, FLAGS.init_checkpoint, FLAGS.output_dir,
+      FLAGS.learning_rate, 0, 0, FLAGS.use_tpu, FLAGS.use_einsum,
+      FLAGS.use_quantized_training)
   estimator = _make_estimator(model_fn)
   predict_input_fn = squad_data.input_fn_builder(
       eval_record, FLAGS.max_seq_length, is_training=False,

@@ -127,6 +127,17 @@ class FlagProblems(object):
                 prefix=flag + ": ")
     return latest or next(iter(restored), None)
 
+  def quantization_ranges_trained(self, use_quantized_training, checkpoint):
+    """A QAT graph used without --do_train must find trained ranges.
+
+    Call when the run predicts, evaluates or exports with the TensorFlow
+    graph and does not train first; `checkpoint` is what it restores
+    (restored_checkpoints_fit's result).
+    """
+    if use_quantized_training and checkpoint:
+      self.call(modeling.check_quantization_ranges, checkpoint,
+                prefix="--use_quantized_training without --do_train: ")
+
   def positive(self, flags_values, *flag_names):
     """Each named integer flag must be > 0."""
     for name in flag_names:

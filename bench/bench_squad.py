@@ -153,7 +153,8 @@ def bench_training(args):
         "end_positions": tf.constant(rng.randint(0, seq, [batch]), tf.int32),
     }
     model_fn = run_squad.model_fn_builder(
-        bert_config, init_checkpoint=None, learning_rate=4e-5,
+        bert_config, init_checkpoint=None, output_dir=None,
+        learning_rate=4e-5,
         num_train_steps=1000, num_warmup_steps=100, use_tpu=False,
         use_einsum=False, use_quantized_training=False)
     spec = model_fn(features, None, tf.estimator.ModeKeys.TRAIN,

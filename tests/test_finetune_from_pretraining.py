@@ -133,17 +133,19 @@ def squad_run(pretrained):
   export_dir = str(pretrained["root"] / "squad_export")
   args = _squad_flags(pretrained, pretrained["float_config"], output_dir) + [
       "--save_checkpoints_steps=50", "--export_dir=" + export_dir]
-  killed_at, _ = script_helpers.run_and_kill("run_squad.py", args, output_dir,
-                                             50)
+  killed_at, first_log = script_helpers.run_and_kill("run_squad.py", args,
+                                                     output_dir, 50)
   _, log = script_helpers.run_script("run_squad.py", args)
   return dict(output_dir=output_dir, export_dir=export_dir, log=log,
+              first_log=first_log,
               killed_at=killed_at)
 
 
 def _check_fresh_start(pretrained, run, head):
   """Step 0 of a fine-tuning run: the backbone is the pretrained checkpoint's,
   exactly `head` is new (truncated normal, stddev 0.02 cut at 2 stddevs, and
-  a zero bias) and the loading report names exactly it."""
+  a zero bias) and the first run's loading report names exactly it; the
+  restarted run says it restores from its own checkpoint instead."""
   pretrained_values = script_helpers.checkpoint_values(pretrained["checkpoint"])
   start = script_helpers.checkpoint_values(
       os.path.join(run["output_dir"], "model.ckpt-0"))
@@ -156,7 +158,11 @@ def _check_fresh_start(pretrained, run, head):
   weights, bias = (start[name] for name in head)
   assert 0.01 < weights.std() < 0.03 and np.abs(weights).max() <= 0.04
   np.testing.assert_array_equal(bias, 0.0)
-  assert _not_loaded(run["log"]) == set(head)
+  assert _not_loaded(run["first_log"]) == set(head)
+  assert ("Restoring every variable from %s" %
+          os.path.join(run["output_dir"], "model.ckpt-%d" % run["killed_at"])
+          in run["log"])
+  assert "variables keep their initial values" not in run["log"]
 
 
 def test_squad_starts_from_the_pretrained_backbone(pretrained, squad_run):
@@ -224,10 +230,11 @@ def classifier_run(pretrained):
           "--max_seq_length=%d" % SEQ, "--train_batch_size=%d" % SST_BATCH,
           "--learning_rate=2e-3", "--num_train_epochs=%s" % SST_EPOCHS,
           "--save_checkpoints_steps=40"]
-  killed_at, _ = script_helpers.run_and_kill("run_classifier.py", args,
-                                             output_dir, 40)
+  killed_at, first_log = script_helpers.run_and_kill("run_classifier.py",
+                                                     args, output_dir, 40)
   _, log = script_helpers.run_script("run_classifier.py", args)
-  return dict(output_dir=output_dir, log=log, killed_at=killed_at)
+  return dict(output_dir=output_dir, log=log, first_log=first_log,
+              killed_at=killed_at)
 
 
 def test_classifier_starts_from_the_pretrained_backbone(pretrained,
@@ -276,6 +283,65 @@ def test_qat_learns_ranges_and_stays_finite(qat_run):
   assert len(moved) >= 0.9 * len(ranges), sorted(set(ranges) - set(moved))
   f1 = _read_json(os.path.join(qat_run["output_dir"], "eval_results.json"))
   assert f1["f1"] >= 70.0, f1
+
+
+def _range_variables(checkpoint):
+  """The quantizer state a checkpoint holds, by the names of
+  docs/quantization_and_export.md (section 2)."""
+  return sorted(name for name in script_helpers.checkpoint_values(checkpoint)
+                if "FakeQuantWithMinMaxVars" in name)
+
+
+def _predict_only_flags(pretrained, init_checkpoint, output_dir):
+  return ["--bert_config_file=" + pretrained["qat_config"],
+          "--spm_model_file=" + pretrained["spm_model"],
+          "--init_checkpoint=" + init_checkpoint,
+          "--output_dir=" + output_dir, "--do_lower_case",
+          "--max_seq_length=%d" % SEQ, "--max_query_length=12",
+          "--doc_stride=16", "--predict_file=" + pretrained["dev"],
+          "--do_predict", "--use_quantized_training=true"]
+
+
+def test_qat_checkpoint_as_init_checkpoint_predicts_as_its_run(pretrained,
+                                                               qat_run):
+  """The README's QAT recipe from a float checkpoint reports fresh ranges;
+  its QAT checkpoint given as --init_checkpoint to a new --output_dir
+  predicts exactly what its own run did, ranges loaded with the weights."""
+  trained = os.path.join(qat_run["output_dir"], "model.ckpt-%d" % SQUAD_STEPS)
+  ranges = _range_variables(trained)
+  assert len(ranges) > 100  # min/max, EMA state: several per quantizer
+  assert not _range_variables(pretrained["checkpoint"])
+  assert ("the %d range variables start fresh" % len(ranges)
+          in qat_run["log"])
+
+  output_dir = str(pretrained["root"] / "qat_from_init_checkpoint")
+  _, log = script_helpers.run_script(
+      "run_squad.py", _predict_only_flags(pretrained, trained, output_dir))
+  # A prediction graph has each quantizer's min and max, not the moving
+  # averages that training updates them with.
+  min_max = [name for name in ranges if name.endswith(("/min", "/max"))]
+  assert 0 < len(min_max) < len(ranges)
+  assert ("Loaded all %d quantization-range variables" % len(min_max)) in log
+  assert (_read_json(os.path.join(output_dir, "predictions.json")) ==
+          _read_json(os.path.join(qat_run["output_dir"], "predictions.json")))
+  assert (_read_json(os.path.join(output_dir, "eval_results.json")) ==
+          _read_json(os.path.join(qat_run["output_dir"], "eval_results.json")))
+
+
+def test_qat_prediction_without_trained_ranges_is_refused(pretrained):
+  output_dir = str(pretrained["root"] / "qat_from_float")
+  code, log = script_helpers.run_script(
+      "run_squad.py",
+      _predict_only_flags(pretrained, pretrained["checkpoint"], output_dir),
+      expect_success=False)
+  assert code == 1
+  assert "Traceback" not in log
+  line = script_helpers.last_line(log)
+  assert line.startswith("run_squad.py: --use_quantized_training without "
+                         "--do_train: "), line
+  assert pretrained["checkpoint"] in line
+  assert "holds no quantization ranges" in line
+  assert not os.path.exists(os.path.join(output_dir, "predictions.json"))
 
 
 @pytest.fixture(scope="module")

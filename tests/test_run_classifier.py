@@ -569,6 +569,9 @@ def test_bad_input_ends_in_one_message(trained_mnli, tmp_path):
   with open(trained_mnli["config_file"]) as f:
     vocab_size = json.load(f)["vocab_size"]
   wide_config = _write_config(str(tmp_path), vocab_size, intermediate_size=48)
+  os.makedirs(str(tmp_path / "qat"))
+  qat_config = _write_config(str(tmp_path / "qat"), vocab_size,
+                             hidden_act="relu6")
   big_vocab = str(tmp_path / "big_vocab.txt")
   with open(big_vocab, "w") as f:
     f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
@@ -599,6 +602,11 @@ def test_bad_input_ends_in_one_message(trained_mnli, tmp_path):
        ["--output_dir=", "cannot be created", "a_file is a file"]),
       (flags("o5", lite_model_path=not_tflite),
        ["--lite_model_path", not_tflite, "is not a TF-Lite model"]),
+      # A float checkpoint evaluated by a QAT graph: no trained ranges.
+      (flags("o6", init_checkpoint=checkpoint, bert_config_file=qat_config,
+             use_quantized_training="true"),
+       ["--use_quantized_training without --do_train", checkpoint,
+        "holds no quantization ranges"]),
   ]
   results = script_helpers.run_main_per_argv(
       "run_classifier", [argv for argv, _ in cases])
@@ -608,5 +616,5 @@ def test_bad_input_ends_in_one_message(trained_mnli, tmp_path):
     assert result["message"].startswith("run_classifier.py: "), result
     for part in wanted:
       assert part in result["message"], (part, result["message"])
-  for name in ("o1", "o2", "o3", "o5"):
+  for name in ("o1", "o2", "o3", "o5", "o6"):
     assert not os.path.exists(str(tmp_path / name))
