@@ -22,10 +22,14 @@ is broken alphabetically.  The algorithm is tokenization.build_wordpiece_vocab
     --vocab_size=1000 --do_lower_case
 """
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import os
 
 import tensorflow.compat.v1 as tf
 
+import file_checks
 import pretraining_data
 import run_utils
 import tokenization
@@ -53,9 +57,8 @@ flags.DEFINE_bool(
 def _read_lines(input_files):
   """Yields every line of every file."""
   for input_file in input_files:
-    with tf.gfile.GFile(input_file, "r") as reader:
-      for line in reader:
-        yield tokenization.convert_to_unicode(line)
+    for _, line in file_checks.text_lines(input_file):
+      yield line
 
 
 def validate_flags():
@@ -82,7 +85,7 @@ def validate_flags():
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup()
   input_files = validate_flags()
   tf.logging.info("Counting words in %d file(s)", len(input_files))
   with run_utils.one_line_errors("build_vocab.py"):

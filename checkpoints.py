@@ -65,3 +65,56 @@ def latest_checkpoint_step(model_dir):
   if not reader.has_tensor("global_step"):
     return 0
   return int(reader.get_tensor("global_step"))
+
+
+DAMAGED_SUFFIX = ".damaged"
+
+
+def set_aside_damaged(model_dir, damage):
+  """Makes a run in `model_dir` resume from its newest intact checkpoint.
+
+  A run resumes from the newest checkpoint recorded in `model_dir`.  Newer
+  ones found damaged are set aside: their files renamed to `<name>.damaged`
+  (kept, not deleted) and their entries dropped from the directory's
+  `checkpoint` record, each with a warning naming it and the one resumed
+  from.
+
+  Args:
+    model_dir: a run directory (nothing happens without a record in it).
+    damage: prefix -> what is wrong with it, or None if intact
+      (modeling.checkpoint_damage).
+
+  Raises:
+    ValueError: every recorded checkpoint is damaged (the run would
+      otherwise start again from the beginning).
+  """
+  state = tf.train.get_checkpoint_state(model_dir) if model_dir else None
+  if state is None or not state.model_checkpoint_path:
+    return
+  recorded = list(state.all_model_checkpoint_paths) or [
+      state.model_checkpoint_path]
+  damaged = []
+  for prefix in reversed(recorded):
+    problem = damage(prefix)
+    if problem is None:
+      break
+    damaged.append((prefix, problem))
+  else:
+    raise ValueError(
+        "Every checkpoint in %s is damaged (the newest, %s: %s); restore the "
+        "directory from a backup or start in a new --output_dir." %
+        (model_dir, damaged[0][0], damaged[0][1]))
+  if not damaged:
+    return
+  intact = recorded[len(recorded) - len(damaged) - 1]
+  for prefix, problem in damaged:
+    for path in tf.gfile.Glob(prefix + ".*"):
+      if not path.endswith(DAMAGED_SUFFIX):
+        tf.gfile.Rename(path, path + DAMAGED_SUFFIX, overwrite=True)
+    tf.logging.warning(
+        "Checkpoint %s is damaged (%s); its files are kept as *%s and the "
+        "run resumes from %s, the newest intact checkpoint.", prefix,
+        problem, DAMAGED_SUFFIX, intact)
+  tf.train.update_checkpoint_state(
+      model_dir, intact,
+      all_model_checkpoint_paths=recorded[:len(recorded) - len(damaged)])

@@ -12,6 +12,9 @@ from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import collections
 import os
 import random
@@ -86,19 +89,14 @@ def read_documents(input_files, tokenizer):
   """
   all_documents = [[]]
   for input_file in input_files:
-    with tf.gfile.GFile(input_file, "rb") as reader:
-      for line_number, raw_line in enumerate(reader, 1):
-        try:
-          line = raw_line.decode("utf-8").strip()
-        except UnicodeDecodeError as error:
-          raise ValueError("%s line %d is not UTF-8 text (%s)." %
-                           (input_file, line_number, error))
-        if not line:
-          all_documents.append([])
-          continue
-        tokens = tokenizer.tokenize(line)
-        if tokens:
-          all_documents[-1].append(tokens)
+    for _, line in file_checks.text_lines(input_file):
+      line = line.strip()
+      if not line:
+        all_documents.append([])
+        continue
+      tokens = tokenizer.tokenize(line)
+      if tokens:
+        all_documents[-1].append(tokens)
   return [doc for doc in all_documents if doc]
 
 
@@ -132,12 +130,15 @@ def create_training_instances(input_files, tokenizer, max_seq_length,
   vocab_words = [w for w in tokenizer.vocab
                  if w not in tokenization.SPECIAL_TOKENS]
   instances = []
-  for _ in range(dupe_factor):
+  progress = console.Progress("Masking", dupe_factor * len(all_documents),
+                              unit="document")
+  for dupe in range(dupe_factor):
     for document_index in range(len(all_documents)):
       instances.extend(create_instances_from_document(
           all_documents, document_index, max_seq_length, short_seq_prob,
           masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
           do_whole_word_mask, word_start_marker))
+      progress.update(dupe * len(all_documents) + document_index + 1)
   rng.shuffle(instances)
   return instances, len(all_documents)
 
@@ -317,10 +318,12 @@ def write_instance_to_example_files(instances, tokenizer, max_seq_length,
   """
   writers = [feature_records.RecordWriter(
       f, pretraining_data.FLOAT_FEATURES) for f in output_files]
+  progress = console.Progress("Writing", len(instances), unit="instance")
   try:
     for index, instance in enumerate(instances):
       writers[index % len(writers)].write(instance_fields(
           instance, tokenizer, max_seq_length, max_predictions_per_seq))
+      progress.update(index + 1)
       if index < 5:
         tf.logging.info("*** Example ***")
         tf.logging.info("tokens: %s", " ".join(
@@ -388,7 +391,7 @@ def check_special_tokens(tokenizer):
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup()
   input_files, tokenizer = validate_flags()
   # Undecodable or unreadable input ends the run with one line.
   with run_utils.one_line_errors("create_pretraining_data.py"):

@@ -42,7 +42,6 @@ import collections
 import glob
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -58,6 +57,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import checkpoints
+import console
 import demo_data
 import distill_modeling
 import export_tflite
@@ -133,15 +133,9 @@ DISTILL_FLAGS = (
 )
 SQUAD_DOC_STRIDE = 64
 SQUAD_MAX_QUERY_LENGTH = 32
-# What the console's progress line is read from; every line goes to the log.
-_STEP_AND_LOSS = re.compile(r"global_step = (\d+), loss = ([-+.\w]+)")
-_EXAMPLES_PER_SEC = re.compile(r"examples/sec: ([\d.]+)")
-_STEPS_PER_SEC = re.compile(r"global_step/sec: ([\d.]+)")
-# run_pretraining.py: "steps 0 -> 400"; run_squad.py / run_classifier.py:
-# "Num steps = 120".
-_TOTAL_STEPS = re.compile(r"steps \d+ -> (\d+)|Num steps = (\d+)")
-_COUNTED_WORK = re.compile(r"(Predicting: example|TF-Lite: feature) (\d+) of "
-                           r"(\d+)")
+# How often the stage commands log their progress lines (console.Progress),
+# which the console's progress line is drawn from; every line goes to the log.
+STAGE_PROGRESS_SECONDS = 2
 # Lines of a failed command's log shown on the console.
 FAILURE_TAIL_LINES = 25
 # Without a terminal, a progress line is printed at most this often.
@@ -160,50 +154,40 @@ class ProgressLine(object):
   def __init__(self, stream=None):
     self.stream = stream or sys.stdout
     self.interactive = self.stream.isatty()
-    self.step = self.total = self.loss = None
-    self.examples_per_sec = self.steps_per_sec = None
-    self.work = None
+    self.training = None  # The last training progress line's fields.
+    self.work = None  # The last other phase's (prediction, TF-Lite ...).
     self._last_text = None
     self._last_print = 0.0
 
   def update(self, line):
     """Reads one output line; returns True if the progress changed."""
+    fields = console.parse_progress(line)
+    if fields is None:
+      return False
     before = self.text()
-    match = _STEP_AND_LOSS.search(line)
-    if match:
-      self.step, self.loss = int(match.group(1)), match.group(2)
-    match = _EXAMPLES_PER_SEC.search(line)
-    if match:
-      self.examples_per_sec = float(match.group(1))
-    match = _STEPS_PER_SEC.search(line)
-    if match:
-      self.steps_per_sec = float(match.group(1))
-    match = _TOTAL_STEPS.search(line)
-    if match:
-      self.total = int(match.group(1) or match.group(2))
-    match = _COUNTED_WORK.search(line)
-    if match:
-      self.work = "%s %s of %s" % (
-          "predicting" if match.group(1).startswith("Predicting") else
-          "TF-Lite", match.group(2), match.group(3))
+    if fields["phase"] == "Training":
+      self.training = fields
+    else:
+      self.work = fields
     return self.text() != before
 
   def text(self):
     """The progress line, or None before any progress was seen."""
     parts = []
-    if self.step is not None:
-      parts.append("step %d%s" % (self.step, "/%d" % self.total
-                                  if self.total else ""))
-      parts.append("loss %s" % self.loss)
-      if self.examples_per_sec:
-        parts.append("%.0f examples/s" % self.examples_per_sec)
-      elif self.steps_per_sec:
-        parts.append("%.1f steps/s" % self.steps_per_sec)
-      if self.total and self.steps_per_sec and self.total > self.step:
-        parts.append("%s left" % format_seconds(
-            (self.total - self.step) / self.steps_per_sec))
+    if self.training:
+      training = self.training
+      parts.append("step %d/%d" % (training["done"], training["total"]))
+      if training["loss"] is not None:
+        parts.append("loss %s" % training["loss"])
+      if training["examples_per_second"] is not None:
+        parts.append("%.0f examples/s" % training["examples_per_second"])
+      elif training["rate"] is not None:
+        parts.append("%.1f steps/s" % training["rate"])
+      if training["left"]:
+        parts.append("%s left" % training["left"])
     if self.work:
-      parts.append(self.work)
+      parts.append("%s %d of %d" % (self.work["phase"], self.work["done"],
+                                    self.work["total"]))
     return "  " + ", ".join(parts) if parts else None
 
   def show(self):
@@ -308,7 +292,8 @@ def run_command(args, log_path):
   """
   print("\n$ " + format_command(args), flush=True)
   print("  output: %s" % display_path(log_path), flush=True)
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=_STAGE_LOG_LEVEL)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=_STAGE_LOG_LEVEL,
+             MOBILEBERT_PROGRESS_SECONDS=str(STAGE_PROGRESS_SECONDS))
   env["PYTHONUNBUFFERED"] = "1"
   # TF 1.15's TF-Lite converter runs a program installed beside python.
   env["PATH"] = os.pathsep.join(
@@ -775,10 +760,6 @@ def finished_record(stage_dir, settings):
   return record if record.get("settings") == settings else None
 
 
-def format_seconds(seconds):
-  return "%dm%02ds" % divmod(int(round(seconds)), 60)
-
-
 def print_summary(rows, output_dir):
   """Prints the stage / wall time / result table."""
   headers = ("stage", "wall time", "result")
@@ -855,8 +836,9 @@ def main(_):
           header, display_path(stage_dir)), flush=True)
       reused = " (reused)"
     else:
-      print("\n%s\n%s  (%s elapsed)" % ("=" * 78, header, format_seconds(
-          time.time() - demo_start)), flush=True)
+      elapsed = console.format_seconds(time.time() - demo_start)
+      print("\n%s\n%s  (%s elapsed)" % ("=" * 78, header, elapsed),
+            flush=True)
       if os.path.exists(stage_dir):
         shutil.rmtree(stage_dir)
       os.makedirs(stage_dir)
@@ -876,10 +858,10 @@ def main(_):
     records[stage.name] = record
     summary = DESCRIBE[stage.name](record["metrics"])
     print("%s: %s" % (stage.name, summary), flush=True)
-    rows.append((stage.name, format_seconds(record["seconds"]) + reused,
-                 summary))
+    rows.append((stage.name,
+                 console.format_seconds(record["seconds"]) + reused, summary))
 
-  rows.append(("total", format_seconds(time.time() - demo_start), ""))
+  rows.append(("total", console.format_seconds(time.time() - demo_start), ""))
   print_summary(rows, display_path(output_dir))
   distilled = records["distill"]["metrics"]["masked_lm_accuracy"]
   scratch = records["scratch"]["metrics"]["masked_lm_accuracy"]

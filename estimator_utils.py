@@ -1,8 +1,8 @@
 """TPUEstimator construction shared by the run_* scripts.
 
 With `use_tpu=False` the TPUEstimator runs the same model_fn on CPU or GPU,
-which is how every script runs off TPU.  It logs global_step/sec every
-`log_step_count_steps` steps; `loss_logging_hooks` adds the loss to the log.
+which is how every script runs off TPU; `progress_hooks` log its progress
+line (step / total, loss, examples per second, time left).
 
 Several GPUs (or machines) use a tf.distribute strategy instead: the same
 model_fn, returning a TPUEstimatorSpec, runs under a plain
@@ -17,6 +17,7 @@ import threading
 
 import tensorflow.compat.v1 as tf
 
+import console
 import tf_compat
 
 DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -70,7 +71,7 @@ def make_estimator(model_fn,
     train_batch_size: global training batch.
     eval_batch_size: global eval batch.
     predict_batch_size: global predict batch.
-    log_step_count_steps: how often loss and steps/sec are logged.
+    log_step_count_steps: how often the steps/sec summary is written.
     tf_random_seed: graph-level seed (initializers, dropout, masking);
       None leaves runs unseeded.
 
@@ -137,12 +138,15 @@ def make_estimator_from_flags(model_fn, flags_values, predict_batch_size=8,
       log_step_count_steps=log_step_count_steps)
 
 
-def predict_with_progress(estimator, input_fn, total, log_every=1000):
-  """Yields estimator.predict(...) results one example at a time, logging."""
+def predict_with_progress(estimator, input_fn, total):
+  """Yields estimator.predict(...) results one example at a time.
+
+  Logs "Predicting: example N of total" progress lines (console.Progress).
+  """
+  progress = console.Progress("Predicting", total)
   for index, result in enumerate(estimator.predict(
       input_fn=input_fn, yield_single_examples=True)):
-    if index % log_every == 0:
-      tf.logging.info("Predicting: example %d of %d", index, total)
+    progress.update(index + 1)
     yield result
 
 
@@ -194,7 +198,7 @@ def make_distributed_estimator(model_fn,
     strategy: a tf.distribute strategy (see make_distribution_strategy).
     save_checkpoints_steps: checkpoint frequency.
     keep_checkpoint_max: checkpoints kept; 0 or None keeps all.
-    log_step_count_steps: how often loss and steps/sec are logged.
+    log_step_count_steps: how often the steps/sec summary is written.
     session_config: optional tf.ConfigProto.
     tf_random_seed: graph-level seed; None leaves runs unseeded.
 
@@ -278,18 +282,56 @@ class StalledTrainingHook(tf.train.SessionRunHook):
       self._timer.cancel()
 
 
-def loss_logging_hooks(loss, use_tpu, every_n_iter=100):
-  """Training hooks that log the global step and `loss` off TPU.
+class TrainingProgressHook(tf.train.SessionRunHook):
+  """Logs the training progress line (console.Progress) off TPU.
 
-  TPUEstimator logs steps/sec on CPU/GPU but not the loss; on TPU the loss is
-  logged by the TPU loop itself, and tensor hooks cannot run there.
+  A line at the first step, at the last and at console.PROGRESS_SECONDS
+  intervals: step / total, loss, steps and examples per second, time left.
+  """
+
+  def __init__(self, loss, num_train_steps, batch_size):
+    self._loss = loss
+    self._num_train_steps = num_train_steps
+    self._batch_size = batch_size
+    self._global_step = None
+    self._progress = None
+
+  def begin(self):
+    self._global_step = tf.train.get_global_step()
+    self._progress = console.Progress("Training", self._num_train_steps,
+                                      unit="step",
+                                      examples_per_unit=self._batch_size)
+
+  def before_run(self, run_context):
+    del run_context
+    return tf.train.SessionRunArgs({"step": self._global_step,
+                                    "loss": self._loss})
+
+  def after_run(self, run_context, run_values):
+    del run_context
+    # The step read in the run is the one before its update.
+    step = min(int(run_values.results["step"]) + 1, self._num_train_steps)
+    if self._progress.due(step):
+      self._progress.update(step, loss=float(run_values.results["loss"]))
+
+
+def progress_hooks(loss, use_tpu, num_train_steps, batch_input):
+  """Training hooks that log the progress line off TPU.
+
+  Args:
+    loss: scalar loss tensor.
+    use_tpu: on TPU tensor hooks cannot run; the TPU loop logs the loss and
+      rate itself (console.setup(keep_tensorflow_info=True) keeps those).
+    num_train_steps: the global step training ends at.
+    batch_input: a [batch, ...] input tensor of the model_fn, for the
+      examples per second (times the replicas of a distribution strategy).
 
   Returns:
     A list of hooks for TPUEstimatorSpec(training_hooks=...), or None on TPU.
   """
   if use_tpu:
     return None
-  return [tf.train.LoggingTensorHook(
-      collections.OrderedDict([("global_step", tf.train.get_global_step()),
-                               ("loss", loss)]),
-      every_n_iter=every_n_iter)]
+  batch_size = batch_input.shape.as_list()[0]
+  if batch_size is not None:
+    batch_size *= tf.distribute.get_strategy().num_replicas_in_sync
+  return [TrainingProgressHook(loss, num_train_steps, batch_size)]

@@ -23,6 +23,9 @@ distillation checkpoint, heads of other tasks); anything else stops the
 export with its name.
 """
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import json
 import os
 import re
@@ -381,7 +384,7 @@ def _validate_flags():
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup()
   flags_values = tf.flags.FLAGS
   bert_config = _validate_flags()
   # export() checks the checkpoint, the vocabulary and the directory before

@@ -60,16 +60,22 @@ Usable on its own for a checkpoint produced elsewhere:
   python3 export_tflite.py --bert_config_file=... --init_checkpoint=... \
     --export_dir=... [--vocab_file=...] [--use_post_quantization]"""
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import collections
 import contextlib
+import itertools
 import os
 import sys
 
+from google.protobuf import message
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 import atomic_files
 import checkpoints
+import feature_records
 import file_checks
 import heads
 import modeling
@@ -94,6 +100,8 @@ TFLITE_FILES = collections.OrderedDict([
     ("int8", "model_int8.tflite"),
     ("qat_int8", "model_qat_int8.tflite"),
 ])
+# The word embedding table's tensor in every exported file: [vocab, dims].
+WORD_EMBEDDINGS = modeling.MODEL_SCOPE + "/embeddings/word_embeddings"
 # Interpreter tensor names that mean the same input (Task Library style names,
 # or names from a SavedModel signature).
 _INPUT_ALIASES = {"input_ids": ("input_ids", "ids"),
@@ -419,7 +427,8 @@ def _convert(session, inputs, outputs, kinds):
     tf.logging.info("Converting to a %s TF-Lite model.", kind)
     if kind == "dynamic_range":
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    models[kind] = bytes(converter.convert())
+    with console.stderr_without(console.CONVERTER_NOISE):
+      models[kind] = bytes(converter.convert())
   return models
 
 
@@ -469,7 +478,8 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
   # No float fallback: an op without an int8 kernel is a conversion error.
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   try:
-    model = bytes(converter.convert())
+    with console.stderr_without(console.CONVERTER_NOISE):
+      model = bytes(converter.convert())
   except Exception as error:  # pylint: disable=broad-except
     raise IntegerExportError(
         "The %s model cannot be made integer-only: %s" %
@@ -1004,10 +1014,17 @@ def _share_chained_quantizer_ranges(nodes):
 
 
 def _representative_dataset(representative_features):
-  """A calibration generator yielding [input_ids, input_mask, segment_ids]."""
+  """A calibration generator yielding [input_ids, input_mask, segment_ids].
+
+  Logs "Calibrating: feature N of total" progress lines as the converter
+  draws them.
+  """
   def generate():
-    for feature in representative_features:
+    progress = console.Progress("Calibrating", len(representative_features),
+                                unit="feature")
+    for index, feature in enumerate(representative_features):
       yield [np.array([feature[name]], dtype=np.int32) for name in INPUT_NAMES]
+      progress.update(index + 1)
   return generate
 
 
@@ -1150,6 +1167,31 @@ class LiteModel(object):
   def sequence_length(self):
     return int(self._inputs["input_ids"]["shape"][-1])
 
+  @property
+  def vocab_size(self):
+    """Rows of the word embedding table, or None if no tensor has its name."""
+    for detail in self._interpreter.get_tensor_details():
+      if (_plain_name(detail["name"]) == WORD_EMBEDDINGS and
+          len(detail["shape"]) == 2):
+        return int(detail["shape"][0])
+    return None
+
+  def check_vocab_size(self, vocab_size, config_flag, config_path):
+    """Refuses a model whose embedding table is not the config's.
+
+    Token ids beyond the table would fail inside the interpreter's GATHER.
+
+    Raises:
+      ValueError: naming the variable and both sizes.
+    """
+    rows = self.vocab_size
+    if rows is not None and rows != vocab_size:
+      raise ValueError(
+          "--lite_model_path=%s does not fit --%s=%s: %s has %d rows in the "
+          "file but vocab_size=%d in the config; pass the config the model "
+          "was exported with." % (self.path, config_flag, config_path,
+                                  WORD_EMBEDDINGS, rows, vocab_size))
+
   def check_task(self, output_name, max_seq_length, flag_name):
     """Refuses a model without `output_name` or of another sequence length.
 
@@ -1169,20 +1211,22 @@ class LiteModel(object):
                                            self.sequence_length,
                                            max_seq_length))
 
-  def predict(self, features, log_every=1000):
+  def predict(self, features):
     """Yields `run(...)` for each feature (with input_ids, input_mask,
     segment_ids).
 
-    Logs the runtime once and progress every `log_every` features.
+    Logs the runtime once and "TF-Lite: feature N of total" progress lines
+    (console.Progress).
     """
     features = list(features)
     tf.logging.info("Running %s on %s (%d features).", self.path,
                     self.runtime, len(features))
+    progress = console.Progress("TF-Lite", len(features), unit="feature")
     for index, feature in enumerate(features):
-      if index % log_every == 0:
-        tf.logging.info("TF-Lite: feature %d of %d", index, len(features))
-      yield self.run(feature.input_ids, feature.input_mask,
-                     feature.segment_ids)
+      outputs = self.run(feature.input_ids, feature.input_mask,
+                         feature.segment_ids)
+      progress.update(index + 1)
+      yield outputs
 
   def run(self, input_ids, input_mask, segment_ids):
     """One forward pass.
@@ -1211,19 +1255,23 @@ class LiteModel(object):
             for name, detail in self._outputs.items()}
 
 
-def lite_model_for_task(path, output_name, max_seq_length,
-                        flag_name="lite_model_path"):
-  """LiteModel(path), refused unless it has `output_name` at this length.
+def lite_model_for_task(path, output_name, max_seq_length, bert_config,
+                        config_path, flag_name="lite_model_path"):
+  """LiteModel(path), refused unless it has `output_name` at this length and
+  the embedding table of `bert_config` (read from --bert_config_file=
+  `config_path`).
 
   Raises:
     ValueError: naming `flag_name`: not a loadable model, another task's
-      file, or another sequence length.
+      file, another sequence length or another vocabulary size.
   """
   try:
     lite_model = LiteModel(path)
   except ValueError as error:
     raise ValueError("--%s: %s" % (flag_name, error))
   lite_model.check_task(output_name, max_seq_length, flag_name)
+  lite_model.check_vocab_size(bert_config.vocab_size, "bert_config_file",
+                              config_path)
   return lite_model
 
 
@@ -1383,11 +1431,19 @@ def read_representative_features(path, max_seq_length, limit):
   """The first `limit` features of a TFRecord file as export() expects them.
 
   Raises:
-    ValueError: a record lacks a field or has the wrong length.
+    ValueError: a damaged record, or one that lacks a field or has the wrong
+      length.
   """
   features = []
-  for record in tf.python_io.tf_record_iterator(path):
-    example = tf.train.Example.FromString(record)
+  with feature_records.reading(path):
+    records = list(itertools.islice(tf.python_io.tf_record_iterator(path),
+                                    limit))
+  for record in records:
+    try:
+      example = tf.train.Example.FromString(record)
+    except message.DecodeError as error:
+      raise ValueError("%s: record %d is not a tf.train.Example (%s)." %
+                       (path, len(features), error))
     feature = {}
     for name in INPUT_NAMES:
       if name not in example.features.feature:
@@ -1401,13 +1457,11 @@ def read_representative_features(path, max_seq_length, limit):
                           max_seq_length))
       feature[name] = values
     features.append(feature)
-    if len(features) >= limit:
-      break
   return features
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup()
   flags_values = tf.flags.FLAGS
   bert_config = _validate_flags()
   with run_utils.one_line_errors("export_tflite.py"):  # IntegerExportError too.

@@ -9,17 +9,22 @@ are int64 or float lists.  This module owns
 * `cached_records`: reuse of a cache file only when a JSON record of the
   settings it was built with matches the current ones;
 * `input_fn_builder`: the Estimator input_fn, with int64 cast to int32
-  (TPUs have no int64) and the same parallelism for every task.
+  (TPUs have no int64) and the same parallelism for every task;
+* `reading`: a damaged record met while an estimator reads the files ends
+  in one ValueError naming the file, the record and the problem.
 """
 
 import collections
+import contextlib
 import hashlib
 import json
+import re
 import struct
 
 import tensorflow.compat.v1 as tf
 
 import atomic_files
+import file_checks
 
 # Varint encodings of small ints, precomputed: ids and positions are small.
 _VARINT_TABLE_SIZE = 1 << 16
@@ -114,8 +119,13 @@ class RecordWriter(object):
     self.num_records += 1
 
   def close(self):
-    """Puts the finished file at `path`."""
-    self._writer.close()
+    """Puts the finished file at `path` (or, if the last bytes cannot be
+    written, deletes the partial file and raises)."""
+    try:
+      self._writer.close()
+    except BaseException:
+      atomic_files.discard_partial(self.path)
+      raise
     atomic_files.commit_partial(self.path)
 
   def discard(self):
@@ -173,11 +183,14 @@ def cached_records(record_path, settings, build):
   """The counts of `record_path`, rebuilt by `build` unless up to date.
 
   `record_path + SETTINGS_SUFFIX` records the settings the file was built
-  with and the counts `build` returned.  The file is reused only when that
-  record exists and its settings equal `settings`; otherwise the settings
-  that changed are logged and `build(path_to_write)` writes the records
-  again.  The record is written after the file lands, so an interrupted
-  build is rebuilt next time.
+  with, the counts `build` returned and the file's size and modification
+  time.  The file is reused only when that record exists, its settings
+  equal `settings` and it describes the file there now; otherwise the
+  settings that changed are logged and `build(path_to_write)` writes the
+  records again.  Both files land whole (partial files, then renames), the
+  record after the file: a build that fails (a full disk) leaves the earlier
+  cache and its record as they were, and one interrupted between the two
+  renames is rebuilt next time.
 
   Args:
     record_path: the cache file.
@@ -193,7 +206,7 @@ def cached_records(record_path, settings, build):
   cached = _read_settings_record(settings_path)
   if cached is not None and tf.gfile.Exists(record_path):
     old = cached.get("settings") or {}
-    if old == settings:
+    if old == settings and cached.get("file") == _file_identity(record_path):
       tf.logging.info("Reusing cached features %s (%s).", record_path,
                       _describe_counts(cached.get("counts") or {}))
       return cached.get("counts") or {}, False
@@ -208,13 +221,19 @@ def cached_records(record_path, settings, build):
                     "were built.", record_path, settings_path)
   else:
     tf.logging.info("Building features %s.", record_path)
-  if tf.gfile.Exists(settings_path):
-    tf.gfile.Remove(settings_path)
   counts = build(record_path)
-  with tf.gfile.GFile(settings_path, "w") as writer:
-    json.dump({"settings": settings, "counts": counts}, writer, indent=2)
+  with tf.gfile.GFile(atomic_files.partial_path(settings_path), "w") as writer:
+    json.dump({"settings": settings, "counts": counts,
+               "file": _file_identity(record_path)}, writer, indent=2)
+  atomic_files.commit_partial(settings_path)
   tf.logging.info("Wrote %s (%s).", record_path, _describe_counts(counts))
   return counts, True
+
+
+def _file_identity(path):
+  """[size, modification time in ns] of `path`."""
+  stat = tf.gfile.Stat(path)
+  return [int(stat.length), int(stat.mtime_nsec)]
 
 
 def _describe_counts(counts):
@@ -276,3 +295,53 @@ def input_fn_builder(input_files, name_to_features, is_training,
     return dataset.batch(batch, drop_remainder=drop_remainder)
 
   return input_fn
+
+
+def find_damaged_record(input_files):
+  """(file, index of its first unreadable record, problem), or None.
+
+  Reads every record of every file (record checksums included); meant for
+  after a read failed, to say where.
+  """
+  for path in input_files:
+    index = 0
+    try:
+      for _ in tf.io.tf_record_iterator(path):
+        index += 1
+    except tf.errors.OpError as error:
+      return path, index, _op_error_problem(error)
+  return None
+
+
+def _op_error_problem(error):
+  """A TensorFlow error's own sentence, without its graph-node suffix."""
+  problem = file_checks.first_line(error)
+  return re.sub(r"\s*\[\[.*$", "", problem).strip()
+
+
+@contextlib.contextmanager
+def reading(input_files):
+  """Ends a damaged-record failure while the block reads `input_files` in
+  one ValueError naming the file, the record and the problem.
+
+  TensorFlow's DataLossError ("truncated record at 10240", "corrupted record
+  at 0") names neither the file nor the record; the files are scanned only
+  after such a failure.
+  """
+  if isinstance(input_files, str):
+    input_files = [input_files]
+  try:
+    yield
+  except tf.errors.DataLossError as error:
+    damaged = find_damaged_record(input_files)
+    if damaged is None:
+      raise ValueError("A TFRecord file could not be read (%s); none of %s "
+                       "is damaged now." % (_op_error_problem(error),
+                                            ", ".join(input_files)))
+    path, index, problem = damaged
+    if index == 0:
+      raise ValueError("%s is not a TFRecord file, or is damaged from its "
+                       "first record (%s)." % (path, problem))
+    raise ValueError(
+        "%s is damaged: record %d cannot be read (%s). The records before it "
+        "are intact; copy or write the file again." % (path, index, problem))

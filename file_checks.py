@@ -1,12 +1,15 @@
-"""Checks on the files and directories a script's flags name.
+"""Checks on the files and directories a script's flags name, and reading
+text files with errors that name the file and line.
 
-The run_* scripts and export_tflite.py call these while validating their
-flags, before any graph is built, so that a path that cannot work ends the
-run with one line naming the flag instead of an error from inside a
+The run_* scripts and export_tflite.py call the checks while validating
+their flags, before any graph is built, so that a path that cannot work ends
+the run with one line naming the flag instead of an error from inside a
 TensorFlow session after minutes of work.
 """
 
 import os
+
+import tensorflow.compat.v1 as tf
 
 
 def check_writable_dir(path, flag_name):
@@ -44,3 +47,21 @@ def first_line(error):
   """The first line of an exception's message (TensorFlow's run to pages)."""
   text = str(getattr(error, "message", None) or error).strip()
   return text.splitlines()[0] if text else type(error).__name__
+
+
+def text_lines(path):
+  """Yields (1-based line number, line) of a UTF-8 text file (any tf.gfile
+  path), line endings kept.
+
+  Raises:
+    ValueError: a line is not UTF-8; names the file, the line and the byte.
+  """
+  with tf.gfile.GFile(path, "rb") as reader:
+    for line_number, raw_line in enumerate(reader, 1):
+      try:
+        yield line_number, raw_line.decode("utf-8")
+      except UnicodeDecodeError as error:
+        raise ValueError("%s line %d is not UTF-8 text (byte 0x%02x at "
+                         "column %d)." % (path, line_number,
+                                          raw_line[error.start],
+                                          error.start + 1))

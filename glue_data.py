@@ -21,7 +21,9 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+import console
 import feature_records
+import file_checks
 import tokenization
 
 # Bump when the record layout changes, so that old caches are rebuilt.
@@ -148,24 +150,24 @@ def _read_tsv(path, layout):
   num_columns = layout.num_columns
   needed = max(i for i in (layout.text_a, layout.text_b, layout.label)
                if i is not None) + 1
-  with tf.gfile.GFile(path, "r") as reader:
-    rows = csv.reader(reader, delimiter="\t", quotechar=None)
-    header_pending = layout.has_header
-    for row in rows:
-      if not row:
-        continue
-      if header_pending:
-        header_pending = False
-        num_columns = num_columns or len(row)
-        if len(row) < needed:
-          raise ValueError(
-              "%s line %d: header has %d columns, this task's layout needs at "
-              "least %d" % (path, rows.line_num, len(row), needed))
-        continue
-      if len(row) != num_columns:
-        raise ValueError("%s line %d: expected %d tab-separated columns, found "
-                         "%d" % (path, rows.line_num, num_columns, len(row)))
-      yield rows.line_num, row
+  rows = csv.reader((line for _, line in file_checks.text_lines(path)),
+                    delimiter="\t", quotechar=None)
+  header_pending = layout.has_header
+  for row in rows:
+    if not row:
+      continue
+    if header_pending:
+      header_pending = False
+      num_columns = num_columns or len(row)
+      if len(row) < needed:
+        raise ValueError(
+            "%s line %d: header has %d columns, this task's layout needs at "
+            "least %d" % (path, rows.line_num, len(row), needed))
+      continue
+    if len(row) != num_columns:
+      raise ValueError("%s line %d: expected %d tab-separated columns, found "
+                       "%d" % (path, rows.line_num, num_columns, len(row)))
+    yield rows.line_num, row
 
 
 class ColaProcessor(DataProcessor):
@@ -320,11 +322,14 @@ def convert_single_example(example, label_list, max_seq_length, tokenizer):
 
 def convert_examples_to_features(examples, label_list, max_seq_length,
                                  tokenizer):
-  """convert_single_example over a list, logging the first few."""
+  """convert_single_example over a list, logging the first few and the
+  progress."""
   features = []
+  progress = console.Progress("Featurising", len(examples))
   for index, example in enumerate(examples):
     feature = convert_single_example(example, label_list, max_seq_length,
                                      tokenizer)
+    progress.update(index + 1)
     if index < 3 and not isinstance(example, PaddingInputExample):
       tf.logging.info("*** Example %s ***", example.guid)
       tf.logging.info("input_ids: %s", " ".join(map(str, feature.input_ids)))

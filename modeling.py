@@ -192,8 +192,7 @@ class BertConfig(object):
     """Reads a config JSON file, with errors that name the file."""
     if not tf.gfile.Exists(json_file):
       raise ValueError("Config file not found: %s" % json_file)
-    with tf.gfile.GFile(json_file, "r") as reader:
-      text = reader.read()
+    text = "".join(line for _, line in file_checks.text_lines(json_file))
     try:
       json_object = json.loads(text)
     except ValueError as e:
@@ -1137,25 +1136,52 @@ def check_checkpoint(path, config=None, scope=MODEL_SCOPE):
       (naming the variable and both shapes).
   """
   prefix = checkpoints.resolve_checkpoint_path(path)
-  try:
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()
-  except Exception as error:  # pylint: disable=broad-except
-    raise ValueError("Checkpoint %s is damaged: its .index file cannot be "
-                     "read (%s)." % (prefix, file_checks.first_line(error)))
-  for name in sorted(shapes):
-    try:
-      reader.get_tensor(name)
-    except Exception as error:  # pylint: disable=broad-except
-      raise ValueError("Checkpoint %s is damaged: variable %s cannot be read "
-                       "from its .data file (%s)." %
-                       (prefix, name, file_checks.first_line(error)))
+  damage = checkpoint_damage(prefix)
+  if damage:
+    raise ValueError("Checkpoint %s is damaged: %s." % (prefix, damage))
+  shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
   if config is not None:
     for name, graph_shape in sorted(encoder_variable_shapes(config,
                                                             scope).items()):
       if name in shapes and list(shapes[name]) != graph_shape:
         raise _shape_mismatch(prefix, name, shapes[name], name, graph_shape)
   return prefix
+
+
+_DAMAGE = {}
+
+
+def checkpoint_damage(prefix):
+  """What is wrong with the files of checkpoint `prefix`, or None if every
+  tensor reads back (the .data files' checksums are verified on read).
+
+  Each checkpoint is read once per process (a run checks the checkpoint it
+  resumes from both for damage and against its config).
+  """
+  try:
+    key = (prefix, tf.gfile.Stat(prefix + ".index").mtime_nsec)
+  except tf.errors.OpError:
+    return _read_every_tensor(prefix)
+  if key not in _DAMAGE:
+    _DAMAGE[key] = _read_every_tensor(prefix)
+  return _DAMAGE[key]
+
+
+def _read_every_tensor(prefix):
+  """checkpoint_damage without the memo."""
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+  except Exception as error:  # pylint: disable=broad-except
+    return "its .index file cannot be read (%s)" % file_checks.first_line(
+        error)
+  for name in sorted(shapes):
+    try:
+      reader.get_tensor(name)
+    except Exception as error:  # pylint: disable=broad-except
+      return "variable %s cannot be read from its .data file (%s)" % (
+          name, file_checks.first_line(error))
+  return None
 
 
 def get_assignment_map_from_checkpoint(tvars, init_checkpoint,

@@ -19,12 +19,16 @@ from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import os
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 import checkpoints
+import directory_lock
 import estimator_utils
 import export_tflite
 import file_checks
@@ -178,7 +182,8 @@ def validate_flags():
   if FLAGS.lite_model_path:
     lite_model = problems.call(export_tflite.lite_model_for_task,
                                FLAGS.lite_model_path, "probabilities",
-                               FLAGS.max_seq_length)
+                               FLAGS.max_seq_length, bert_config,
+                               FLAGS.bert_config_file)
   resumed_from = problems.restored_checkpoints_fit(
       bert_config, FLAGS.init_checkpoint, FLAGS.output_dir)
   if _uses_tf_model() and not FLAGS.do_train:
@@ -343,7 +348,8 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
           loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=loss, train_op=train_op,
-          training_hooks=estimator_utils.loss_logging_hooks(loss, use_tpu),
+          training_hooks=estimator_utils.progress_hooks(
+              loss, use_tpu, num_train_steps, features["input_ids"]),
           scaffold_fn=scaffold_fn)
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode,
@@ -403,10 +409,11 @@ def predict_outputs(examples, split, label_list, tokenizer, tokenizer_settings,
       record_file, FLAGS.max_seq_length, is_training=False,
       drop_remainder=FLAGS.use_tpu, is_regression=not label_list)
   estimator = _make_estimator(model_fn, batch_size)
-  return np.array([result["probabilities"]
-                   for result in estimator_utils.predict_with_progress(
-                       estimator, input_fn, len(examples))
-                   if result["is_real_example"]], dtype=np.float32)
+  with feature_records.reading(record_file):
+    return np.array([result["probabilities"]
+                     for result in estimator_utils.predict_with_progress(
+                         estimator, input_fn, len(examples))
+                     if result["is_real_example"]], dtype=np.float32)
 
 
 def _lite_outputs(lite_model, examples, label_list, tokenizer):
@@ -488,11 +495,13 @@ def read_examples(processor):
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup(keep_tensorflow_info=FLAGS.use_tpu)
   processor, bert_config, tokenizer, lite_model = validate_flags()
   # A malformed data file (and an export this graph cannot make) ends the
   # run with one line too; files written by an earlier stage stay.
   with run_utils.one_line_errors("run_classifier.py"):
+    tf.gfile.MakeDirs(FLAGS.output_dir)
+    directory_lock.acquire(FLAGS.output_dir)
     train_examples, dev_sets, test_sets = read_examples(processor)
     task_name = FLAGS.task_name.lower()
     label_list = processor.get_labels()
@@ -506,7 +515,6 @@ def main(_):
       num_train_steps, num_warmup_steps = run_utils.train_steps(
           len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs,
           FLAGS.warmup_proportion)
-    tf.gfile.MakeDirs(FLAGS.output_dir)
 
     model_fn = model_fn_builder(
         bert_config=bert_config,
@@ -529,7 +537,8 @@ def main(_):
           train_file, FLAGS.max_seq_length, is_training=True,
           drop_remainder=True, is_regression=not label_list)
       estimator = _make_estimator(model_fn, FLAGS.predict_batch_size)
-      estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+      with feature_records.reading(train_file):
+        estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
 
     if FLAGS.do_eval:
       results = {}

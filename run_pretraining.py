@@ -20,7 +20,11 @@ from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import collections
+import json
 import os
 import re
 import sys
@@ -29,8 +33,10 @@ import tensorflow.compat.v1 as tf
 import tensorflow.compat.v2 as tf2
 
 import checkpoints
+import directory_lock
 import distill_modeling
 import estimator_utils
+import feature_records
 import file_checks
 import modeling
 import optimization
@@ -100,8 +106,12 @@ flags.DEFINE_integer("iterations_per_loop", 1000,
 
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
-flags.DEFINE_integer("log_step_count_steps", 100,
-                     "How often to log the global step, steps/sec and loss.")
+flags.DEFINE_integer(
+    "log_step_count_steps", 100,
+    "How often the estimator writes its steps/sec summary (and, on TPU, logs "
+    "the step rate and loss). Off TPU the progress line (step / total, loss, "
+    "examples/s, time left) is logged every 60 s, or every "
+    "$MOBILEBERT_PROGRESS_SECONDS.")
 
 flags.DEFINE_integer("random_seed", None,
                      "Graph-level random seed, for reproducible runs; unset "
@@ -352,6 +362,12 @@ def validate_flags_and_load_configs():
                   init_config, prefix="--init_checkpoint: ")
   for model_dir in (os.path.join(FLAGS.output_dir, WARMUP_DIR),
                     FLAGS.output_dir):
+    if holds_output_dir():
+      known = len(problems.messages)
+      problems.call(checkpoints.set_aside_damaged, model_dir,
+                    modeling.checkpoint_damage, prefix="--output_dir: ")
+      if len(problems.messages) > known:
+        continue  # Nothing intact to check.
     if checkpoints.latest_checkpoint(model_dir):
       problems.call(modeling.check_checkpoint, model_dir, bert_config)
   if FLAGS.distribution_strategy != "none":
@@ -486,7 +502,7 @@ def model_fn_builder(bert_config, teacher_config, init_checkpoint,
                      learning_rate, num_train_steps, num_warmup_steps, use_tpu,
                      use_one_hot_embeddings, optimizer, weight_decay_rate,
                      use_einsum, summary_dir=None, use_host_call=True,
-                     log_step_count_steps=100, layer_wise_warmup=False,
+                     layer_wise_warmup=False,
                      distill_factors=None, distill_temperature=1.0,
                      distill_ground_truth_ratio=1.0, fix_stat_distill=False):
   """Returns the model_fn for TPUEstimator (or, converted, a distributed one).
@@ -506,7 +522,6 @@ def model_fn_builder(bert_config, teacher_config, init_checkpoint,
     summary_dir: directory for scalar summaries, or None for none.
     use_host_call: write summaries through a TPU host_call (TPUEstimator);
       otherwise tf.summary into the model directory (distribution strategies).
-    log_step_count_steps: how often the loss is logged (off TPU).
     layer_wise_warmup: phase 1: transfer losses and LAMB layer gating.
     distill_factors: distill_modeling.DistillFactors (phase 1).
     distill_temperature: teacher temperature for the MLM targets.
@@ -613,8 +628,8 @@ def model_fn_builder(bert_config, teacher_config, init_checkpoint,
       else:
         for name, value in scalars.items():
           tf.summary.scalar(name, value)
-    training_hooks = estimator_utils.loss_logging_hooks(
-        total_loss, use_tpu, log_step_count_steps)
+    training_hooks = estimator_utils.progress_hooks(
+        total_loss, use_tpu, num_train_steps, features["input_ids"])
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode, loss=total_loss, train_op=train_op, host_call=host_call,
         training_hooks=training_hooks, scaffold_fn=scaffold_fn)
@@ -700,8 +715,24 @@ def train_round(description, model_dir, model_fn, strategy, input_files,
         "stopped or cannot be reached. Start every worker again with the "
         "same command; training resumes from the last checkpoint in %s." %
         (FLAGS.worker_timeout_secs, model_dir))]
-  with run_utils.one_line_errors("run_pretraining.py"):
+  with run_utils.one_line_errors("run_pretraining.py"), \
+      feature_records.reading(input_files):
     estimator_utils.train_estimator(estimator, input_fn, max_steps, hooks)
+
+
+def holds_output_dir():
+  """Whether this process takes --output_dir for itself (directory_lock).
+
+  The workers of a multi-worker run share the chief's directory: only the
+  chief (the `chief` task, else worker 0) takes it.
+  """
+  if FLAGS.distribution_strategy != "multi_worker":
+    return True
+  tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  task = tf_config.get("task", {})
+  if "chief" in tf_config.get("cluster", {}):
+    return task.get("type") == "chief"
+  return task.get("type") == "worker" and task.get("index", 0) == 0
 
 
 def summary_dir_for(phase):
@@ -711,12 +742,15 @@ def summary_dir_for(phase):
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup(keep_tensorflow_info=FLAGS.use_tpu)
   settings = validate_flags_and_load_configs()
 
   bert_config = settings.bert_config
   teacher_config = settings.teacher_config
   tf.gfile.MakeDirs(FLAGS.output_dir)
+  if holds_output_dir():
+    with run_utils.one_line_errors("run_pretraining.py"):
+      directory_lock.acquire(FLAGS.output_dir)
   warmup_dir = os.path.join(FLAGS.output_dir, WARMUP_DIR)
   distributed = settings.strategy is not None
   common = dict(
@@ -728,7 +762,6 @@ def main(_):
       weight_decay_rate=FLAGS.weight_decay_rate,
       use_einsum=FLAGS.use_einsum,
       use_host_call=not distributed,
-      log_step_count_steps=FLAGS.log_step_count_steps,
       distill_temperature=FLAGS.distill_temperature)
 
   if FLAGS.do_train and FLAGS.layer_wise_warmup:
@@ -788,8 +821,10 @@ def main(_):
     eval_input_fn = pretraining_data.input_fn_builder(
         settings.input_files, FLAGS.max_seq_length,
         FLAGS.max_predictions_per_seq, is_training=False)
-    result = estimator.evaluate(input_fn=eval_input_fn,
-                                steps=FLAGS.max_eval_steps)
+    with run_utils.one_line_errors("run_pretraining.py"), \
+        feature_records.reading(settings.input_files):
+      result = estimator.evaluate(input_fn=eval_input_fn,
+                                  steps=FLAGS.max_eval_steps)
     run_utils.write_eval_results(FLAGS.output_dir, result)
 
   if FLAGS.distribution_strategy == "multi_worker" and not tf_compat.IS_TF2:

@@ -12,14 +12,19 @@ Stages, each optional and run in this order:
                  checkpoint in --output_dir (or --init_checkpoint).
 """
 
+# First: it imports TensorFlow without its import-time noise (console.py).
+import console  # pylint: disable=g-bad-import-order
+
 import os
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 import checkpoints
+import directory_lock
 import estimator_utils
 import export_tflite
+import feature_records
 import file_checks
 import heads
 import modeling
@@ -238,7 +243,8 @@ def validate_flags():
   if FLAGS.lite_model_path:
     lite_model = problems.call(export_tflite.lite_model_for_task,
                                FLAGS.lite_model_path, "start_logits",
-                               FLAGS.max_seq_length)
+                               FLAGS.max_seq_length, bert_config,
+                               FLAGS.bert_config_file)
   resumed_from = problems.restored_checkpoints_fit(
       bert_config, FLAGS.init_checkpoint, FLAGS.output_dir)
   needs_checkpoint = (FLAGS.export_dir or
@@ -308,8 +314,8 @@ def model_fn_builder(bert_config, init_checkpoint, output_dir, learning_rate,
           use_tpu)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op,
-          training_hooks=estimator_utils.loss_logging_hooks(
-              total_loss, use_tpu),
+          training_hooks=estimator_utils.progress_hooks(
+              total_loss, use_tpu, num_train_steps, features["input_ids"]),
           scaffold_fn=scaffold_fn)
 
     predictions = {"start_logits": start_logits, "end_logits": end_logits}
@@ -354,7 +360,8 @@ def train(bert_config, tokenizer):
   train_input_fn = squad_data.input_fn_builder(
       record_path, FLAGS.max_seq_length, is_training=True,
       drop_remainder=True)
-  estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+  with feature_records.reading(record_path):
+    estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
 
 
 def _featurise(input_file, tokenizer, max_examples=None):
@@ -504,12 +511,13 @@ def export(bert_config, tokenizer):
 
 
 def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
+  console.setup(keep_tensorflow_info=FLAGS.use_tpu)
   bert_config, tokenizer, lite_model = validate_flags()
   # Bad data found later (and an export this graph cannot make) ends the
   # run with one line too; files written by an earlier stage stay.
   with run_utils.one_line_errors("run_squad.py"):
     tf.gfile.MakeDirs(FLAGS.output_dir)
+    directory_lock.acquire(FLAGS.output_dir)
     if FLAGS.do_train:
       train(bert_config, tokenizer)
     if FLAGS.do_predict:

@@ -4,8 +4,8 @@
   any graph is built; they are reported together, one line each, and the
   process ends with exit status 1 and no traceback.
 * `one_line_errors`: a ValueError raised later (a malformed data file, an
-  export this runtime cannot do), or a training run whose loss became NaN,
-  ends the run the same way.
+  export this runtime cannot do), a training run whose loss became NaN, or
+  a full disk, ends the run the same way.
 * `train_steps`: epochs to steps, as BERT counts them.
 * `write_eval_results`: `eval_results.txt` ("key = value" lines, where the
   published scripts wrote them) and the same numbers as `eval_results.json`,
@@ -14,6 +14,7 @@
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -108,11 +109,18 @@ class FlagProblems(object):
     They are --init_checkpoint (where training starts) and the latest
     checkpoint in --output_dir (where training resumes, and what prediction
     and export read), often the same file; each must be whole and fit
-    `bert_config` (modeling.check_checkpoint).
+    `bert_config` (modeling.check_checkpoint).  Damaged newest checkpoints
+    of --output_dir are set aside first (checkpoints.set_aside_damaged): the
+    run resumes from the newest intact one.
 
     Returns:
       checkpoints.checkpoint_to_use(output_dir, init_checkpoint), or None.
     """
+    known = len(self.messages)
+    self.call(checkpoints.set_aside_damaged, output_dir,
+              modeling.checkpoint_damage, prefix="--output_dir: ")
+    if len(self.messages) > known:
+      return None  # Nothing intact to resume from.
     restored = collections.OrderedDict()
     if init_checkpoint:
       prefix = self.call(checkpoints.resolve_checkpoint_path, init_checkpoint,
@@ -155,7 +163,8 @@ class FlagProblems(object):
 def one_line_errors(script_name):
   """A ValueError inside the block ends the process with one line, status 1.
 
-  So does a diverged training run (the estimator's NaN-loss check).  The
+  So do a diverged training run (the estimator's NaN-loss check) and a full
+  disk (writes land whole or not at all, so nothing before is lost).  The
   message goes to stderr as "script_name: message"; files written before the
   error stay as they are, checkpoints included.
   """
@@ -167,6 +176,32 @@ def one_line_errors(script_name):
     sys.exit("%s: training diverged: the loss became NaN.  Checkpoints saved "
              "before it are kept; a lower --learning_rate (or more warm-up) "
              "usually avoids it." % script_name)
+  except (OSError, tf.errors.OpError) as error:
+    disk_full = _disk_full_line(error)
+    if disk_full is None:
+      raise
+    sys.exit("%s: the disk is full (%s). What was written before is kept "
+             "whole: the last complete checkpoint, earlier exports and "
+             "feature caches. Free some space and run the same command "
+             "again; training resumes from its last checkpoint." %
+             (script_name, disk_full))
+
+
+def _disk_full_line(error):
+  """The line of `error` that says the disk is full, or None if it does not.
+
+  Python says it with errno ENOSPC; TensorFlow's file writers raise an
+  OpError (ResourceExhausted, or Unknown from some file systems) whose
+  message has the C library's words and the file, often under a line of
+  its own ("Graph execution error:").
+  """
+  if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+    return file_checks.first_line(error)
+  text = str(getattr(error, "message", None) or error)
+  for line in text.splitlines():
+    if os.strerror(errno.ENOSPC) in line:
+      return line.strip()
+  return None
 
 
 def train_steps(num_examples, batch_size, num_epochs, warmup_proportion,

@@ -21,6 +21,7 @@ import random
 
 import tensorflow.compat.v1 as tf
 
+import console
 import feature_records
 import tokenization
 
@@ -354,7 +355,7 @@ def _memoized_word_tokenizer(tokenizer):
 
 def convert_examples_to_features(examples, tokenizer, max_seq_length,
                                  doc_stride, max_query_length, is_training,
-                                 output_fn, log_every=10000):
+                                 output_fn):
   """Turns examples into InputFeatures, passing each to `output_fn`.
 
   Args:
@@ -365,7 +366,6 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length,
     max_query_length: questions are cut to this many sub-tokens.
     is_training: compute start/end labels.
     output_fn: called with each InputFeatures.
-    log_every: log progress after this many examples.
 
   Returns:
     dict with `examples`, `features` and `examples_without_features` counts.
@@ -377,6 +377,7 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length,
   tokenize_word = _memoized_word_tokenizer(tokenizer)
   unique_id = FIRST_UNIQUE_ID
   num_without_features = 0
+  progress = console.Progress("Featurising", len(examples))
   for example_index, example in enumerate(examples):
     doc_key = id(example.doc_tokens)
     document = documents.get(doc_key)
@@ -451,10 +452,7 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length,
           start_position=start_position, end_position=end_position,
           is_impossible=example.is_impossible))
       unique_id += 1
-    if log_every and (example_index + 1) % log_every == 0:
-      tf.logging.info("Featurised %d of %d examples (%d features).",
-                      example_index + 1, len(examples),
-                      unique_id - FIRST_UNIQUE_ID)
+    progress.update(example_index + 1)
   stats = {
       "examples": len(examples),
       "features": unique_id - FIRST_UNIQUE_ID,

@@ -18,6 +18,8 @@ import unicodedata
 
 import tensorflow.compat.v1 as tf
 
+import file_checks
+
 # Tokens every model input needs; a SentencePiece model must define all of
 # them (see SentencePieceTokenizer).  A WordPiece vocab only has to define
 # UNK_TOKEN for tokenization itself.
@@ -97,8 +99,7 @@ def _read_vocab_tokens(vocab_file):
   if not vocab_file or not tf.gfile.Exists(vocab_file):
     raise ValueError("Vocabulary file %r does not exist."
                      % (vocab_file,))
-  with tf.gfile.GFile(vocab_file, "r") as reader:
-    tokens = [convert_to_unicode(line).strip() for line in reader]
+  tokens = [line.strip() for _, line in file_checks.text_lines(vocab_file)]
   if not any(tokens):
     raise ValueError("Vocabulary file %r is empty: expected one token per line."
                      % (vocab_file,))

@@ -262,15 +262,16 @@ print(json.dumps(shown))
 
 
 def test_demo_progress_line_reads_the_scripts_log_lines():
-  """The console's progress line, from log lines the scripts really print."""
+  """The console's progress line, from log lines as the scripts print them
+  (absl's prefix, console.Progress's wording)."""
+  prefix = "I1205 01:07:18.058282 139845 console.py:180] "
   lines = [
-      "INFO:tensorflow:***** Running phase 2 in /x: steps 0 -> 400, batch 8, "
-      "seq 64 *****",
-      "INFO:tensorflow:some other line",
-      "INFO:tensorflow:global_step/sec: 4",
-      "INFO:tensorflow:examples/sec: 32.5",
-      "INFO:tensorflow:global_step = 100, loss = 2.25 (25.0 sec)",
-      "INFO:tensorflow:Predicting: example 1000 of 3000",
+      prefix + "***** Running phase 2 in /x: steps 0 -> 400, batch 8 *****",
+      prefix + "Training: step 1 of 400 (0%), loss 6.9000",
+      "W1205 01:07:19.000000 139845 estimator.py:12] a warning",
+      prefix + "Training: step 100 of 400 (25%), loss 2.2500, 4.00 steps/s, "
+      "32.0 examples/s, 1m15s left",
+      prefix + "Predicting: example 1000 of 3000, 250.0 examples/s, 8s left",
   ]
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   process = subprocess.run(
@@ -280,6 +281,8 @@ def test_demo_progress_line_reads_the_scripts_log_lines():
       timeout=300)
   assert process.returncode == 0, process.stderr[-3000:]
   shown = json.loads(process.stdout.strip().splitlines()[-1])
-  # Step 100 of 400 at 4 steps/s: 300 steps, 75 s, left.
-  assert shown[-2] == "  step 100/400, loss 2.25, 32 examples/s, 1m15s left", shown
-  assert shown[-1].endswith(", predicting 1000 of 3000"), shown
+  assert shown == [
+      "  step 1/400, loss 6.9000",
+      "  step 100/400, loss 2.2500, 32 examples/s, 1m15s left",
+      "  step 100/400, loss 2.2500, 32 examples/s, 1m15s left, "
+      "Predicting 1000 of 3000"], shown

@@ -122,3 +122,38 @@ def test_replace_directory_keeps_one_complete_copy(tmp_path):
   assert os.listdir(target) == ["new.txt"]
   # Staging and retired copies are gone.
   assert sorted(os.listdir(str(tmp_path))) == ["model"]
+
+
+def test_failed_rebuild_leaves_the_cache_and_its_record(tmp_path):
+  """A rebuild that fails midway (a full disk) keeps the earlier file and its
+  settings record, so the earlier settings still reuse it; a file replaced
+  behind the record's back is rebuilt."""
+  path = str(tmp_path / "cache.tf_record")
+
+  def build(target, fail=False):
+    with feature_records.RecordWriter(target) as writer:
+      writer.write({"x": [1]})
+      if fail:
+        raise OSError(28, "No space left on device")
+    return {"features": writer.num_records}
+
+  settings = {"doc_stride": 128}
+  assert feature_records.cached_records(path, settings, build)[1]
+  with open(path, "rb") as f:
+    cached_bytes = f.read()
+  with open(path + feature_records.SETTINGS_SUFFIX) as f:
+    cached_record = f.read()
+  with pytest.raises(OSError):
+    feature_records.cached_records(path, {"doc_stride": 64},
+                                   lambda target: build(target, fail=True))
+  with open(path, "rb") as f:
+    assert f.read() == cached_bytes
+  with open(path + feature_records.SETTINGS_SUFFIX) as f:
+    assert f.read() == cached_record
+  assert sorted(os.listdir(str(tmp_path))) == [
+      "cache.tf_record", "cache.tf_record" + feature_records.SETTINGS_SUFFIX]
+  assert not feature_records.cached_records(path, settings, build)[1]
+  # Same settings, but the file is not the one the record describes.
+  with open(path, "ab") as f:
+    f.write(b"\0")
+  assert feature_records.cached_records(path, settings, build)[1]

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -149,8 +150,9 @@ def test_plain_pretraining_learns(teacher_dir):
   np.testing.assert_allclose(lr[1], 2e-3 * 1 / 2, rtol=1e-5)
   np.testing.assert_allclose(lr[8], (2e-3 - 2e-7) * (1 - 8 / 16) + 2e-7,
                              rtol=1e-5)
-  assert "global_step/sec" in log
-  assert "loss = " in log
+  # The progress line of the last step: step / total, loss, rates.
+  assert re.search(r"Training: step 16 of 16 \(100%\), loss \d+\.\d{4}, "
+                   r"[\d.]+ steps/s, [\d.]+ examples/s\n", log), log[-3000:]
 
 
 def distill_command(workdir, teacher_checkpoint, output_dir):
@@ -245,7 +247,8 @@ def test_distillation_two_phases_with_kill_and_resume(workdir, teacher_dir):
   assert "phase 1: layer-wise knowledge transfer already complete" in log
   assert "model.ckpt-%d" % killed_in_phase_2 in log
   assert "steps %d -> %d" % (killed_in_phase_2, TRAIN_STEPS) in log
-  assert "global_step/sec" in log and "loss = " in log
+  assert "Training: step %d of %d (100%%), loss " % (TRAIN_STEPS,
+                                                     TRAIN_STEPS) in log
   assert checkpoint_steps(warmup_dir) == list(range(0, DISTILL_STEPS + 1))
   assert checkpoint_steps(output_dir) == list(range(0, TRAIN_STEPS + 1))
 
@@ -465,7 +468,8 @@ def _start_workers(workdir, output_dir, num_train_steps):
   cluster = {"worker": ["localhost:%d" % p for p in _free_ports(2)]}
   processes = []
   for index in range(2):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               MOBILEBERT_PROGRESS_SECONDS="0", TF_CONFIG=json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": index}}))
     processes.append(subprocess.Popen(
         [sys.executable, "run_pretraining.py",
@@ -511,9 +515,9 @@ def test_multi_worker_training_and_a_lost_worker(workdir):
   deadline = time.time() + 300
   for line in workers[1].stdout:
     lines.append(line)
-    if "global_step = 20" in line or time.time() > deadline:
+    if "Training: step 20 of" in line or time.time() > deadline:
       break
-  assert any("global_step = 20" in line for line in lines), "".join(lines)
+  assert any("Training: step 20 of" in line for line in lines), "".join(lines)
   workers[1].kill()
   workers[1].communicate()
   killed = time.time()
@@ -524,3 +528,128 @@ def test_multi_worker_training_and_a_lost_worker(workdir):
   assert last.startswith("run_pretraining.py: no training step finished in "
                          "15 s (--worker_timeout_secs)"), output[-3000:]
   assert "Start every worker again with the same command" in last
+
+
+def _student_args(workdir, output_dir, input_file, num_train_steps):
+  return ["--bert_config_file=%s" % (workdir / "student.json"),
+          "--input_file=" + str(input_file), "--output_dir=" + output_dir,
+          "--do_train", "--max_seq_length=%d" % SEQ,
+          "--max_predictions_per_seq=%d" % PREDS, "--train_batch_size=8",
+          "--learning_rate=1e-3", "--num_train_steps=%d" % num_train_steps,
+          "--num_warmup_steps=0", "--save_checkpoints_steps=1"]
+
+
+def _intact_prefix(data):
+  """(records, byte offset of the first record that does not fit) of TFRecord
+  bytes, by the format's framing: u64 length, u32 crc, data, u32 crc."""
+  offset = records = 0
+  while offset + 12 <= len(data):
+    length = int.from_bytes(data[offset:offset + 8], "little")
+    if offset + 16 + length > len(data):
+      break
+    offset += 16 + length
+    records += 1
+  return records, offset
+
+
+def test_cut_tfrecord_ends_in_one_line_naming_file_and_record(workdir):
+  """A TFRecord cut mid-record (an interrupted copy, a full disk): the run
+  stops with the file, the record and TensorFlow's reason, and keeps what it
+  saved before."""
+  with open(str(workdir / "data.tfrecord"), "rb") as f:
+    data = f.read()
+  # Cut inside the payload of the record that starts after the middle (a
+  # cut inside a record's 12-byte header reads as a clean end of file).
+  records, offset = _intact_prefix(data[:len(data) // 2])
+  cut = workdir / "cut.tfrecord"
+  cut.write_bytes(data[:offset + 12 + 5])
+  assert _intact_prefix(cut.read_bytes()) == (records, offset)
+  output_dir = str(workdir / "cut_run")
+  code, log = run_script(_student_args(workdir, output_dir, cut, 80))
+  assert code == 1
+  assert "Traceback" not in log
+  assert script_helpers.last_line(log) == (
+      "run_pretraining.py: %s is damaged: record %d cannot be read "
+      "(truncated record at %d%s). The records before it are intact; copy "
+      "or write the file again." % (
+          cut, records, offset,
+          "' failed with Read less bytes than requested"
+          if tf_compat.IS_TF2 else "")), log[-2000:]
+  assert 0 in checkpoint_steps(output_dir)
+
+
+def test_second_run_into_a_live_runs_output_dir_is_refused(workdir):
+  """A second run into the --output_dir of a live run stops in one line
+  naming the first, which goes on undisturbed; once the first is killed
+  (SIGKILL), the same command resumes from its last checkpoint."""
+  output_dir = str(workdir / "shared_dir")
+  args = _student_args(workdir, output_dir, workdir / "data.tfrecord", 100000)
+  first = subprocess.Popen(
+      [sys.executable, "run_pretraining.py"] + args, cwd=REPO,
+      env=script_helpers.SCRIPT_ENV, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 300
+    while (script_helpers.recorded_step(output_dir) < 1 and
+           first.poll() is None and time.time() < deadline):
+      time.sleep(0.1)
+    assert first.poll() is None and script_helpers.recorded_step(output_dir)
+    code, log = run_script(args)
+    assert code == 1, log[-3000:]
+    line = script_helpers.last_line(log)
+    assert line.startswith("run_pretraining.py: --output_dir=%s is in use by "
+                           "another run (pid %d on " % (output_dir, first.pid)
+                           ), line
+    assert "run_pretraining.py --bert_config_file=" in line
+    step_then = script_helpers.recorded_step(output_dir)
+    deadline = time.time() + 120
+    while (script_helpers.recorded_step(output_dir) < step_then + 3 and
+           time.time() < deadline):
+      time.sleep(0.1)
+    assert first.poll() is None  # still training
+    assert script_helpers.recorded_step(output_dir) >= step_then + 3
+  finally:
+    first.kill()
+    first.wait()
+  killed_at = script_helpers.recorded_step(output_dir)
+  code, log = run_script(_student_args(workdir, output_dir,
+                                       workdir / "data.tfrecord",
+                                       killed_at + 2))
+  assert code == 0, log[-3000:]
+  assert "model.ckpt-%d" % killed_at in log
+  assert script_helpers.recorded_step(output_dir) == killed_at + 2
+  assert not os.path.exists(os.path.join(output_dir, ".run_lock"))
+
+
+def test_damaged_newest_checkpoint_is_set_aside_on_resume(workdir):
+  """A resumed run whose newest checkpoint is damaged resumes from the
+  newest intact one and says so, keeping the damaged files; if every
+  checkpoint is damaged it stops in one line instead of starting over."""
+  output_dir = str(workdir / "damaged_resume")
+  data = workdir / "data.tfrecord"
+  code, log = run_script(_student_args(workdir, output_dir, data, 4))
+  assert code == 0, log[-3000:]
+  assert checkpoint_steps(output_dir) == [0, 1, 2, 3, 4]
+  newest = os.path.join(output_dir, "model.ckpt-4")
+  script_helpers.damage_file(newest + ".data-00000-of-00001")
+  code, log = run_script(_student_args(workdir, output_dir, data, 6))
+  assert code == 0, log[-3000:]
+  assert ("Checkpoint %s is damaged (variable " % newest) in log
+  assert ("the run resumes from %s, the newest intact checkpoint" %
+          os.path.join(output_dir, "model.ckpt-3")) in log
+  assert "Restoring parameters from %s" % os.path.join(
+      output_dir, "model.ckpt-3") in log
+  assert script_helpers.recorded_step(output_dir) == 6
+  assert os.path.exists(newest + ".data-00000-of-00001.damaged")
+
+  for step in checkpoint_steps(output_dir):
+    script_helpers.damage_file(
+        os.path.join(output_dir, "model.ckpt-%d.data-00000-of-00001" % step))
+  code, log = run_script(_student_args(workdir, output_dir, data, 8))
+  assert code == 1
+  line = script_helpers.last_line(log)
+  assert line.startswith("run_pretraining.py: --output_dir: Every checkpoint "
+                         "in %s is damaged (the newest, %s" %
+                         (output_dir, os.path.join(output_dir,
+                                                   "model.ckpt-6"))), line
+  assert script_helpers.recorded_step(output_dir) == 6

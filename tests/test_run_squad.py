@@ -397,7 +397,7 @@ def _write_tflite_with_inputs(path, names):
   return path
 
 
-def test_bad_input_ends_in_one_line(workspace, trained, monkeypatch):
+def test_bad_input_ends_in_one_line(workspace, trained, resumed, monkeypatch):
   # TF 1.15's converter runs `toco_from_protos` from the venv's bin, which
   # an activated venv has on PATH (the test process need not).
   monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep +
@@ -424,6 +424,10 @@ def test_bad_input_ends_in_one_line(workspace, trained, monkeypatch):
   with open(big_vocab, "w") as f:
     f.write("\n".join(toy_tasks.SPECIAL_TOKENS +
                       ["w%d" % i for i in range(1100)]) + "\n")
+  big_model = dict(json.load(open(TINY_CONFIG)), vocab_size=2048)
+  big_model_config = str(root / "big_model.json")
+  json.dump(big_model, open(big_model_config, "w"))
+  exported = os.path.join(resumed["export_dir"], "model_float.tflite")
   blocker = str(root / "a_file")
   open(blocker, "w").close()
   half_answered = toy_tasks.colour_paragraphs(10, 9)
@@ -458,6 +462,19 @@ def test_bad_input_ends_in_one_line(workspace, trained, monkeypatch):
       ([a.replace(workspace["vocab"], big_vocab)
         for a in flags("o6", "--init_checkpoint=" + checkpoint, *predict)],
        ["--vocab_file=" + big_vocab, "1105 tokens", "vocab_size", "1024"]),
+      # A vocabulary (1105 tokens) beyond the file's embedding table (1024
+      # rows) under a config that claims 2048: refused before any GATHER.
+      ([a.replace(workspace["vocab"], big_vocab).replace(TINY_CONFIG,
+                                                         big_model_config)
+        for a in flags("o10", "--lite_model_path=" + exported, *predict)],
+       ["--lite_model_path=" + exported, "--bert_config_file=" +
+        big_model_config, "bert/embeddings/word_embeddings has 1024 rows",
+        "vocab_size=2048"]),
+      ([a.replace("--max_seq_length=%d" % MAX_SEQ_LENGTH,
+                  "--max_seq_length=48")
+        for a in flags("o11", "--lite_model_path=" + exported, *predict)],
+       [exported, "takes sequences of %d tokens" % MAX_SEQ_LENGTH,
+        "--max_seq_length=48"]),
       (flags("a_file/out", "--init_checkpoint=" + checkpoint, *predict),
        ["--output_dir=", "cannot be created", "a_file is a file"]),
       (flags("o8", "--init_checkpoint=" + checkpoint, "--do_predict",
