@@ -151,7 +151,7 @@ def test_plain_pretraining_learns(teacher_dir):
   np.testing.assert_allclose(lr[8], (2e-3 - 2e-7) * (1 - 8 / 16) + 2e-7,
                              rtol=1e-5)
   # The progress line of the last step: step / total, loss, rates.
-  assert re.search(r"Training: step 16 of 16 \(100%\), loss \d+\.\d{4}, "
+  assert re.search(r"Training: step 16 of 16 \(100%\), loss -?\d+\.\d{4}, "
                    r"[\d.]+ steps/s, [\d.]+ examples/s\n", log), log[-3000:]
 
 

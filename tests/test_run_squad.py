@@ -9,6 +9,7 @@ The learning task is toy_tasks' colour questions.
 
 import json
 import os
+import re
 import string
 import subprocess
 import sys
@@ -120,6 +121,23 @@ def test_learns_to_read_question_and_context(workspace, trained):
   nbest = _load_json(os.path.join(trained["output_dir"],
                                   "nbest_predictions.json"))
   assert all(nbest[q][0]["text"] == predictions[q] for q in gold)
+
+
+def test_console_prints_each_line_once_without_tensorflow_noise(trained):
+  """The README's recipe's console: our lines once each, the progress line
+  of the last step, none of TensorFlow's import or deprecation noise."""
+  log = trained["log"]
+  for line in ("***** Running training *****", "Num steps = %d" % TRAIN_STEPS,
+               "***** Running predictions *****", "***** Eval results *****"):
+    assert log.count(line) == 1, (line, log.count(line))
+  assert re.search(r"Training: step %d of %d \(100%%\), loss -?\d+\.\d{4}, "
+                   r"[\d.]+ steps/s, [\d.]+ examples/s\n" %
+                   (TRAIN_STEPS, TRAIN_STEPS), log), log[-3000:]
+  assert re.search(r"Predicting: example 100 of 100, [\d.]+ examples/s\n", log)
+  for noise in ("Unable to register", "is deprecated", "Calling model_fn",
+                "global_step/sec", "INFO:tensorflow:"):
+    assert noise not in log, noise
+  assert len(log.splitlines()) < 60, log
 
 
 @pytest.fixture(scope="module", name="resumed")
