@@ -167,6 +167,8 @@ class ProgressLine(object):
     before = self.text()
     if fields["phase"] == "Training":
       self.training = fields
+      if self.work and self.work["done"] >= self.work["total"]:
+        self.work = None  # Finished before training started.
     else:
       self.work = fields
     return self.text() != before

@@ -1167,6 +1167,10 @@ class LiteModel(object):
   def sequence_length(self):
     return int(self._inputs["input_ids"]["shape"][-1])
 
+  def output_shape(self, name):
+    """The shape of output `name`, e.g. [1, 3] for three labels."""
+    return [int(d) for d in self._outputs[name]["shape"]]
+
   @property
   def vocab_size(self):
     """Rows of the word embedding table, or None if no tensor has its name."""
@@ -1256,20 +1260,27 @@ class LiteModel(object):
 
 
 def lite_model_for_task(path, output_name, max_seq_length, bert_config,
-                        config_path, flag_name="lite_model_path"):
-  """LiteModel(path), refused unless it has `output_name` at this length and
-  the embedding table of `bert_config` (read from --bert_config_file=
-  `config_path`).
+                        config_path, output_width=None,
+                        flag_name="lite_model_path"):
+  """LiteModel(path), refused unless it has `output_name` at this length
+  (`output_width` values per example, when given) and the embedding table of
+  `bert_config` (read from --bert_config_file=`config_path`).
 
   Raises:
     ValueError: naming `flag_name`: not a loadable model, another task's
-      file, another sequence length or another vocabulary size.
+      file, another sequence length, another number of labels or another
+      vocabulary size.
   """
   try:
     lite_model = LiteModel(path)
   except ValueError as error:
     raise ValueError("--%s: %s" % (flag_name, error))
   lite_model.check_task(output_name, max_seq_length, flag_name)
+  width = int(lite_model.output_shape(output_name)[-1])
+  if output_width is not None and width != output_width:
+    raise ValueError("--%s=%s gives %d %s per example but this task has %d "
+                     "labels; it is an export of another task." %
+                     (flag_name, path, width, output_name, output_width))
   lite_model.check_vocab_size(bert_config.vocab_size, "bert_config_file",
                               config_path)
   return lite_model

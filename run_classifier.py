@@ -183,7 +183,8 @@ def validate_flags():
     lite_model = problems.call(export_tflite.lite_model_for_task,
                                FLAGS.lite_model_path, "probabilities",
                                FLAGS.max_seq_length, bert_config,
-                               FLAGS.bert_config_file)
+                               FLAGS.bert_config_file,
+                               output_width=len(processor.get_labels()) or 1)
   resumed_from = problems.restored_checkpoints_fit(
       bert_config, FLAGS.init_checkpoint, FLAGS.output_dir)
   if _uses_tf_model() and not FLAGS.do_train:

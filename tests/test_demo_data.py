@@ -267,6 +267,7 @@ def test_demo_progress_line_reads_the_scripts_log_lines():
   prefix = "I1205 01:07:18.058282 139845 console.py:180] "
   lines = [
       prefix + "***** Running phase 2 in /x: steps 0 -> 400, batch 8 *****",
+      prefix + "Featurising: example 100 of 100, 7658.6 examples/s",
       prefix + "Training: step 1 of 400 (0%), loss 6.9000",
       "W1205 01:07:19.000000 139845 estimator.py:12] a warning",
       prefix + "Training: step 100 of 400 (25%), loss 2.2500, 4.00 steps/s, "
@@ -281,7 +282,9 @@ def test_demo_progress_line_reads_the_scripts_log_lines():
       timeout=300)
   assert process.returncode == 0, process.stderr[-3000:]
   shown = json.loads(process.stdout.strip().splitlines()[-1])
+  # Finished featurisation leaves the line when training starts.
   assert shown == [
+      "  Featurising 100 of 100",
       "  step 1/400, loss 6.9000",
       "  step 100/400, loss 2.2500, 32 examples/s, 1m15s left",
       "  step 100/400, loss 2.2500, 32 examples/s, 1m15s left, "

@@ -6,6 +6,7 @@ The disk is a small tmpfs the test mounts (root only; skipped elsewhere),
 filled to a few kilobytes before the write that must fail.
 """
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -37,22 +38,21 @@ def fixture_disk(tmp_path_factory):
   subprocess.run(["umount", "-l", mount_point], timeout=60)
 
 
-class Filler(object):
-  """Fills `disk` up to `free_bytes` left; `remove()` frees it again."""
-
-  def __init__(self, disk, free_bytes=16 * 1024):
-    self.path = os.path.join(disk, "filler")
-    stat = os.statvfs(disk)
-    size = stat.f_bavail * stat.f_frsize - free_bytes
-    with open(self.path, "wb") as f:
-      f.truncate(0)
+@contextlib.contextmanager
+def filled(disk, free_bytes=16 * 1024):
+  """`disk` filled up to `free_bytes` left inside the block."""
+  path = os.path.join(disk, "filler")
+  stat = os.statvfs(disk)
+  size = stat.f_bavail * stat.f_frsize - free_bytes
+  try:
+    with open(path, "wb") as f:
       chunk = b"\0" * (1 << 20)
       while size > 0:
         f.write(chunk[:min(size, len(chunk))])
         size -= len(chunk)
-
-  def remove(self):
-    os.remove(self.path)
+    yield
+  finally:
+    os.remove(path)
 
 
 def _digests(directory):
@@ -102,15 +102,14 @@ def test_full_disk_during_training_keeps_the_last_checkpoint(workspace, disk):
   _squad(workspace, output_dir, cache, "--do_train", "--num_train_epochs=1")
   before = _digests(output_dir)
   assert "model.ckpt-4.index" in before
-  filler = Filler(disk)
-  code, log = _squad(workspace, output_dir, cache, "--do_train",
-                     "--num_train_epochs=2", expect_success=False)
+  with filled(disk):
+    code, log = _squad(workspace, output_dir, cache, "--do_train",
+                       "--num_train_epochs=2", expect_success=False)
   _assert_disk_full_line(code, log)
   after = _digests(output_dir)
   for name, digest in before.items():
     if name.startswith("model.ckpt-") or name == "checkpoint":
       assert after.get(name) == digest, name  # untouched
-  filler.remove()
   _, log = _squad(workspace, output_dir, cache, "--do_train",
                   "--num_train_epochs=2")
   assert "Restoring parameters from %s" % os.path.join(
@@ -126,12 +125,11 @@ def test_full_disk_during_export_keeps_the_earlier_export(workspace, disk):
          "--export_dir=" + export_dir)
   before = _digests(export_dir)
   assert "model_float.tflite" in before
-  filler = Filler(disk)
-  code, log = _squad(workspace, output_dir, cache,
-                     "--export_dir=" + export_dir, expect_success=False)
+  with filled(disk):
+    code, log = _squad(workspace, output_dir, cache,
+                       "--export_dir=" + export_dir, expect_success=False)
   _assert_disk_full_line(code, log)
   assert _digests(export_dir) == before
-  filler.remove()
 
 
 def test_full_disk_during_featurisation_keeps_the_feature_cache(workspace,
@@ -141,11 +139,10 @@ def test_full_disk_during_featurisation_keeps_the_feature_cache(workspace,
   _squad(workspace, output_dir, cache, "--do_train", "--num_train_epochs=1")
   before = _digests(cache)
   assert "train.tf_record" in before
-  filler = Filler(disk, free_bytes=1024)
   # Another stride: the cache is stale and is rebuilt, onto a full disk.
-  code, log = _squad(workspace, output_dir, cache, "--do_train",
-                     "--num_train_epochs=1", "--doc_stride=8",
-                     expect_success=False)
+  with filled(disk, free_bytes=1024):
+    code, log = _squad(workspace, output_dir, cache, "--do_train",
+                       "--num_train_epochs=1", "--doc_stride=8",
+                       expect_success=False)
   _assert_disk_full_line(code, log)
   assert _digests(cache) == before
-  filler.remove()

@@ -130,6 +130,7 @@ def teacher_dir(workdir):
       "--first_max_seq_length=%d" % SEQ, "--first_train_batch_size=4",
       "--first_num_train_steps=4",
       "--save_checkpoints_steps=100", "--log_step_count_steps=5",
+      "--random_seed=1",
       "--use_summary"])
   assert code == 0, out[-5000:]
   return output_dir, out
@@ -190,6 +191,7 @@ def distill_command(workdir, teacher_checkpoint, output_dir):
       "--use_einsum",
       "--use_summary",
       "--log_step_count_steps=2",
+      "--random_seed=1",
   ]
 
 

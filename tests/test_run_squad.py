@@ -34,8 +34,8 @@ TRAIN_EPOCHS = 12.0  # int(400 / 32 * 12) = 150 steps
 TRAIN_STEPS = 150
 RESUME_EPOCHS = 12.5  # int(400 / 32 * 12.5) = 156 steps
 RESUME_STEPS = 156
-V2_EPOCHS = 2.0  # int(400 / 32 * 2) = 25 steps
-V2_STEPS = 25
+V2_EPOCHS = 12.0  # int(400 / 32 * 12) = 150 steps
+V2_STEPS = 150
 PROBE_VARIABLE = "bert/encoder/layer_0/attention/self/query/kernel"
 
 
@@ -307,9 +307,15 @@ def test_flag_validation(workspace):
 
 @pytest.fixture(scope="module", name="squad_v2")
 def fixture_squad_v2(workspace, trained):
-  """Fine-tunes the trained model for two epochs on SQuAD 2.0 questions (a
-  third without a colour in the context, so without an answer) and predicts
-  a 2.0 dev set at the default threshold."""
+  """Fine-tunes on SQuAD 2.0 questions (a third without a colour in the
+  context, so without an answer) from the trained run's step-0 checkpoint and
+  predicts a 2.0 dev set at the default threshold.
+
+  Not from its final checkpoint: trained to a loss of about 0, that model
+  puts the [CLS] logits so far off that its first 2.0 loss is in the
+  millions, and whether training survives that depends on the CPU's float
+  rounding (it diverged with oneDNN off).
+  """
   root = workspace["root"]
   train = toy_tasks.write_squad_file(
       root / "train_v2.json", toy_tasks.colour_paragraphs(
@@ -321,13 +327,11 @@ def fixture_squad_v2(workspace, trained):
   log = _run_squad(_common_flags(workspace, output_dir) + [
       "--version_2_with_negative", "--do_train", "--do_predict",
       "--train_file=" + train, "--predict_file=" + dev,
-      "--init_checkpoint=" + trained["checkpoint"],
+      "--init_checkpoint=" + os.path.join(trained["output_dir"],
+                                          "model.ckpt-0"),
       "--train_batch_size=%d" % TRAIN_BATCH,
       "--num_train_epochs=%s" % V2_EPOCHS,
-      # The colour-trained model has never scored [CLS], so its first 2.0
-      # loss can be in the millions; 3e-4 over two epochs learns the null
-      # answer under both oneDNN ISAs tried (AVX-512, AVX2) and on TF 1.15.
-      "--learning_rate=3e-4", "--data_dir=" + str(root / "v2_cache")])
+      "--learning_rate=1e-3", "--data_dir=" + str(root / "v2_cache")])
   return {"dev": dev, "output_dir": output_dir, "log": log}
 
 
@@ -369,7 +373,7 @@ def test_squad_v2_answers_empty_above_the_threshold(workspace, squad_v2):
   assert results["best_exact"] >= 100.0 * len(impossible) / len(gold)
   assert results["best_f1"] >= results["best_exact"] - 1e-9
   assert results["best_exact_thresh"] in set(null_odds.values()) | {0.0}
-  # Two epochs with impossible questions teach some of them.
+  # Training with impossible questions teaches some of them.
   assert results["NoAns_exact"] > 0.0
 
 
