@@ -105,7 +105,22 @@ import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top,g-bad-i
 # records from files there are TensorFlow's, the rest are ours.
 _LIBRARY_DIR = os.path.dirname(os.path.dirname(
     os.path.abspath(sys.modules["tensorflow"].__file__))) + os.sep
-PROGRESS_SECONDS = float(os.environ.get("MOBILEBERT_PROGRESS_SECONDS", 60))
+DEFAULT_PROGRESS_SECONDS = 60.0
+
+
+def _progress_seconds(text):
+  """MOBILEBERT_PROGRESS_SECONDS's value, or None if it is not a number >= 0."""
+  try:
+    value = float(text)
+  except (TypeError, ValueError):
+    return None
+  return value if value >= 0 else None
+
+
+_PROGRESS_SETTING = os.environ.get("MOBILEBERT_PROGRESS_SECONDS")
+PROGRESS_SECONDS = _progress_seconds(_PROGRESS_SETTING)
+if PROGRESS_SECONDS is None:  # Unset, or not a number: setup() says so.
+  PROGRESS_SECONDS = DEFAULT_PROGRESS_SECONDS
 
 _DEPRECATION = re.compile(
     r"is deprecated and will be removed|The name tf\.\S+ is deprecated")
@@ -161,6 +176,11 @@ def setup(keep_tensorflow_info=False):
       filtered.removeFilter(old)
     if not verbose:
       filtered.addFilter(LogFilter(keep_tensorflow_info))
+  if (_PROGRESS_SETTING is not None and
+      _progress_seconds(_PROGRESS_SETTING) is None):
+    tf.logging.warning("MOBILEBERT_PROGRESS_SECONDS=%s is not a number of "
+                       "seconds; progress lines every %g s.",
+                       _PROGRESS_SETTING, DEFAULT_PROGRESS_SECONDS)
 
 
 def _absl_verbosity():

@@ -10,7 +10,6 @@ tf.estimator.Estimator with `RunConfig(train_distribute=...)`; see
 `make_distribution_strategy` and `make_distributed_estimator`.
 """
 
-import collections
 import os
 import sys
 import threading

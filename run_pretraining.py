@@ -360,14 +360,14 @@ def validate_flags_and_load_configs():
       init_config = teacher_config
     problems.call(modeling.check_checkpoint, FLAGS.init_checkpoint,
                   init_config, prefix="--init_checkpoint: ")
+  if holds_output_dir() and not problems.take_output_dir(FLAGS.output_dir):
+    problems.exit_if_any()
   for model_dir in (os.path.join(FLAGS.output_dir, WARMUP_DIR),
                     FLAGS.output_dir):
-    if holds_output_dir():
-      known = len(problems.messages)
-      problems.call(checkpoints.set_aside_damaged, model_dir,
-                    modeling.checkpoint_damage, prefix="--output_dir: ")
-      if len(problems.messages) > known:
-        continue  # Nothing intact to check.
+    if holds_output_dir() and not problems.passes(
+        checkpoints.set_aside_damaged, model_dir, modeling.checkpoint_damage,
+        prefix="--output_dir: "):
+      continue  # Nothing intact to check.
     if checkpoints.latest_checkpoint(model_dir):
       problems.call(modeling.check_checkpoint, model_dir, bert_config)
   if FLAGS.distribution_strategy != "none":

@@ -22,6 +22,7 @@ import sys
 import tensorflow.compat.v1 as tf
 
 import checkpoints
+import directory_lock
 import file_checks
 import modeling
 import tokenization
@@ -64,6 +65,12 @@ class FlagProblems(object):
     except ValueError as error:
       self.add(prefix + str(error))
       return None
+
+  def passes(self, function, *args, **kwargs):
+    """`call`, returning whether the check passed (no problem added)."""
+    known = len(self.messages)
+    self.call(function, *args, **kwargs)
+    return len(self.messages) == known
 
   def require_file(self, flag_name, path, needed_for):
     """--flag_name must be set and name an existing file or directory."""
@@ -109,18 +116,18 @@ class FlagProblems(object):
     They are --init_checkpoint (where training starts) and the latest
     checkpoint in --output_dir (where training resumes, and what prediction
     and export read), often the same file; each must be whole and fit
-    `bert_config` (modeling.check_checkpoint).  Damaged newest checkpoints
-    of --output_dir are set aside first (checkpoints.set_aside_damaged): the
-    run resumes from the newest intact one.
+    `bert_config` (modeling.check_checkpoint).  --output_dir is taken for
+    this run first (take_output_dir), then its damaged newest checkpoints
+    are set aside (checkpoints.set_aside_damaged): the run resumes from the
+    newest intact one.
 
     Returns:
       checkpoints.checkpoint_to_use(output_dir, init_checkpoint), or None.
     """
-    known = len(self.messages)
-    self.call(checkpoints.set_aside_damaged, output_dir,
-              modeling.checkpoint_damage, prefix="--output_dir: ")
-    if len(self.messages) > known:
-      return None  # Nothing intact to resume from.
+    if not (self.take_output_dir(output_dir) and
+            self.passes(checkpoints.set_aside_damaged, output_dir,
+                        modeling.checkpoint_damage, prefix="--output_dir: ")):
+      return None
     restored = collections.OrderedDict()
     if init_checkpoint:
       prefix = self.call(checkpoints.resolve_checkpoint_path, init_checkpoint,
@@ -145,6 +152,20 @@ class FlagProblems(object):
     if use_quantized_training and checkpoint:
       self.call(modeling.check_quantization_ranges, checkpoint,
                 prefix="--use_quantized_training without --do_train: ")
+
+  def take_output_dir(self, output_dir):
+    """Takes an existing --output_dir for this run (directory_lock).
+
+    Done before its checkpoints are read or set aside, since another live
+    run may be writing them.  A directory that does not exist yet is taken
+    when the run creates it.
+
+    Returns:
+      False if another run holds it (the problem is added).
+    """
+    if not output_dir or not tf.gfile.IsDirectory(output_dir):
+      return True
+    return self.passes(directory_lock.acquire, output_dir)
 
   def positive(self, flags_values, *flag_names):
     """Each named integer flag must be > 0."""
