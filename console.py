@@ -227,9 +227,9 @@ class Progress(object):
     return (self._last is None or done >= self.total or
             self._clock() - self._last[0] >= self.interval_seconds)
 
-  def update(self, done, loss=None, force=False):
-    """Logs a line if one is due (or `force`); returns the line or None."""
-    if not (force or self.due(done)):
+  def update(self, done, loss=None):
+    """Logs a line if one is due; returns the line or None."""
+    if not self.due(done):
       return None
     now = self._clock()
     parts = ["%s %d of %d" % (self.unit, done, self.total)]

@@ -310,8 +310,7 @@ class TrainingProgressHook(tf.train.SessionRunHook):
     del run_context
     # The step read in the run is the one before its update.
     step = min(int(run_values.results["step"]) + 1, self._num_train_steps)
-    if self._progress.due(step):
-      self._progress.update(step, loss=float(run_values.results["loss"]))
+    self._progress.update(step, loss=float(run_values.results["loss"]))
 
 
 def progress_hooks(loss, use_tpu, num_train_steps, batch_input):

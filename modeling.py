@@ -1345,7 +1345,6 @@ def check_quantization_ranges(path):
         "ones. Fine-tune it with --use_quantized_training --do_train first, "
         "or drop --use_quantized_training." %
         (prefix, quantization.INITIAL_MIN, quantization.INITIAL_MAX))
-  return prefix
 
 
 def count_parameters(variables):
