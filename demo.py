@@ -16,12 +16,14 @@ Stages, each in its own directory under --output_dir:
            (phase 1), then pretraining distillation (phase 2).
   squad    the distilled student fine-tuned on the generated questions,
            EM/F1 on the held-out questions (run_squad.py), export to float,
-           dynamic-range and calibrated int8 TF-Lite, and EM/F1 of each
-           .tflite file through run_squad.py --lite_model_path, with the share
-           of questions a quantized file answers as the float file does.
+           dynamic-range and calibrated int8 TF-Lite (integer-only, and its
+           float-softmax twin for x86), and EM/F1 of each .tflite file
+           through run_squad.py --lite_model_path, with the share of
+           questions a quantized file answers as the float file does.
   qat      quantization-aware fine-tuning (config/tiny_mobilebert_qat.json)
            from the distilled student, export to float and integer-only
-           TF-Lite (model_qat_int8.tflite), evaluated the same way.
+           TF-Lite (model_qat_int8.tflite and its float-softmax twin),
+           evaluated the same way.
 
 Every script is called with flags; each command is printed before it runs,
 ready to copy (run it from the repository root), and its output streams to
@@ -605,7 +607,8 @@ def squad_scores(output_dir):
 
 
 EXPORT_FLAGS = (("use_post_quantization", True),
-                ("activation_quantization", True))
+                ("activation_quantization", True),
+                ("float_softmax", True))
 
 
 def evaluate_tflite_files(paths, config, output_dir, export_dir, log_path):
@@ -788,7 +791,7 @@ def validate_flags():
                     "squad_epochs", "qat_epochs")
   problems.call(export_tflite.check_export_supported,
                 use_quantized_training=True, use_post_quantization=True,
-                activation_quantization=True,
+                activation_quantization=True, float_softmax=True,
                 prefix="the qat stage exports an int8 TF-Lite model, so the "
                 "demo runs on TF 2.15 (make demo sets it up): ")
   problems.check(os.access(FLAGS.python, os.X_OK),

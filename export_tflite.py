@@ -20,6 +20,11 @@ What `export(...)` writes to the export directory:
                                scheme learns no range for (dense outputs into
                                residual adds, the embeddings, the head) are
                                calibrated on the representative features.
+  model_int8_float_softmax.tflite, model_qat_int8_float_softmax.tflite
+                               --float_softmax beside an integer model: the
+                               same model with each attention softmax in
+                               float32 (DEQUANTIZE -> SOFTMAX -> QUANTIZE),
+                               for x86 CPUs; see `float_softmax` below.
 
 Integer-only means what runs between the int32 inputs and the float32
 outputs is int8 (int32 for biases): the converter may use int8 builtins only,
@@ -34,10 +39,18 @@ differ from the converter's own, for speed or accuracy on phones:
   symmetrically, which XNNPACK needs to run int8 BATCH_MATMUL, and
   near-empty calibrated scales are widened to XNNPACK's ratio limits; dense
   biases the converter wrote in another unit are re-expressed in the one
-  the kernels read (`runtime_compatible_quantization`);
+  the kernels read (`tflite_flatbuffer.runtime_compatible_quantization`);
 * in a QAT graph, two quantizers in a row share the intersection of their
   ranges, so the int8 tensor clips where the trained graph does
   (`_frozen_graph_def`).
+
+The float-softmax file is for CPUs running XNNPACK (LiteRT's default on
+x86): XNNPACK takes SOFTMAX in float only, so in the integer-only file the
+attention softmaxes run on TF-Lite's builtin int8 kernel (a scalar loop on
+one thread on x86) and cut the delegated graph into one partition per layer.
+With the softmax in float the whole model but the embedding lookups runs in
+one XNNPACK partition.  The integer-only file stays the one for integer-only
+accelerators (EdgeTPU, NNAPI, Hexagon) and phones' int8 paths.
 
 Every export logs a table of the written model's ops by type and dtype.
 
@@ -82,6 +95,7 @@ import modeling
 import quantization
 import run_utils
 import tf_compat
+import tflite_flatbuffer
 import tokenization
 
 INPUT_NAMES = ("input_ids", "input_mask", "segment_ids")
@@ -93,13 +107,27 @@ SAVED_MODEL_DIR = "saved_model"
 # Examples (SQuAD questions, GLUE rows, records) an integer export is
 # calibrated on, unless a caller passes another set.
 CALIBRATION_EXAMPLES = 100
+# The kinds the converter writes as integer-only models.
 INTEGER_KINDS = ("int8", "qat_int8")
+# Float-softmax kinds and the integer kind each one edits.
+FLOAT_SOFTMAX_KINDS = collections.OrderedDict([
+    ("int8_float_softmax", "int8"),
+    ("qat_int8_float_softmax", "qat_int8"),
+])
 TFLITE_FILES = collections.OrderedDict([
     ("float", "model_float.tflite"),
     ("dynamic_range", "model_dynamic_range.tflite"),
     ("int8", "model_int8.tflite"),
     ("qat_int8", "model_qat_int8.tflite"),
+    ("int8_float_softmax", "model_int8_float_softmax.tflite"),
+    ("qat_int8_float_softmax", "model_qat_int8_float_softmax.tflite"),
 ])
+# The help of --float_softmax, in every script that exports.
+FLOAT_SOFTMAX_HELP = (
+    "Beside the integer model, also write model_[qat_]int8_float_softmax"
+    ".tflite: the same model with its attention softmaxes in float32, the "
+    "fastest file on x86 CPUs (XNNPACK runs all of it but the embedding "
+    "lookups).  Ship the integer-only file to integer-only accelerators.")
 # The word embedding table's tensor in every exported file: [vocab, dims].
 WORD_EMBEDDINGS = modeling.MODEL_SCOPE + "/embeddings/word_embeddings"
 # Interpreter tensor names that mean the same input (Task Library style names,
@@ -110,18 +138,19 @@ _INPUT_ALIASES = {"input_ids": ("input_ids", "ids"),
 
 
 def check_export_supported(use_quantized_training, use_post_quantization,
-                           activation_quantization):
+                           activation_quantization, float_softmax=False):
   """Refuses an export this runtime cannot do; call it in flag validation.
 
   Args:
     use_quantized_training: the checkpoint was fine-tuned with fake-quant nodes.
     use_post_quantization: write a quantized TF-Lite model.
     activation_quantization: calibrate activations on representative data.
+    float_softmax: also write the integer model with float attention softmaxes.
 
   Raises:
     ValueError: naming the flags, when activation quantization is asked for
-      without post-training quantization, or when an integer model is asked
-      for on TF 1.15.
+      without post-training quantization, a float-softmax file without an
+      integer model, or an integer model on TF 1.15.
   """
   if activation_quantization and not use_post_quantization:
     raise ValueError(
@@ -130,6 +159,12 @@ def check_export_supported(use_quantized_training, use_post_quantization,
         "post-training quantization).")
   wants_integer = use_post_quantization and (activation_quantization or
                                              use_quantized_training)
+  if float_softmax and not wants_integer:
+    raise ValueError(
+        "--float_softmax writes a variant of the integer model, so it needs "
+        "one: add --use_post_quantization with --activation_quantization (a "
+        "float checkpoint) or with --use_quantized_training (a QAT "
+        "checkpoint).")
   if wants_integer and not tf_compat.IS_TF2:
     raise ValueError(
         "Integer TF-Lite export (--use_post_quantization with %s) needs the "
@@ -171,8 +206,8 @@ def writes_integer_model(use_quantized_training, use_post_quantization,
 def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
            num_labels=None, use_quantized_training=False,
            use_post_quantization=False, activation_quantization=False,
-           representative_features=None, vocab_file=None, spm_model_file=None,
-           do_lower_case=True):
+           float_softmax=False, representative_features=None, vocab_file=None,
+           spm_model_file=None, do_lower_case=True):
   """Writes a SavedModel and TF-Lite models for one checkpoint.
 
   Args:
@@ -188,6 +223,8 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
     activation_quantization: calibrate int8 activations on
       `representative_features` (float checkpoints; a QAT checkpoint has
       learned ranges).
+    float_softmax: beside the integer model, write it with its attention
+      softmaxes in float32 (`tflite_flatbuffer.float_attention_softmax`).
     representative_features: list of dicts with int lists "input_ids",
       "input_mask", "segment_ids" of length max_seq_length.
     vocab_file: WordPiece vocabulary to embed as Task Library metadata.
@@ -202,9 +239,9 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
     ValueError: bad arguments, or a checkpoint that does not match the graph.
   """
   check_export_supported(use_quantized_training, use_post_quantization,
-                         activation_quantization)
+                         activation_quantization, float_softmax)
   kinds = _tflite_kinds(use_quantized_training, use_post_quantization,
-                        activation_quantization)
+                        activation_quantization, float_softmax)
   integer_kinds = [kind for kind in kinds if kind in INTEGER_KINDS]
   calibration_features = (representative_features if integer_kinds else None)
   _validate_export_args(bert_config, max_seq_length, task, num_labels,
@@ -228,7 +265,8 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
       with tf.Session(graph=graph) as session:
         _restore(session, prefix, use_quantized_training)
         models = _convert(session, inputs, outputs,
-                          [k for k in kinds if k not in INTEGER_KINDS])
+                          [k for k in kinds if k in ("float",
+                                                     "dynamic_range")])
         _write_saved_model(session, inputs, outputs,
                            os.path.join(staging_dir, SAVED_MODEL_DIR))
         masked_key_scores = None
@@ -239,6 +277,10 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
       models[kind] = _integer_model(
           bert_config, prefix, max_seq_length, task, num_labels,
           use_quantized_training, calibration_features, masked_key_scores)
+    for kind in kinds:
+      if kind in FLOAT_SOFTMAX_KINDS:
+        models[kind] = _with_float_softmax(kind,
+                                           models[FLOAT_SOFTMAX_KINDS[kind]])
     for kind, model in models.items():
       _log_op_table(kind, model)
       model = _add_metadata(model, task, vocab_file, spm_model_file,
@@ -260,7 +302,7 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
 
 
 def _tflite_kinds(use_quantized_training, use_post_quantization,
-                  activation_quantization):
+                  activation_quantization, float_softmax=False):
   """The TF-Lite models to write, in order (see the module doc)."""
   kinds = ["float"]
   if use_post_quantization:
@@ -270,6 +312,9 @@ def _tflite_kinds(use_quantized_training, use_post_quantization,
       kinds.append("dynamic_range")
       if activation_quantization:
         kinds.append("int8")
+  if float_softmax:
+    kinds += [kind for kind, integer_kind in FLOAT_SOFTMAX_KINDS.items()
+              if integer_kind in kinds]
   return kinds
 
 
@@ -443,7 +488,8 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
   scheme leaves without one (dense outputs into residual adds, the
   embeddings, the head).  With the additive mask, masked keys get
   `masked_key_scores` (see `_calibrate_masked_key_scores`) instead of their
-  own score minus 10000, and `runtime_compatible_quantization` puts the
+  own score minus 10000, and
+  `tflite_flatbuffer.runtime_compatible_quantization` puts the
   quantization in the form the int8 kernels (XNNPACK's included) assume.
 
   Returns:
@@ -485,20 +531,46 @@ def _integer_model(bert_config, prefix, max_seq_length, task, num_labels,
         "The %s model cannot be made integer-only: %s" %
         (kind, _converter_error_summary(error)))
   model, num_biases, num_symmetric, num_widened = (
-      runtime_compatible_quantization(model))
+      tflite_flatbuffer.runtime_compatible_quantization(model))
   tf.logging.info("%s model: %d dense biases re-expressed in input x filter "
                   "scale, %d matmul operands made symmetric and %d near-empty "
                   "scales widened for XNNPACK.", kind, num_biases,
                   num_symmetric, num_widened)
+  _check_integer_compute(kind, model)
+  return model
+
+
+def _with_float_softmax(kind, integer_model):
+  """The integer model with its attention softmaxes in float32 (`kind`).
+
+  Raises:
+    IntegerExportError: the edited model computes in float32 anywhere but
+      the attention softmax islands; names the op.
+  """
+  model, moved, clamps = tflite_flatbuffer.float_attention_softmax(
+      integer_model)
+  tf.logging.info("%s model: %d attention softmaxes moved to float32 "
+                  "(DEQUANTIZE -> SOFTMAX -> QUANTIZE), %d score clamps that "
+                  "change no int8 value left out.", kind, moved, clamps)
+  _check_integer_compute(kind, model, float_softmax=True)
+  return model
+
+
+def _check_integer_compute(kind, model, float_softmax=False):
+  """Raises IntegerExportError naming an op that computes in float32.
+
+  Allowed in float32: the DEQUANTIZE of each output and, with
+  `float_softmax`, the attention softmax islands.
+  """
   # Compute ops first: they are what the message is about.
-  float_ops = sorted(float_compute_ops(model),
-                     key=lambda text: text.startswith("QUANTIZE "))
+  float_ops = sorted(
+      tflite_flatbuffer.float_compute_ops(model, float_softmax=float_softmax),
+      key=lambda text: text.startswith("QUANTIZE "))
   if float_ops:
     raise IntegerExportError(
         "The %s model would compute in float32 at %d ops, e.g. %s; no file "
         "is written under an int8 name." %
         (kind, len(float_ops), "; ".join(float_ops[:3])))
-  return model
 
 
 def _with_padding(features):
@@ -571,357 +643,9 @@ def _converter_error_summary(error):
   return lines[0] if lines else repr(error)
 
 
-def _schema():
-  """TF-Lite's flatbuffer schema module (TF 2.15), or None on TF 1.15."""
-  try:
-    from tensorflow.lite.python import schema_py_generated  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return schema_py_generated
-
-
-def _enum_names(enum_class):
-  return {value: name for name, value in vars(enum_class).items()
-          if not name.startswith("_")}
-
-
-def read_ops(model):
-  """The operators of a TF-Lite model, read from its flatbuffer.
-
-  Args:
-    model: model bytes.
-
-  Returns:
-    List of (op type, [input dtype names], [output dtype names], first output
-    tensor name) in execution order, optional inputs left out; None on TF
-    1.15, whose TF-Lite package has no schema module.
-  """
-  if _schema() is None:
-    return None
-  parsed = _EditableModel(model)
-  type_names = _enum_names(parsed.schema.TensorType)
-  ops = []
-  for subgraph in parsed.model.subgraphs:
-    def dtypes(indices, tensors=subgraph.tensors):
-      return [type_names[tensors[i].type].lower()
-              for i in (indices if indices is not None else []) if i >= 0]
-    for operator in subgraph.operators:
-      ops.append((parsed.op_type(operator), dtypes(operator.inputs),
-                  dtypes(operator.outputs),
-                  _tensor_name(subgraph.tensors[operator.outputs[0]])))
-  return ops
-
-
-class _EditableModel(object):
-  """A TF-Lite flatbuffer unpacked for editing tensor quantization (TF 2.15)."""
-
-  def __init__(self, model):
-    self.schema = _schema()
-    self.model = self.schema.ModelT.InitFromObj(
-        self.schema.Model.GetRootAs(model, 0))
-    self._op_names = _enum_names(self.schema.BuiltinOperator)
-
-  def op_type(self, operator):
-    code = self.model.operatorCodes[operator.opcodeIndex]
-    # Codes past 127 live only in builtinCode; older ones in both fields.
-    return self._op_names.get(max(code.builtinCode,
-                                  code.deprecatedBuiltinCode), "CUSTOM")
-
-  def to_bytes(self):
-    import flatbuffers  # pylint: disable=g-import-not-at-top  (TF 2.15 only)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _tensor_name(tensor):
-  return tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-
-
-def _int8_range(quantization):
-  """(min, max) real values of a per-tensor int8 quantization."""
-  scale, zero_point = quantization.scale[0], quantization.zeroPoint[0]
-  return (-128 - zero_point) * scale, (127 - zero_point) * scale
-
-
-# Ops whose int8 output must carry the quantization of their first input
-# (every input for CONCATENATION): they move values without requantizing.
-_PARAMETER_TIED_OPS = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS",
-                       "GATHER", "STRIDED_SLICE", "PAD", "UNPACK",
-                       "CONCATENATION")
-# The scale ratios XNNPACK's int8 operators accept (it refuses to create the
-# whole delegate otherwise): FULLY_CONNECTED and BATCH_MATMUL need
-# input * filter / output < 2^8; MUL needs a * b / output in [2^-16, 2^8);
-# ADD and SUB need each input / output in [2^-10, 2^8).
-_MAX_REQUANTIZATION_RATIO = 2.0 ** 8
-_MIN_MUL_RATIO = 2.0 ** -16
-_MIN_ADD_RATIO = 2.0 ** -10
-# Widened scales land this far inside the bound, clear of float rounding.
-_RATIO_MARGIN = 1.01
-
-
-def runtime_compatible_quantization(model):
-  """Edits an integer model's quantization to what the int8 kernels assume.
-
-  Three edits, on tensors TF 2.15's calibrating converter quantizes in ways
-  the kernels read differently or refuse (one operator LiteRT's XNNPACK
-  delegate refuses keeps the delegate from the whole model):
-
-  * every FULLY_CONNECTED's int32 bias is expressed in input scale x filter
-    scale, the unit every int8 kernel adds it in.  The converter writes some
-    QAT biases in another unit (after the demo's QAT, the first dense layer
-    of most FFN blocks, read up to 1.44 times too large), which XNNPACK
-    silently runs with the wrong bias and TF-Lite's own kernel refuses;
-  * the second operand of every int8 BATCH_MATMUL (K and V) gets zero point
-    0, XNNPACK's condition for that op: its range is widened to the
-    symmetric one covering it, scale max(|min|, |max|) / 127;
-  * a near-empty calibrated range (a ReLU block no calibration feature
-    activates, attention scores ~0 in a layer: both happen after short
-    training) gives scales near 1e-8 whose ratios to their neighbours leave
-    XNNPACK's limits; each such scale is widened just enough, its zero point
-    kept, so the range still covers what calibration saw and the values lost
-    are below the resolution of the tensors they are combined with.
-
-  The last two change every tensor tied to the edited one through
-  `_PARAMETER_TIED_OPS` and re-express the bias of a FULLY_CONNECTED
-  reading it (`_TiedQuantization.set`); constants and SOFTMAX outputs are
-  never changed.
-
-  Args:
-    model: integer model bytes.
-
-  Returns:
-    (model bytes, biases re-expressed, operands made symmetric, tensors
-    widened).
-  """
-  editable = _EditableModel(model)
-  num_biases = num_symmetric = num_widened = 0
-  for subgraph in editable.model.subgraphs:
-    quantization = _TiedQuantization(editable, subgraph)
-    num_biases += _biases_in_accumulator_units(quantization)
-    num_symmetric += _symmetric_matmul_operands(quantization)
-    num_widened += _widen_near_empty_scales(quantization)
-  return editable.to_bytes(), num_biases, num_symmetric, num_widened
-
-
-def _is_dense_with_bias(op_type, operator):
-  """A FULLY_CONNECTED with a bias tensor (-1 or absent: none)."""
-  return (op_type(operator) == "FULLY_CONNECTED" and
-          len(operator.inputs) > 2 and operator.inputs[2] >= 0)
-
-
-class _TiedQuantization(object):
-  """The int8 quantization of one subgraph, edited group by group.
-
-  Tensors joined by a `_PARAMETER_TIED_OPS` op must share one quantization,
-  so an edit applies to the whole group; a group holding a constant or a
-  SOFTMAX output (whose parameters the kernel fixes) cannot be edited.
-  """
-
-  def __init__(self, editable, subgraph):
-    self.editable = editable
-    self.subgraph = subgraph
-    self.op_type = editable.op_type
-    self.tensors = subgraph.tensors
-    self.consumers = collections.defaultdict(list)
-    parent = list(range(len(self.tensors)))
-
-    def root(index):
-      while parent[index] != index:
-        parent[index] = parent[parent[index]]
-        index = parent[index]
-      return index
-
-    for operator in subgraph.operators:
-      for index in operator.inputs:
-        self.consumers[index].append(operator)
-      kind = self.op_type(operator)
-      if kind in _PARAMETER_TIED_OPS:
-        data = ([i for i in operator.inputs if i >= 0]
-                if kind == "CONCATENATION" else operator.inputs[:1])
-        for index in list(data) + list(operator.outputs):
-          parent[root(index)] = root(operator.outputs[0])
-    groups = collections.defaultdict(list)
-    for index in range(len(parent)):
-      groups[root(index)].append(index)
-    self.group = {index: groups[root(index)] for index in range(len(parent))}
-    self.fixed = set()
-    for index, tensor in enumerate(self.tensors):
-      buffer = editable.model.buffers[tensor.buffer]
-      if tensor.buffer and buffer.data is not None and len(buffer.data):
-        self.fixed.update(self.group[index])
-    for operator in subgraph.operators:
-      if self.op_type(operator) == "SOFTMAX":
-        self.fixed.update(self.group[operator.outputs[0]])
-    self.changed = set()
-
-  def scale(self, index):
-    """The (largest) scale of an int8 tensor, or None for other tensors."""
-    tensor = self.tensors[index]
-    quantization = tensor.quantization
-    if (tensor.type != self.editable.schema.TensorType.INT8 or
-        quantization is None or quantization.scale is None or
-        len(quantization.scale) == 0):
-      return None
-    return max(quantization.scale)
-
-  def zero_point(self, index):
-    return self.tensors[index].quantization.zeroPoint[0]
-
-  def set(self, index, scale, zero_point=None):
-    """Gives `index`'s group `scale` (and `zero_point`); False if fixed."""
-    if index in self.fixed or self.scale(index) is None:
-      return False
-    for member in self.group[index]:
-      if self.scale(member) is None:
-        continue
-      self.tensors[member].quantization.scale = [float(scale)]
-      if zero_point is not None:
-        self.tensors[member].quantization.zeroPoint = [zero_point]
-      self.changed.add(member)
-      for consumer in self.consumers[member]:
-        if (_is_dense_with_bias(self.op_type, consumer) and
-            consumer.inputs[0] == member):
-          self.requantize_bias(consumer)
-    return True
-
-  def widen(self, index, scale):
-    """Raises `index`'s scale to `scale` (zero point kept) if it is below."""
-    return (self.scale(index) is not None and scale > self.scale(index) and
-            self.set(index, scale))
-
-  def requantize_bias(self, operator):
-    """Re-expresses a FULLY_CONNECTED's int32 bias in input x filter scale.
-
-    The int8 kernel takes the bias scale to be input scale * filter scale,
-    so a changed input scale needs the bias values in the new unit.
-    """
-    bias = self.tensors[operator.inputs[2]]
-    buffer = self.editable.model.buffers[bias.buffer]
-    values = np.frombuffer(bytes(bytearray(buffer.data)), dtype="<i4")
-    real = values.astype(np.float64) * np.asarray(bias.quantization.scale)
-    new_scales = (self.tensors[operator.inputs[0]].quantization.scale[0] *
-                  np.asarray(self.tensors[operator.inputs[1]].quantization.scale))
-    limit = np.iinfo(np.int32)
-    quantized = np.clip(np.round(real / new_scales), limit.min, limit.max)
-    buffer.data = np.frombuffer(quantized.astype("<i4").tobytes(),
-                                dtype=np.uint8)
-    bias.quantization.scale = [float(value) for value in new_scales]
-    bias.quantization.zeroPoint = [0] * len(new_scales)
-
-
-# Relative difference between a bias scale and input x filter scale below
-# which the bias is taken as already in accumulator units (float32 rounding).
-_BIAS_SCALE_TOLERANCE = 1e-5
-
-
-def _biases_in_accumulator_units(quantization):
-  """Re-expresses each FULLY_CONNECTED bias not in input x filter scale."""
-  changed = 0
-  for operator in quantization.subgraph.operators:
-    if (not _is_dense_with_bias(quantization.op_type, operator) or
-        quantization.scale(operator.inputs[0]) is None):
-      continue
-    tensors = quantization.tensors
-    expected = (quantization.scale(operator.inputs[0]) *
-                np.asarray(tensors[operator.inputs[1]].quantization.scale))
-    written = np.asarray(tensors[operator.inputs[2]].quantization.scale)
-    if np.max(np.abs(written - expected) / expected) > _BIAS_SCALE_TOLERANCE:
-      quantization.requantize_bias(operator)
-      changed += 1
-  return changed
-
-
-def _symmetric_matmul_operands(quantization):
-  """Zero point 0 for every int8 BATCH_MATMUL's second operand; the count."""
-  changed = 0
-  for operator in quantization.subgraph.operators:
-    if quantization.op_type(operator) != "BATCH_MATMUL":
-      continue
-    operand = operator.inputs[1]
-    if (quantization.scale(operand) is None or
-        quantization.zero_point(operand) == 0):
-      continue
-    bound = max(abs(value) for value in
-                _int8_range(quantization.tensors[operand].quantization))
-    changed += quantization.set(operand, bound / 127.0, zero_point=0)
-  return changed
-
-
-def _widen_near_empty_scales(quantization):
-  """Widens the scales that break XNNPACK's ratio limits; the count."""
-  scale = quantization.scale
-  before = len(quantization.changed)
-  for _ in range(10):
-    changed = False
-    for operator in quantization.subgraph.operators:
-      kind = quantization.op_type(operator)
-      inputs = [i for i in operator.inputs if i >= 0]
-      output = operator.outputs[0]
-      if scale(output) is None or any(scale(i) is None for i in inputs[:2]):
-        continue
-      if kind in ("FULLY_CONNECTED", "BATCH_MATMUL", "MUL"):
-        product = scale(inputs[0]) * scale(inputs[1])
-        if product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
-          changed |= quantization.widen(
-              output, product * _RATIO_MARGIN / _MAX_REQUANTIZATION_RATIO)
-        elif kind == "MUL" and product / scale(output) < _MIN_MUL_RATIO:
-          smaller = min(inputs[:2], key=scale)
-          other = inputs[1] if smaller == inputs[0] else inputs[0]
-          changed |= quantization.widen(
-              smaller, _MIN_MUL_RATIO * _RATIO_MARGIN * scale(output) /
-              scale(other))
-      elif kind in ("ADD", "SUB"):
-        for index in inputs[:2]:
-          ratio = scale(index) / scale(output)
-          if ratio < _MIN_ADD_RATIO:
-            changed |= quantization.widen(
-                index, _MIN_ADD_RATIO * _RATIO_MARGIN * scale(output))
-          elif ratio >= _MAX_REQUANTIZATION_RATIO:
-            changed |= quantization.widen(
-                output, scale(index) * _RATIO_MARGIN /
-                _MAX_REQUANTIZATION_RATIO)
-    if not changed:
-      break
-  return len(quantization.changed) - before
-
-
-def float_compute_ops(model):
-  """The ops of a model that compute in float32, as readable strings.
-
-  In an integer-only model the only op allowed to touch float32 is a
-  DEQUANTIZE that produces an output.
-  """
-  return ["%s -> %s (%s)" % (op, name, "/".join(inputs + outputs))
-          for op, inputs, outputs, name in read_ops(model)
-          if "float32" in inputs + outputs and op != "DEQUANTIZE"]
-
-
-def op_table(model):
-  """Rows (op type, dtypes, count) of a TF-Lite model, or None on TF 1.15.
-
-  The dtypes are those of the inputs that carry values, e.g. "float32/int8"
-  for a dynamic-range FULLY_CONNECTED; int32 inputs (ids, indices, shapes,
-  biases) are left out unless there is nothing else.  QUANTIZE and
-  DEQUANTIZE are listed as "from->to".
-  """
-  ops = read_ops(model)
-  if ops is None:
-    return None
-  counts = collections.Counter()
-  for op, inputs, outputs, _ in ops:
-    if op in ("QUANTIZE", "DEQUANTIZE"):
-      dtype = "%s->%s" % (inputs[0], outputs[0])
-    else:
-      values = [dtype for dtype in inputs if dtype != "int32"] or inputs
-      dtype = "/".join(sorted(set(values), key=values.index)) or "-"
-    counts[(op, dtype)] += 1
-  return [(op, dtype, count) for (op, dtype), count in sorted(counts.items())]
-
-
 def _log_op_table(kind, model):
   """Logs how many ops of each type and dtype the written model holds."""
-  rows = op_table(model)
+  rows = tflite_flatbuffer.op_table(model)
   if rows is None:
     tf.logging.info("%s model: no op table on TF %s (its TF-Lite package "
                     "cannot read model files).", kind, tf.__version__)
@@ -1376,6 +1100,7 @@ def _define_flags():
                     "with --activation_quantization or a QAT checkpoint.")
   flags.DEFINE_bool("activation_quantization", False,
                     "Calibrate int8 activations on --representative_file.")
+  flags.DEFINE_bool("float_softmax", False, FLOAT_SOFTMAX_HELP)
   flags.DEFINE_string(
       "representative_file", None,
       "TFRecord of features (input_ids, input_mask, segment_ids of length "
@@ -1409,7 +1134,8 @@ def _validate_flags():
                 "export_dir")
   problems.call(check_export_supported, flags_values.use_quantized_training,
                 flags_values.use_post_quantization,
-                flags_values.activation_quantization)
+                flags_values.activation_quantization,
+                flags_values.float_softmax)
   if writes_integer_model(flags_values.use_quantized_training,
                           flags_values.use_post_quantization,
                           flags_values.activation_quantization):
@@ -1490,6 +1216,7 @@ def main(_):
         use_quantized_training=flags_values.use_quantized_training,
         use_post_quantization=flags_values.use_post_quantization,
         activation_quantization=flags_values.activation_quantization,
+        float_softmax=flags_values.float_softmax,
         representative_features=representative,
         vocab_file=flags_values.vocab_file,
         spm_model_file=flags_values.spm_model_file,

@@ -137,6 +137,8 @@ flags.DEFINE_bool(
     "written either way and only the tensors QAT learns no range for are "
     "calibrated.")
 
+flags.DEFINE_bool("float_softmax", False, export_tflite.FLOAT_SOFTMAX_HELP)
+
 flags.DEFINE_string(
     "export_dir", None,
     "If set, export a SavedModel and TF-Lite models here after any "
@@ -227,7 +229,8 @@ def _check_run_flags(problems):
   if FLAGS.export_dir:
     problems.call(export_tflite.check_export_supported,
                   FLAGS.use_quantized_training, FLAGS.use_post_quantization,
-                  FLAGS.activation_quantization, prefix="--export_dir: ")
+                  FLAGS.activation_quantization, FLAGS.float_softmax,
+                  prefix="--export_dir: ")
 
 
 def _check_config(problems):
@@ -588,6 +591,7 @@ def main(_):
           use_quantized_training=FLAGS.use_quantized_training,
           use_post_quantization=FLAGS.use_post_quantization,
           activation_quantization=FLAGS.activation_quantization,
+          float_softmax=FLAGS.float_softmax,
           representative_features=rep_features,
           vocab_file=FLAGS.vocab_file,
           spm_model_file=FLAGS.spm_model_file,

@@ -99,6 +99,7 @@ flags.DEFINE_bool(
     "model), calibrated on the first 100 questions of --train_file.  With "
     "--use_quantized_training the integer model is written either way (and "
     "calibrated there too, for the tensors QAT learns no range for).")
+flags.DEFINE_bool("float_softmax", False, export_tflite.FLOAT_SOFTMAX_HELP)
 flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
 flags.DEFINE_integer("predict_batch_size", 8,
                      "Total batch size for predictions.")
@@ -223,7 +224,7 @@ def validate_flags():
   if FLAGS.export_dir:
     problems.call(export_tflite.check_export_supported,
                   FLAGS.use_quantized_training, FLAGS.use_post_quantization,
-                  FLAGS.activation_quantization)
+                  FLAGS.activation_quantization, FLAGS.float_softmax)
     if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
                                           FLAGS.use_post_quantization,
                                           FLAGS.activation_quantization):
@@ -503,6 +504,7 @@ def export(bert_config, tokenizer):
       task="squad", use_quantized_training=FLAGS.use_quantized_training,
       use_post_quantization=FLAGS.use_post_quantization,
       activation_quantization=FLAGS.activation_quantization,
+      float_softmax=FLAGS.float_softmax,
       representative_features=representative_features,
       vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
       do_lower_case=FLAGS.do_lower_case)

@@ -36,7 +36,7 @@ import bench_util
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
-KINDS = ("float", "dynamic_range", "int8")
+KINDS = ("float", "dynamic_range", "int8", "int8_float_softmax")
 NO_MODELS_MESSAGE = ("no export_seq<S>/model_<kind>.tflite for --seq_lengths "
                      "%s under --tflite_dir %s; run bench/bench_tflite.py "
                      "first")

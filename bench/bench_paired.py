@@ -9,7 +9,7 @@ ratio of two figures taken at different moments carries that drift.
 This script loads every model a latency goal compares, at each of
 --seq_lengths, into one process:
 
-  litert_float, litert_dynamic_range, litert_int8
+  litert_float, litert_dynamic_range, litert_int8, litert_int8_float_softmax
       bench_tflite's files (--tflite_dir/export_seq<S>/model_<kind>.tflite,
       S in --seq_lengths) on LiteRT, as bench_litert.py loads them;
   ort_fp32, ort_dynamic_int8

@@ -2,7 +2,8 @@
 
 For the published OPT config with random weights (a temporary checkpoint),
 at each --seq_lengths value, export_tflite.export writes the float,
-dynamic-range and calibrated int8 models (batch 1, inputs int32 [1, seq]);
+dynamic-range and calibrated int8 models and the int8 one with float
+attention softmaxes (batch 1, inputs int32 [1, seq]);
 each model is then timed in a fresh subprocess through export_tflite.LiteModel
 on --num_threads threads: the median of --runs calls after --warmup_runs
 untimed ones, with bench_util.make_inputs (no padding).  The int8 model is
@@ -15,7 +16,7 @@ Prints a table and writes JSON to --output_file
   {"tensorflow_version": ..., "models": {"float": {"size_bytes": ...,
    "128": {"status": "ok", "latency_ms": {"median": ..., ...},
            "peak_rss_mb": ...}, "384": {...}}, "dynamic_range": {...},
-   "int8": {...}}}
+   "int8": {...}, "int8_float_softmax": {...}}}
 
 Integer export needs TF 2.15; on TF 1.15 only float and dynamic-range are
 measured.  BENCH_QUICK=1 (run_all.py --quick) uses the tiny config at seq 32.
@@ -184,9 +185,10 @@ def main(_):
         bert_config, checkpoint, export_dir, seq_length, task="squad",
         use_post_quantization=True,
         activation_quantization=tf_compat.IS_TF2,
+        float_softmax=tf_compat.IS_TF2,
         representative_features=calibration_features(
             bert_config.vocab_size, seq_length, FLAGS.calibration_features))
-    for kind in ("float", "dynamic_range", "int8"):
+    for kind in ("float", "dynamic_range", "int8", "int8_float_softmax"):
       if kind not in paths:
         continue
       entry = result["models"].setdefault(kind, {})

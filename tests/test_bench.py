@@ -398,8 +398,8 @@ def test_goals_are_judged_round_by_round():
 
 
 def test_integer_against_float_goal_depends_on_the_cpu():
-  """Issue 12: full-integer at least 2x float on LiteRT with int8 dot
-  products, at least as fast elsewhere."""
+  """Full-integer at least 2x float on LiteRT with int8 dot products, at
+  least as fast elsewhere."""
   paired = {"status": "ok", "seq_lengths": {"384": {"block_medians_ms": {
       "litert_float": [90.0], "litert_int8": [60.0]}}}}
   label = "latency seq 384: TF-Lite int8 on LiteRT"
@@ -415,6 +415,77 @@ def test_integer_against_float_goal_depends_on_the_cpu():
   not_installed = _goal(_goals(_runs()), label, "TF-Lite float on LiteRT")
   assert not_installed["note"] == "not installed"
   assert not_installed["target_met"] is None
+
+
+# Two rounds at each length.  At 384 ONNX Runtime's dynamic int8 is the
+# faster ORT model in round 1 and fp32 in round 2.
+PAIRED_FLOAT_SOFTMAX = {"status": "ok", "rounds": 2, "block_runs": 5,
+                        "seq_lengths": {
+    "384": {"block_medians_ms": {
+        "litert_float": [80.0, 100.0],
+        "litert_dynamic_range": [30.0, 30.0],
+        "litert_int8": [50.0, 50.0],
+        "litert_int8_float_softmax": [36.0, 44.0],
+        "ort_fp32": [60.0, 45.0],
+        "ort_dynamic_int8": [40.0, 50.0]}, "missing": {}},
+    "128": {"block_medians_ms": {
+        "litert_float": [30.0, 30.0],
+        "litert_dynamic_range": [9.0, 8.0],
+        "litert_int8": [12.0, 12.0],
+        "litert_int8_float_softmax": [8.5, 8.5]}, "missing": {}}}}
+
+
+def test_float_softmax_goals_depend_on_the_cpu():
+  """With int8 dot products: 2x our float file and 1.5x ORT's dynamic int8.
+  AVX2 only: 1.15x our float file and 1.1x the faster ORT model, taken
+  round by round.  At 128 on both: no slower than any other file of ours."""
+  label = "latency seq 384: TF-Lite int8 float-softmax on LiteRT"
+  runs = _runs(paired=PAIRED_FLOAT_SOFTMAX)
+  vnni = _goals(runs)
+  over_float = _goal(vnni, label, "TF-Lite float on LiteRT")
+  # Rounds 80 / 36 = 2.22 and 100 / 44 = 2.27.
+  assert over_float["speedup"] == pytest.approx((80 / 36 + 100 / 44) / 2)
+  assert over_float["target"] == "speed-up >= 2.0"
+  assert over_float["target_met"] is True
+  over_ort = _goal(vnni, label, "ONNX Runtime dynamic int8")
+  # Rounds 40 / 36 and 50 / 44: both about 1.1.
+  assert over_ort["target"] == "speed-up >= 1.5"
+  assert over_ort["target_met"] is False
+  avx2 = _goals(runs, int8_dot_product=False)
+  assert _goal(avx2, label, "TF-Lite float on LiteRT")["target"] == (
+      "speed-up >= 1.15")
+  over_faster = _goal(avx2, label,
+                      "ONNX Runtime, faster of fp32 / dynamic int8")
+  # Faster ORT per round: 40 then 45; ratios 40 / 36 and 45 / 44.
+  assert over_faster["peer"] == pytest.approx(42.5)
+  assert over_faster["speedup"] == pytest.approx((40 / 36 + 45 / 44) / 2)
+  assert over_faster["target"] == "speed-up >= 1.1"
+  assert over_faster["target_met"] is False
+  short_label = "latency seq 128: TF-Lite int8 float-softmax on LiteRT"
+  for goals in (vnni, avx2):
+    short = [g for g in goals if g["measurement"] == short_label and
+             g["target"]]
+    assert sorted(g["peer_name"] for g in short) == [
+        "TF-Lite dynamic-range on LiteRT", "TF-Lite float on LiteRT",
+        "TF-Lite int8 on LiteRT"]
+    met = {g["peer_name"]: g["target_met"] for g in short}
+    # 8.5 against the dynamic-range file's 9.0 and 8.0: 1.06 and 0.94.
+    assert met == {"TF-Lite dynamic-range on LiteRT": True,
+                   "TF-Lite float on LiteRT": True,
+                   "TF-Lite int8 on LiteRT": True}
+
+
+def test_summary_names_the_fastest_file_per_sequence_length():
+  fastest = run_all.fastest_of_ours(_runs(paired=PAIRED_FLOAT_SOFTMAX),
+                                    run_all.SEQ_LENGTHS)
+  assert {seq: best for seq, (best, _) in fastest.items()} == {
+      128: "litert_dynamic_range", 384: "litert_dynamic_range"}
+  lines = run_all.fastest_markdown(fastest)
+  assert ("- seq 384: TF-Lite dynamic-range on LiteRT, 30.0 ms (TF-Lite "
+          "float on LiteRT 90.0 ms, TF-Lite int8 on LiteRT 50.0 ms, TF-Lite "
+          "int8 float-softmax on LiteRT 40.0 ms).") in lines
+  assert run_all.fastest_markdown(run_all.fastest_of_ours(
+      _runs(), run_all.SEQ_LENGTHS)) == []
 
 
 def test_time_alternating_times_blocks_in_turn():
@@ -502,6 +573,8 @@ def test_bench_paired_times_every_model_it_finds(tmp_path):
                               "--bert_config_file's vocab_size is 50: it was "
                               "exported from another config"
                               % (tiny.parent / "model_dynamic_range.tflite"),
+      "litert_int8_float_softmax": "no model_int8_float_softmax.tflite under "
+                                   "--tflite_dir",
       "ort_fp32": "onnxruntime is not installed",
       "ort_dynamic_int8": "onnxruntime is not installed"}
   assert "bench_paired: seq 8 litert_int8: block medians" in completed.stderr

@@ -26,6 +26,7 @@ import modeling
 import numpy_mobilebert
 import script_helpers
 import tf_compat
+import tflite_flatbuffer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ = 32
@@ -155,7 +156,8 @@ def _ops(path):
   (Independent of export_tflite's own flatbuffer reader.)
 
   Returns:
-    List of dicts: "op", "inputs" / "outputs" (dtype names), "names"
+    List of dicts: "op", "input_indices" / "output_indices" (tensor
+    indices), "inputs" / "outputs" (dtype names), "names"
     (output tensor names), "sizes" (input element counts), "zero_points"
     (of the inputs), "model_outputs" (whether each output is a model output).
   """
@@ -171,6 +173,8 @@ def _ops(path):
     inputs = [i for i in op["inputs"] if i >= 0]
     ops.append({
         "op": op["op_name"],
+        "input_indices": inputs,
+        "output_indices": list(op["outputs"]),
         "inputs": [np.dtype(tensors[i]["dtype"]).name for i in inputs],
         "outputs": [np.dtype(tensors[i]["dtype"]).name
                     for i in op["outputs"]],
@@ -214,10 +218,10 @@ def test_every_tflite_file_takes_int32_ids_and_gives_float32_logits(
     float_export, request):
   paths = dict(float_export["paths"])
   if tf_compat.IS_TF2:
-    paths["qat_int8"] = request.getfixturevalue("qat_export")["paths"][
-        "qat_int8"]
+    for kind in ("qat_int8", "qat_int8_float_softmax"):
+      paths[kind] = request.getfixturevalue("qat_export")["paths"][kind]
   del paths["saved_model"]
-  assert len(paths) == (4 if tf_compat.IS_TF2 else 2), paths
+  assert len(paths) == (6 if tf_compat.IS_TF2 else 2), paths
   for kind, path in paths.items():
     assert _io_types(path) == (["int32"] * 3, ["float32"] * 2), kind
 
@@ -250,14 +254,14 @@ def float_export(tmp_path_factory):
         modeling.BertConfig.from_dict(config_dict), prefix + ".index",
         str(root / "export"), SEQ, use_post_quantization=True,
         activation_quantization=tf_compat.IS_TF2,
-        representative_features=calibration)
+        float_softmax=tf_compat.IS_TF2, representative_features=calibration)
     path_after_export = os.environ["PATH"]
   finally:
     os.environ["PATH"] = saved_path
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
-          "features": tests, "references": references, "root": root,
-          "calibration": calibration, "caller_path": caller_path,
+          "weights": weights, "features": tests, "references": references,
+          "root": root, "calibration": calibration, "caller_path": caller_path,
           "path_after_export": path_after_export}
 
 
@@ -269,12 +273,14 @@ def test_export_writes_the_asked_files_only(float_export):
   paths = float_export["paths"]
   expected = {"saved_model", "float", "dynamic_range"}
   if tf_compat.IS_TF2:
-    expected.add("int8")
+    expected.update(["int8", "int8_float_softmax"])
   assert set(paths) == expected
   export_dir = str(float_export["root"] / "export")
   names = {"float": "model_float.tflite",
            "dynamic_range": "model_dynamic_range.tflite",
-           "int8": "model_int8.tflite", "saved_model": "saved_model"}
+           "int8": "model_int8.tflite",
+           "int8_float_softmax": "model_int8_float_softmax.tflite",
+           "saved_model": "saved_model"}
   for kind, path in paths.items():
     assert path == os.path.join(export_dir, names[kind])
   # No temporary or QAT file left behind.
@@ -490,7 +496,7 @@ def test_op_table_counts_what_the_interpreter_reads(float_export):
   for kind in ("dynamic_range", "int8"):
     path = float_export["paths"][kind]
     with open(path, "rb") as f:
-      rows = export_tflite.op_table(f.read())
+      rows = tflite_flatbuffer.op_table(f.read())
     ops = _ops(path)
     counts = collections.Counter()
     for op, _, count in rows:
@@ -519,6 +525,202 @@ def test_integer_attention_matmuls_meet_xnnpack_rules(kind, request):
   for o in matmuls:
     assert o["inputs"][:2] == ["int8", "int8"]
     assert o["zero_points"][1] == 0, o["names"]
+
+
+# Each float-softmax file and the integer file it edits.
+FLOAT_SOFTMAX_OF = {"int8_float_softmax": "int8",
+                    "qat_int8_float_softmax": "qat_int8"}
+
+
+def _export_fixture(kind, request):
+  return request.getfixturevalue(
+      "qat_export" if kind.startswith("qat") else "float_export")
+
+
+def _softmax_islands(ops):
+  """{SOFTMAX position: (DEQUANTIZE position, QUANTIZE position)}: the
+  float32 softmaxes with the op writing their input and the one op reading
+  their output, found by tensor index."""
+  producer = {index: position for position, o in enumerate(ops)
+              for index in o["output_indices"]}
+  readers = collections.defaultdict(list)
+  for position, o in enumerate(ops):
+    for index in o["input_indices"]:
+      readers[index].append(position)
+  islands = {}
+  for position, o in enumerate(ops):
+    if o["op"] == "SOFTMAX" and o["inputs"] == ["float32"]:
+      (reader,) = readers[o["output_indices"][0]]
+      islands[position] = (producer[o["input_indices"][0]], reader)
+  return islands
+
+
+@NEEDS_TF2
+@pytest.mark.parametrize("kind", sorted(FLOAT_SOFTMAX_OF))
+def test_float_softmax_file_computes_only_attention_softmaxes_in_float(
+    kind, request):
+  """Read from the written file: per layer one DEQUANTIZE (int8 scores) ->
+  SOFTMAX (float32) -> QUANTIZE (to int8 probabilities on the softmax's
+  fixed 1/256 scale, zero point -128), the two output DEQUANTIZEs, and no
+  other float32 anywhere."""
+  fixture = _export_fixture(kind, request)
+  num_layers = fixture["config"]["num_hidden_layers"]
+  ops = _ops(fixture["paths"][kind])
+  float_ops = collections.Counter(
+      (o["op"], "/".join(o["inputs"]) + "->" + "/".join(o["outputs"]))
+      for o in ops if "float32" in o["inputs"] + o["outputs"])
+  assert float_ops == {("DEQUANTIZE", "int8->float32"): num_layers + 2,
+                       ("SOFTMAX", "float32->float32"): num_layers,
+                       ("QUANTIZE", "float32->int8"): num_layers}, float_ops
+  interpreter = tf.lite.Interpreter(model_path=fixture["paths"][kind])
+  tensors = interpreter.get_tensor_details()
+  islands = _softmax_islands(ops)
+  assert len(islands) == num_layers
+  for dequantize, quantize in islands.values():
+    assert ops[dequantize]["op"] == "DEQUANTIZE"
+    scores = tensors[ops[dequantize]["input_indices"][0]]
+    assert len(scores["shape"]) == 4 and scores["shape"][-1] == SEQ
+    assert ops[quantize]["op"] == "QUANTIZE"
+    probabilities = tensors[ops[quantize]["output_indices"][0]]
+    assert probabilities["quantization"] == (1.0 / 256, -128)
+
+
+@NEEDS_TF2
+@pytest.mark.parametrize("kind", sorted(FLOAT_SOFTMAX_OF))
+def test_float_softmax_file_is_the_integer_file_but_the_islands(kind,
+                                                                request):
+  """Every op of the integer file, in order, with the softmax islands'
+  DEQUANTIZE and QUANTIZE taken out; every tensor of the integer file with
+  its dtype, shape and quantization.
+
+  The QAT graph's score clip (modeling.QAT_SCORE_CLIP) is an int8 MINIMUM
+  and MAXIMUM before each softmax; the edit leaves them out, which is exact
+  only if each clamps at the int8 end of its operand's own range (127 for
+  MINIMUM, -128 for MAXIMUM, one quantization for all three tensors): that
+  is checked here on the integer file."""
+  fixture = _export_fixture(kind, request)
+  integer_path = fixture["paths"][FLOAT_SOFTMAX_OF[kind]]
+  edited_ops = _ops(fixture["paths"][kind])
+  island_ops = set()
+  for dequantize, quantize in _softmax_islands(edited_ops).values():
+    island_ops.update((dequantize, quantize))
+  integer_ops = _ops(integer_path)
+  interpreter = tf.lite.Interpreter(model_path=integer_path)
+  interpreter.allocate_tensors()
+  tensors = interpreter.get_tensor_details()
+  clamps = [o for o in integer_ops if o["op"] in ("MINIMUM", "MAXIMUM")]
+  assert len(clamps) == (2 * fixture["config"]["num_hidden_layers"]
+                         if kind.startswith("qat") else 0)
+  for clamp in clamps:
+    operand, constant = clamp["input_indices"]
+    assert interpreter.get_tensor(constant).tolist() == (
+        127 if clamp["op"] == "MINIMUM" else -128), clamp["names"]
+    assert (tensors[operand]["quantization"] ==
+            tensors[constant]["quantization"] ==
+            tensors[clamp["output_indices"][0]]["quantization"])
+  assert [o["op"] for position, o in enumerate(edited_ops)
+          if position not in island_ops] == [
+              o["op"] for o in integer_ops if o not in clamps]
+
+  def tensor_table(path):
+    interpreter = tf.lite.Interpreter(model_path=path)
+    return {t["name"]: (np.dtype(t["dtype"]).name, list(t["shape"]),
+                        t["quantization"])
+            for t in interpreter.get_tensor_details()}
+
+  integer_tensors = tensor_table(integer_path)
+  edited_tensors = tensor_table(fixture["paths"][kind])
+  for name, description in integer_tensors.items():
+    assert edited_tensors[name] == description, name
+  added = set(edited_tensors) - set(integer_tensors)
+  assert len(added) == 2 * fixture["config"]["num_hidden_layers"]
+  assert {edited_tensors[name][0] for name in added} == {"float32"}
+
+
+@NEEDS_TF2
+@pytest.mark.parametrize("kind", sorted(FLOAT_SOFTMAX_OF))
+def test_float_softmax_file_logits_against_numpy_model(kind, request):
+  """Relative RMS error against the numpy MobileBERT's logits within 5%
+  (as the integer files against the float one) on 40 padded and unpadded
+  features, and no larger than the integer file's own error by more than a
+  tenth: the edit removes the int8 softmax's table lookup and adds no
+  rounding."""
+  fixture = _export_fixture(kind, request)
+  features = (_features(np.random.RandomState(14), 20,
+                        fixture["config"]["vocab_size"],
+                        **INPUT_SETS["padded"]) +
+              _features(np.random.RandomState(15), 20,
+                        fixture["config"]["vocab_size"],
+                        **INPUT_SETS["unpadded"]))
+  references = [numpy_squad_logits(fixture["config"], fixture["weights"], f)
+                for f in features]
+
+  def error(path):
+    model = export_tflite.LiteModel(path)
+    squared_error = squared_norm = 0.0
+    for feature, reference in zip(features, references):
+      got = model.run(feature["input_ids"], feature["input_mask"],
+                      feature["segment_ids"])
+      real = np.array(feature["input_mask"], dtype=bool)
+      for name in ("start_logits", "end_logits"):
+        squared_error += np.sum((got[name][0][real] -
+                                 reference[name][real]) ** 2)
+        squared_norm += np.sum(reference[name][real] ** 2)
+    return np.sqrt(squared_error / squared_norm)
+
+  edited = error(fixture["paths"][kind])
+  integer = error(fixture["paths"][FLOAT_SOFTMAX_OF[kind]])
+  assert edited < 0.05, (edited, integer)
+  assert edited <= 1.1 * integer, (edited, integer)
+
+
+def _litert_partitions(path):
+  """(XNNPACK partitions, ops left to builtin kernels) of a file on LiteRT."""
+  try:
+    from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    _skip_or_fail_under_ci("LiteRT is not installed: %s" % error)
+  model = litert.Interpreter(model_path=path, num_threads=1)
+  model.allocate_tensors()
+  nodes = model._get_ops_details()  # pylint: disable=protected-access
+  delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+  # A node ran by the delegate writes a tensor only the delegate computes.
+  delegated_outputs = set()
+  for delegate in delegates:
+    delegated_outputs.update(delegate["outputs"])
+  own = [n for n in nodes if n["op_name"] != "DELEGATE"]
+  producer = {index: n for n in own for index in n["outputs"]}
+  inside = set()
+  for delegate in delegates:
+    pending, boundary = list(delegate["outputs"]), set(delegate["inputs"])
+    while pending:
+      index = pending.pop()
+      if index in boundary or index not in producer:
+        continue
+      node = producer[index]
+      if node["index"] not in inside:
+        inside.add(node["index"])
+        pending.extend(i for i in node["inputs"] if i >= 0)
+  left = collections.Counter(n["op_name"] for n in own
+                             if n["index"] not in inside)
+  return len(delegates), left
+
+
+@NEEDS_TF2
+@pytest.mark.parametrize("kind", sorted(FLOAT_SOFTMAX_OF))
+def test_float_softmax_file_runs_in_one_xnnpack_partition(kind, request):
+  """On LiteRT, XNNPACK takes the whole float-softmax model but the
+  embedding lookups (GATHER) in one partition, where the integer file it
+  edits leaves its int8 softmaxes out and splits into one partition per
+  layer and one more."""
+  fixture = _export_fixture(kind, request)
+  num_layers = fixture["config"]["num_hidden_layers"]
+  partitions, left = _litert_partitions(fixture["paths"][kind])
+  assert partitions == 1 and set(left) == {"GATHER"}, (partitions, left)
+  partitions, left = _litert_partitions(
+      fixture["paths"][FLOAT_SOFTMAX_OF[kind]])
+  assert partitions == num_layers + 1 and left["SOFTMAX"] == num_layers, (
+      partitions, left)
 
 
 def _best_span(start_logits, end_logits, feature, max_answer_length=8):
@@ -567,13 +769,13 @@ INPUT_SETS = {"padded": dict(min_length=8, max_length=12),
 
 @NEEDS_TF2
 @pytest.mark.parametrize("inputs", sorted(INPUT_SETS))
-@pytest.mark.parametrize("kind", ["int8", "qat_int8"])
+@pytest.mark.parametrize("kind", ["int8", "qat_int8", "int8_float_softmax",
+                                  "qat_int8_float_softmax"])
 def test_integer_model_logits_stay_close_to_float(kind, inputs, request):
   """Relative RMS error under 5% against the float .tflite of the same
   checkpoint, padded or not.  With the additive mask's -10000 in the int8
   range of the scores this was 8% padded on the calibrated model."""
-  fixture = request.getfixturevalue(
-      "float_export" if kind == "int8" else "qat_export")
+  fixture = _export_fixture(kind, request)
   features = _features(np.random.RandomState(11), 40,
                        fixture["config"]["vocab_size"], **INPUT_SETS[inputs])
   _, error = _agreement_and_error(
@@ -584,12 +786,13 @@ def test_integer_model_logits_stay_close_to_float(kind, inputs, request):
 
 @NEEDS_TF2
 def test_integer_models_pick_the_float_models_answers(tmp_path):
-  """Best spans agree with the float .tflite on at least 97% of questions.
+  """Best spans agree with the float .tflite on at least 97% of questions,
+  and each float-softmax file's at least as often as its integer file's.
 
   The model has an answer to find: one planted token per context
   (`_answer_token_weights`, score 3), so best spans differ by a real margin
-  rather than the near-ties of a purely random model.  Both integer kinds,
-  padded and unpadded inputs.
+  rather than the near-ties of a purely random model.  Both integer kinds
+  and their float-softmax files, padded and unpadded inputs.
   """
   rng = np.random.RandomState(12)
   results = {}
@@ -616,14 +819,18 @@ def test_integer_models_pick_the_float_models_answers(tmp_path):
         modeling.BertConfig.from_dict(config_dict), prefix,
         str(directory / "export"), SEQ, use_quantized_training=qat,
         use_post_quantization=True, activation_quantization=True,
-        representative_features=calibration)
+        float_softmax=True, representative_features=calibration)
     for inputs, lengths in sorted(INPUT_SETS.items()):
       features = with_answer(_features(rng, 40, config_dict["vocab_size"],
                                        **lengths))
-      results[kind, inputs] = _agreement_and_error(
-          export_tflite.LiteModel(paths["float"]),
-          export_tflite.LiteModel(paths[kind]), features)[0]
+      for each_kind in (kind, kind + "_float_softmax"):
+        results[each_kind, inputs] = _agreement_and_error(
+            export_tflite.LiteModel(paths["float"]),
+            export_tflite.LiteModel(paths[each_kind]), features)[0]
   assert min(results.values()) >= 0.97, results
+  for (kind, inputs), agreement in results.items():
+    if kind in FLOAT_SOFTMAX_OF:
+      assert agreement >= results[FLOAT_SOFTMAX_OF[kind], inputs], results
 
 
 @NEEDS_TF2
@@ -672,12 +879,13 @@ def qat_export(tmp_path_factory):
   paths = export_tflite.export(
       modeling.BertConfig.from_dict(config_dict), prefix, str(root / "export"),
       SEQ, use_quantized_training=True, use_post_quantization=True,
-      activation_quantization=True, representative_features=calibration)
+      activation_quantization=True, float_softmax=True,
+      representative_features=calibration)
   tests = _features(np.random.RandomState(3), 4, config_dict["vocab_size"])
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
-          "features": tests, "references": references, "root": root,
-          "calibration": calibration}
+          "weights": weights, "features": tests, "references": references,
+          "root": root, "calibration": calibration}
 
 
 def test_command_line_classifier_export(float_export, tmp_path):
@@ -711,6 +919,75 @@ def test_command_line_classifier_export(float_export, tmp_path):
         np.array([feature["input_mask"]]), np.array([feature["segment_ids"]]))
     assert got.shape == (1, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def _write_feature_records(path, features):
+  """A TFRecord of features as run_squad caches them (plus unique_ids)."""
+  with tf.python_io.TFRecordWriter(path) as writer:
+    for index, feature in enumerate(features):
+      values = dict(feature, unique_ids=[1000000000 + index])
+      example = tf.train.Example(features=tf.train.Features(feature={
+          name: tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+          for name, value in values.items()}))
+      writer.write(example.SerializeToString())
+
+
+def test_command_line_squad_integer_export(float_export, tmp_path):
+  """The README's export_tflite.py command for the calibrated integer file
+  and its float-softmax twin: --use_post_quantization
+  --activation_quantization --float_softmax --representative_file
+  --vocab_file.  On TF 2.15 every file is written, the float one computes
+  the numpy MobileBERT's logits and the quantized ones exactly those of
+  export()'s files from the same checkpoint and calibration records; on TF
+  1.15 the command stops in one line before any graph, naming the runtime
+  it needs."""
+  config_dict = float_export["config"]
+  config_file = str(tmp_path / "config.json")
+  with open(config_file, "w") as f:
+    json.dump(config_dict, f)
+  records = str(tmp_path / "train.tf_record")
+  _write_feature_records(records, float_export["calibration"])
+  vocab = str(tmp_path / "vocab.txt")
+  _qa_vocab(vocab, config_dict["vocab_size"])
+  export_dir = str(tmp_path / "export")
+  args = ["--bert_config_file=" + config_file,
+          "--init_checkpoint=" + float_export["prefix"],
+          "--vocab_file=" + vocab, "--export_dir=" + export_dir,
+          "--max_seq_length=%d" % SEQ, "--use_post_quantization",
+          "--activation_quantization", "--float_softmax",
+          "--representative_file=" + records]
+  if not tf_compat.IS_TF2:
+    code, output = script_helpers.run_script("export_tflite.py", args,
+                                             expect_success=False)
+    assert code == 1 and "Traceback" not in output, output[-3000:]
+    last = script_helpers.last_line(output)
+    assert last.startswith("export_tflite.py: ") and "TF 2.15" in last, last
+    assert not os.path.exists(export_dir)
+    return
+  _, output = script_helpers.run_script("export_tflite.py", args)
+  assert sorted(os.listdir(export_dir)) == [
+      "model_dynamic_range.tflite", "model_float.tflite",
+      "model_int8.tflite", "model_int8_float_softmax.tflite", "saved_model"]
+  assert "int8_float_softmax model: %d attention softmaxes moved to " \
+         "float32" % config_dict["num_hidden_layers"] in output
+  float_model = export_tflite.LiteModel(
+      os.path.join(export_dir, "model_float.tflite"))
+  assert _max_abs_diff(float_model, float_export["features"],
+                       float_export["references"]) < 1e-4
+  # Same checkpoint, same calibration features: the quantized files compute
+  # what export()'s own files of the fixture compute (each checked against
+  # the numpy model in the tests above), to the last bit.
+  for kind in ("dynamic_range", "int8", "int8_float_softmax"):
+    written = export_tflite.LiteModel(
+        os.path.join(export_dir, export_tflite.TFLITE_FILES[kind]))
+    reference = export_tflite.LiteModel(float_export["paths"][kind])
+    for feature in float_export["features"]:
+      args = (feature["input_ids"], feature["input_mask"],
+              feature["segment_ids"])
+      got, expected = written.run(*args), reference.run(*args)
+      for name in ("start_logits", "end_logits"):
+        np.testing.assert_array_equal(got[name], expected[name],
+                                      err_msg=kind)
 
 
 def test_command_line_bad_input_ends_in_one_line(float_export, tmp_path):
@@ -757,9 +1034,12 @@ def test_command_line_bad_input_ends_in_one_line(float_export, tmp_path):
 
 @NEEDS_TF2
 def test_qat_export_files(qat_export):
-  assert set(qat_export["paths"]) == {"saved_model", "float", "qat_int8"}
+  assert set(qat_export["paths"]) == {"saved_model", "float", "qat_int8",
+                                      "qat_int8_float_softmax"}
   assert os.path.basename(qat_export["paths"]["qat_int8"]) == (
       "model_qat_int8.tflite")
+  assert os.path.basename(qat_export["paths"]["qat_int8_float_softmax"]) == (
+      "model_qat_int8_float_softmax.tflite")
 
 
 def _learned_range(prefix, scope):
@@ -856,12 +1136,20 @@ def test_integer_export_refused_on_tf1():
   export_tflite.check_export_supported(True, False, False)
   with pytest.raises(ValueError, match="--use_post_quantization"):
     export_tflite.check_export_supported(False, False, True)
+  # A float-softmax file is a variant of an integer one: not without it.
+  for qat, post, activation in ((False, False, False), (False, True, False)):
+    with pytest.raises(ValueError, match="--float_softmax .* needs one"):
+      export_tflite.check_export_supported(qat, post, activation,
+                                           float_softmax=True)
   for qat, activation in ((False, True), (True, False), (True, True)):
-    if tf_compat.IS_TF2:
-      export_tflite.check_export_supported(qat, True, activation)
-    else:
-      with pytest.raises(ValueError, match="TF 2.15"):
-        export_tflite.check_export_supported(qat, True, activation)
+    for float_softmax in (False, True):
+      if tf_compat.IS_TF2:
+        export_tflite.check_export_supported(qat, True, activation,
+                                             float_softmax)
+      else:
+        with pytest.raises(ValueError, match="TF 2.15"):
+          export_tflite.check_export_supported(qat, True, activation,
+                                               float_softmax)
 
 
 def test_bad_export_arguments_fail_before_any_file(float_export, tmp_path):
@@ -1097,7 +1385,8 @@ def _run_task_library(models):
 @NEEDS_TF2
 def test_task_library_runs_every_exported_model(tmp_path):
   """BertQuestionAnswerer answers with the float, calibrated int8 and QAT
-  int8 files, and BertNLClassifier runs the classifier export."""
+  int8 files and both float-softmax files, and BertNLClassifier runs the
+  classifier export."""
   metadata = _task_library()
   # BertQuestionAnswerer (tflite-support 0.4.4) fills inputs of length 384.
   seq = 384
@@ -1121,8 +1410,10 @@ def test_task_library_runs_every_exported_model(tmp_path):
         modeling.BertConfig.from_dict(config_dict), prefix,
         str(directory / "export"), seq, use_quantized_training=qat,
         use_post_quantization=True, activation_quantization=True,
-        representative_features=calibration, vocab_file=vocab)
-    for kind in ("qat_int8",) if qat else ("float", "int8"):
+        float_softmax=True, representative_features=calibration,
+        vocab_file=vocab)
+    for kind in (("qat_int8", "qat_int8_float_softmax") if qat else
+                 ("float", "int8", "int8_float_softmax")):
       models.append([kind, paths[kind]])
   classifier_dir = tmp_path / "classifier"
   classifier_dir.mkdir()
@@ -1145,7 +1436,8 @@ def test_task_library_runs_every_exported_model(tmp_path):
         "ids", "mask", "segment_ids"], kind
     assert displayer.get_packed_associated_file_list() == ["vocab.txt"], kind
   results = _run_task_library(models)
-  for kind in ("float", "int8", "qat_int8"):
+  for kind in ("float", "int8", "qat_int8", "int8_float_softmax",
+               "qat_int8_float_softmax"):
     assert results[kind] and results[kind][0] == "zebra", (kind, results)
   # Both classifier logits read hidden unit 0 with weight 1 and bias 0 (the
   # rest of their rows is random), and the probabilities are a softmax.

@@ -147,7 +147,7 @@ def fixture_resumed(workspace, trained):
   export_dir = str(workspace["root"] / "export")
   export_flags = ["--use_post_quantization=true"]
   if tf_compat.IS_TF2:
-    export_flags.append("--activation_quantization=true")
+    export_flags += ["--activation_quantization=true", "--float_softmax"]
   else:
     export_flags.append("--activation_quantization=false")
   log = _run_squad(_common_flags(workspace, output_dir) + export_flags + [
@@ -180,6 +180,32 @@ def test_resume_predict_and_export_in_one_run(trained, resumed):
     assert "Representative dataset: 100 features" in resumed["log"]
 
 
+def _numpy_references(workspace, trained, count=4):
+  """(features, [(start, end) logits]) of the first `count` dev questions,
+  from the numpy MobileBERT on the trained checkpoint's weights."""
+  import squad_data  # pylint: disable=g-import-not-at-top
+  import tokenization  # pylint: disable=g-import-not-at-top
+  examples, _ = squad_data.read_squad_examples(workspace["dev"], False, False,
+                                               max_examples=count)
+  features = []
+  squad_data.convert_examples_to_features(
+      examples, tokenization.FullTokenizer(workspace["vocab"]),
+      MAX_SEQ_LENGTH, 16, 12, is_training=False, output_fn=features.append)
+  reader = tf.train.load_checkpoint(trained["checkpoint"])
+  weights = {name: reader.get_tensor(name)
+             for name in reader.get_variable_to_shape_map()
+             if "adam_" not in name and name != "global_step"}
+  with open(TINY_CONFIG) as f:
+    config = json.load(f)
+  references = []
+  for feature in features:
+    start, end = numpy_mobilebert.squad_logits(
+        config, weights, np.array([feature.input_ids]),
+        np.array([feature.input_mask]), np.array([feature.segment_ids]))
+    references.append((start[0], end[0]))
+  return features, references
+
+
 def test_lite_prediction_matches_estimator(workspace, trained, resumed):
   output_dir = str(workspace["root"] / "lite_out")
   _run_squad(_common_flags(workspace, output_dir) + [
@@ -196,33 +222,62 @@ def test_lite_prediction_matches_estimator(workspace, trained, resumed):
   # Both run the same graph code; the file's logits must also be the numpy
   # MobileBERT's on the trained weights.
   import export_tflite  # pylint: disable=g-import-not-at-top
-  import squad_data  # pylint: disable=g-import-not-at-top
-  import tokenization  # pylint: disable=g-import-not-at-top
-  examples, _ = squad_data.read_squad_examples(workspace["dev"], False, False,
-                                               max_examples=4)
-  features = []
-  squad_data.convert_examples_to_features(
-      examples, tokenization.FullTokenizer(workspace["vocab"]),
-      MAX_SEQ_LENGTH, 16, 12, is_training=False, output_fn=features.append)
-  reader = tf.train.load_checkpoint(trained["checkpoint"])
-  weights = {name: reader.get_tensor(name)
-             for name in reader.get_variable_to_shape_map()
-             if "adam_" not in name and name != "global_step"}
-  with open(TINY_CONFIG) as f:
-    config = json.load(f)
   lite_model = export_tflite.LiteModel(
       os.path.join(resumed["export_dir"], "model_float.tflite"))
-  for feature in features:
-    start, end = numpy_mobilebert.squad_logits(
-        config, weights, np.array([feature.input_ids]),
-        np.array([feature.input_mask]), np.array([feature.segment_ids]))
+  for feature, reference in zip(*_numpy_references(workspace, trained)):
     got = lite_model.run(feature.input_ids, feature.input_mask,
                          feature.segment_ids)
     # float32 against float64 (the toy model's logits grow large).
-    for name, expected in (("start_logits", start[0]), ("end_logits", end[0])):
+    for name, expected in zip(("start_logits", "end_logits"), reference):
       np.testing.assert_allclose(
           got[name][0], expected, rtol=1e-5,
           atol=1e-5 * np.abs(expected).max() + 1e-4)
+
+
+def test_every_quantized_file_run_squad_writes_predicts(workspace, trained,
+                                                        resumed):
+  """Each quantized file of the export (dynamic-range; on TF 2.15 also the
+  calibrated int8 file and its float-softmax twin) puts the start and the
+  end of every one of 20 dev questions on the numpy MobileBERT's token, and
+  the last one answers through run_squad.py --lite_model_path as the
+  estimator did.
+
+  The toy model's logits reach 4e7 with runners-up near half that, so the
+  answer tokens are clear while the int8 logits, 256 levels over such a
+  range, carry little else; only the dynamic-range file (float
+  activations) is held to the numpy logits' values (relative RMS error
+  under 5% over the real tokens)."""
+  import export_tflite  # pylint: disable=g-import-not-at-top
+  kinds = ["dynamic_range"] + (["int8", "int8_float_softmax"]
+                               if tf_compat.IS_TF2 else [])
+  assert sorted(name for name in os.listdir(resumed["export_dir"])
+                if name.endswith(".tflite")) == sorted(
+                    export_tflite.TFLITE_FILES[kind]
+                    for kind in ["float"] + kinds)
+  features, references = _numpy_references(workspace, trained, count=20)
+  for kind in kinds:
+    path = os.path.join(resumed["export_dir"],
+                        export_tflite.TFLITE_FILES[kind])
+    lite_model = export_tflite.LiteModel(path)
+    squared_error = squared_norm = 0.0
+    for feature, reference in zip(features, references):
+      got = lite_model.run(feature.input_ids, feature.input_mask,
+                           feature.segment_ids)
+      real = np.array(feature.input_mask, dtype=bool)
+      for name, expected in zip(("start_logits", "end_logits"), reference):
+        assert (np.argmax(np.where(real, got[name][0], -np.inf)) ==
+                np.argmax(np.where(real, expected, -np.inf))), (kind, name)
+        squared_error += np.sum((got[name][0][real] - expected[real]) ** 2)
+        squared_norm += np.sum(expected[real] ** 2)
+    if kind == "dynamic_range":
+      assert np.sqrt(squared_error / squared_norm) < 0.05
+  output_dir = str(workspace["root"] / ("lite_%s_out" % kinds[-1]))
+  _run_squad(_common_flags(workspace, output_dir) + [
+      "--do_predict", "--predict_file=" + workspace["dev"],
+      "--lite_model_path=" + os.path.join(
+          resumed["export_dir"], export_tflite.TFLITE_FILES[kinds[-1]])])
+  assert _load_json(os.path.join(output_dir, "predictions.json")) == (
+      trained["predictions"])
 
 
 _VALIDATION_DRIVER = r"""
@@ -271,6 +326,10 @@ def test_flag_validation(workspace):
       (train + ["--export_dir=" + str(tmp / "x"),
                 "--activation_quantization=true"],
        "only applies together with --use_post_quantization"),
+      (train + ["--export_dir=" + str(tmp / "x"),
+                "--use_post_quantization=true", "--float_softmax"],
+       "--float_softmax writes a variant of the integer model, so it needs "
+       "one"),
   ]
   # Independent problems are all reported, one "run_squad.py: ..." line each.
   cases.append((train + ["--max_seq_length=256", "--warmup_proportion=2",
