@@ -39,6 +39,7 @@ import heads
 import modeling
 import optimization
 import run_utils
+import tflite_runner
 import tokenization
 
 flags = tf.flags
@@ -182,7 +183,7 @@ def validate_flags():
   tokenizer = problems.tokenizer(FLAGS, bert_config.vocab_size)
   lite_model = None
   if FLAGS.lite_model_path:
-    lite_model = problems.call(export_tflite.lite_model_for_task,
+    lite_model = problems.call(tflite_runner.lite_model_for_task,
                                FLAGS.lite_model_path, "probabilities",
                                FLAGS.max_seq_length, bert_config,
                                FLAGS.bert_config_file,

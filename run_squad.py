@@ -33,6 +33,7 @@ import run_utils
 import squad_data
 import squad_metrics
 import squad_postprocess
+import tflite_runner
 import tokenization
 
 flags = tf.flags
@@ -242,7 +243,7 @@ def validate_flags():
   tokenizer = problems.tokenizer(FLAGS, bert_config.vocab_size)
   lite_model = None
   if FLAGS.lite_model_path:
-    lite_model = problems.call(export_tflite.lite_model_for_task,
+    lite_model = problems.call(tflite_runner.lite_model_for_task,
                                FLAGS.lite_model_path, "start_logits",
                                FLAGS.max_seq_length, bert_config,
                                FLAGS.bert_config_file)

@@ -25,6 +25,7 @@ import bench_tf_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
+import tflite_conversion
 
 flags = tf.flags
 FLAGS = flags.FLAGS
@@ -76,7 +77,7 @@ def time_saved_model(saved_model_dir, num_threads, runs, warmup_runs):
     feed = {graph.get_tensor_by_name(signature.inputs[name].name): value
             for name, value in inputs.items()}
     fetches = [graph.get_tensor_by_name(signature.outputs[name].name)
-               for name in export_tflite.OUTPUT_NAMES["squad"]]
+               for name in tflite_conversion.OUTPUT_NAMES["squad"]]
     summary = bench_util.time_calls(lambda: session.run(fetches, feed), runs,
                                     warmup_runs)
   return {"latency_ms": summary}

@@ -4,7 +4,7 @@ For the published OPT config with random weights (a temporary checkpoint),
 at each --seq_lengths value, export_tflite.export writes the float,
 dynamic-range and calibrated int8 models and the int8 one with float
 attention softmaxes (batch 1, inputs int32 [1, seq]);
-each model is then timed in a fresh subprocess through export_tflite.LiteModel
+each model is then timed in a fresh subprocess through tflite_runner.LiteModel
 on --num_threads threads: the median of --runs calls after --warmup_runs
 untimed ones, with bench_util.make_inputs (no padding).  The int8 model is
 calibrated on --calibration_features random features.  The weights are
@@ -36,6 +36,7 @@ import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
 import tf_compat  # pylint: disable=g-import-not-at-top
+import tflite_runner
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 
@@ -118,7 +119,7 @@ def time_model(path, num_threads, runs, warmup_runs):
     dict with "latency_ms" (bench_util.latency_summary).
   """
   # TF 2.15's own interpreter; bench_litert.py times the same files on LiteRT.
-  lite_model = export_tflite.LiteModel(path, num_threads=num_threads,
+  lite_model = tflite_runner.LiteModel(path, num_threads=num_threads,
                                        use_litert=False)
   vocab_size = modeling.BertConfig.from_json_file(
       FLAGS.bert_config_file).vocab_size

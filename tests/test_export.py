@@ -26,7 +26,9 @@ import modeling
 import numpy_mobilebert
 import script_helpers
 import tf_compat
+import tflite_conversion
 import tflite_flatbuffer
+import tflite_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ = 32
@@ -132,7 +134,7 @@ def _write_checkpoint(config_dict, directory, rng, qat=False,
       if qat:
         session.run(logits, dict(zip(placeholders, [
             [f[name] for f in calibration]
-            for name in export_tflite.INPUT_NAMES])))
+            for name in tflite_runner.INPUT_NAMES])))
         for variable in tf.global_variables():
           if variable.op.name.rsplit("/", 1)[0] in narrowed_quantizers:
             session.run(variable.assign(variable * 0.5))
@@ -288,7 +290,7 @@ def test_export_writes_the_asked_files_only(float_export):
 
 
 def test_float_tflite_matches_numpy_model(float_export):
-  lite_model = export_tflite.LiteModel(float_export["paths"]["float"])
+  lite_model = tflite_runner.LiteModel(float_export["paths"]["float"])
   assert lite_model.output_names == ["end_logits", "start_logits"]
   worst = _max_abs_diff(lite_model, float_export["features"],
                         float_export["references"])
@@ -303,16 +305,16 @@ def test_lite_model_runs_on_litert_when_installed(float_export):
   """LiteModel prefers LiteRT (requirements.txt from Python 3.10) and says
   so; both interpreters give the numpy model's logits."""
   path = float_export["paths"]["float"]
-  tensorflow_model = export_tflite.LiteModel(path, use_litert=False)
+  tensorflow_model = tflite_runner.LiteModel(path, use_litert=False)
   assert tensorflow_model.runtime.startswith("TensorFlow ")
   if importlib.util.find_spec("ai_edge_litert") is None:
     if sys.version_info >= (3, 10):
       _skip_or_fail_under_ci("ai-edge-litert is not installed")
     with pytest.raises(ValueError, match="LiteRT is not installed"):
-      export_tflite.LiteModel(path, use_litert=True)
-    assert export_tflite.LiteModel(path).runtime == tensorflow_model.runtime
+      tflite_runner.LiteModel(path, use_litert=True)
+    assert tflite_runner.LiteModel(path).runtime == tensorflow_model.runtime
     return
-  litert_model = export_tflite.LiteModel(path)
+  litert_model = tflite_runner.LiteModel(path)
   assert litert_model.runtime.startswith("LiteRT ")
   for model in (litert_model, tensorflow_model):
     assert _max_abs_diff(model, float_export["features"],
@@ -349,7 +351,7 @@ def test_dynamic_range_model_has_int8_weights_and_stays_close(float_export):
   int8_tensors = [n for n, t in _tensor_types(path).items() if t == "int8"]
   # At least the 7 kernels of >= 1024 values per layer and the projection.
   assert len(int8_tensors) >= 1 + 2 * 7
-  worst = _max_abs_diff(export_tflite.LiteModel(path),
+  worst = _max_abs_diff(tflite_runner.LiteModel(path),
                         float_export["features"], float_export["references"])
   # Stated tolerance: 5% of the largest logit.
   assert worst < 0.05 * _logit_scale(float_export["references"])
@@ -460,7 +462,7 @@ def test_integer_logits_each_have_their_own_int8_range(kind, request):
   the numpy model) on the fixture's calibration features."""
   fixture = request.getfixturevalue(
       "float_export" if kind == "int8" else "qat_export")
-  float_model = export_tflite.LiteModel(fixture["paths"]["float"])
+  float_model = tflite_runner.LiteModel(fixture["paths"]["float"])
   logits = collections.defaultdict(list)
   for feature in fixture["calibration"]:
     outputs = float_model.run(feature["input_ids"], feature["input_mask"],
@@ -656,7 +658,7 @@ def test_float_softmax_file_logits_against_numpy_model(kind, request):
                 for f in features]
 
   def error(path):
-    model = export_tflite.LiteModel(path)
+    model = tflite_runner.LiteModel(path)
     squared_error = squared_norm = 0.0
     for feature, reference in zip(features, references):
       got = model.run(feature["input_ids"], feature["input_mask"],
@@ -779,8 +781,8 @@ def test_integer_model_logits_stay_close_to_float(kind, inputs, request):
   features = _features(np.random.RandomState(11), 40,
                        fixture["config"]["vocab_size"], **INPUT_SETS[inputs])
   _, error = _agreement_and_error(
-      export_tflite.LiteModel(fixture["paths"]["float"]),
-      export_tflite.LiteModel(fixture["paths"][kind]), features)
+      tflite_runner.LiteModel(fixture["paths"]["float"]),
+      tflite_runner.LiteModel(fixture["paths"][kind]), features)
   assert error < 0.05
 
 
@@ -825,8 +827,8 @@ def test_integer_models_pick_the_float_models_answers(tmp_path):
                                        **lengths))
       for each_kind in (kind, kind + "_float_softmax"):
         results[each_kind, inputs] = _agreement_and_error(
-            export_tflite.LiteModel(paths["float"]),
-            export_tflite.LiteModel(paths[each_kind]), features)[0]
+            tflite_runner.LiteModel(paths["float"]),
+            tflite_runner.LiteModel(paths[each_kind]), features)[0]
   assert min(results.values()) >= 0.97, results
   for (kind, inputs), agreement in results.items():
     if kind in FLOAT_SOFTMAX_OF:
@@ -842,7 +844,7 @@ def test_export_stops_when_an_op_cannot_be_integer(tmp_path, monkeypatch):
   rng = np.random.RandomState(13)
   prefix, _ = _write_checkpoint(config_dict, str(tmp_path), rng)
   export_dir = tmp_path / "export"
-  with pytest.raises(export_tflite.IntegerExportError,
+  with pytest.raises(tflite_conversion.IntegerExportError,
                      match=r"int8 model would compute in float32 .*COS -> "
                            r"bert/encoder/layer_0/"):
     export_tflite.export(
@@ -907,7 +909,7 @@ def test_command_line_classifier_export(float_export, tmp_path):
   assert process.returncode == 0, process.stderr[-4000:]
   assert sorted(os.listdir(export_dir)) == ["model_float.tflite",
                                             "saved_model"]
-  lite_model = export_tflite.LiteModel(
+  lite_model = tflite_runner.LiteModel(
       os.path.join(export_dir, "model_float.tflite"))
   assert lite_model.output_names == ["probabilities"]
   for feature in float_export["features"][:2]:
@@ -970,7 +972,7 @@ def test_command_line_squad_integer_export(float_export, tmp_path):
       "model_int8.tflite", "model_int8_float_softmax.tflite", "saved_model"]
   assert "int8_float_softmax model: %d attention softmaxes moved to " \
          "float32" % config_dict["num_hidden_layers"] in output
-  float_model = export_tflite.LiteModel(
+  float_model = tflite_runner.LiteModel(
       os.path.join(export_dir, "model_float.tflite"))
   assert _max_abs_diff(float_model, float_export["features"],
                        float_export["references"]) < 1e-4
@@ -978,9 +980,9 @@ def test_command_line_squad_integer_export(float_export, tmp_path):
   # what export()'s own files of the fixture compute (each checked against
   # the numpy model in the tests above), to the last bit.
   for kind in ("dynamic_range", "int8", "int8_float_softmax"):
-    written = export_tflite.LiteModel(
+    written = tflite_runner.LiteModel(
         os.path.join(export_dir, export_tflite.TFLITE_FILES[kind]))
-    reference = export_tflite.LiteModel(float_export["paths"][kind])
+    reference = tflite_runner.LiteModel(float_export["paths"][kind])
     for feature in float_export["features"]:
       args = (feature["input_ids"], feature["input_mask"],
               feature["segment_ids"])
@@ -1077,7 +1079,7 @@ def test_qat_integer_model_keeps_the_learned_ranges(qat_export):
   assert abs(scale - expected) < 1e-3 * expected
   # Against the float model without fake quant (the ranges come from one
   # batch, so quantization error is larger than after real QAT).
-  worst = _max_abs_diff(export_tflite.LiteModel(qat_export["paths"][
+  worst = _max_abs_diff(tflite_runner.LiteModel(qat_export["paths"][
       "qat_int8"]), qat_export["features"], qat_export["references"])
   assert worst < 0.15 * _logit_scale(qat_export["references"])
 
@@ -1110,11 +1112,11 @@ def test_qat_integer_model_matches_its_fake_quant_graph(qat_export):
       graph_outputs = [
           dict(zip(("start_logits", "end_logits"), session.run(
               logits, dict(zip(placeholders, [[f[n]] for n in
-                                              export_tflite.INPUT_NAMES])))))
+                                              tflite_runner.INPUT_NAMES])))))
           for f in qat_export["features"]]
   references = [{k: v[0] for k, v in g.items()} for g in graph_outputs]
   worst = _max_abs_diff(
-      export_tflite.LiteModel(qat_export["paths"]["qat_int8"]),
+      tflite_runner.LiteModel(qat_export["paths"]["qat_int8"]),
       qat_export["features"], references)
   # The integer kernels reproduce the simulated quantization to within 10%
   # of the largest logit (TF-Lite also rounds the int8 softmax output and the
@@ -1219,7 +1221,7 @@ def test_new_export_replaces_every_file_of_an_earlier_one(float_export,
   assert sorted(os.listdir(export_dir)) == ["model_float.tflite", "notes.txt",
                                             "saved_model"]
   assert os.path.getmtime(paths["float"]) >= earlier
-  lite_model = export_tflite.LiteModel(paths["float"])
+  lite_model = tflite_runner.LiteModel(paths["float"])
   assert _max_abs_diff(lite_model, float_export["features"],
                        float_export["references"]) < 1e-4
 
@@ -1252,7 +1254,7 @@ def test_lite_model_dequantizes_int8_outputs_by_name(tmp_path):
   path = str(tmp_path / "int8_out.tflite")
   with open(path, "wb") as f:
     f.write(model)
-  lite_model = export_tflite.LiteModel(path)
+  lite_model = tflite_runner.LiteModel(path)
   outputs = lite_model._interpreter.get_output_details()  # pylint: disable=protected-access
   assert {np.dtype(d["dtype"]).name for d in outputs} == {"int8"}
   ids = np.array([3, 7, 15, 0, 1, 2, 9, 12])
@@ -1643,7 +1645,7 @@ def test_int8_export_with_dead_units_still_runs_on_xnnpack(tmp_path):
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   scale = max(np.abs(r[name]).max() for r in references
               for name in ("start_logits", "end_logits"))
-  model = export_tflite.LiteModel(paths["int8"])
+  model = tflite_runner.LiteModel(paths["int8"])
   if importlib.util.find_spec("ai_edge_litert") is not None:
     assert model.runtime.startswith("LiteRT ")
   assert _max_abs_diff(model, tests, references) < 0.1 * scale

@@ -222,15 +222,15 @@ def _dev_features(trained_mnli, split):
 
 
 def test_tflite_float_export_agrees_with_numpy(trained_mnli):
-  import export_tflite  # pylint: disable=g-import-not-at-top
+  import tflite_runner  # pylint: disable=g-import-not-at-top
   _, features = _dev_features(trained_mnli, "dev_matched")
   features = features[:6]
   expected = _numpy_probabilities(trained_mnli["config_file"],
                                   trained_mnli["output_dir"], features)
-  float_model = export_tflite.LiteModel(
+  float_model = tflite_runner.LiteModel(
       os.path.join(trained_mnli["export_dir"], "model_float.tflite"))
   # --use_post_quantization: int8 weights, so only the decisions must agree.
-  dynamic_model = export_tflite.LiteModel(
+  dynamic_model = tflite_runner.LiteModel(
       os.path.join(trained_mnli["export_dir"], "model_dynamic_range.tflite"))
   agreeing_decisions = 0
   for feature, row in zip(features, expected):

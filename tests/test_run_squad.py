@@ -221,8 +221,8 @@ def test_lite_prediction_matches_estimator(workspace, trained, resumed):
   assert lite_results["f1"] == pytest.approx(estimator_results["f1"])
   # Both run the same graph code; the file's logits must also be the numpy
   # MobileBERT's on the trained weights.
-  import export_tflite  # pylint: disable=g-import-not-at-top
-  lite_model = export_tflite.LiteModel(
+  import tflite_runner  # pylint: disable=g-import-not-at-top
+  lite_model = tflite_runner.LiteModel(
       os.path.join(resumed["export_dir"], "model_float.tflite"))
   for feature, reference in zip(*_numpy_references(workspace, trained)):
     got = lite_model.run(feature.input_ids, feature.input_mask,
@@ -248,6 +248,7 @@ def test_every_quantized_file_run_squad_writes_predicts(workspace, trained,
   activations) is held to the numpy logits' values (relative RMS error
   under 5% over the real tokens)."""
   import export_tflite  # pylint: disable=g-import-not-at-top
+  import tflite_runner  # pylint: disable=g-import-not-at-top
   kinds = ["dynamic_range"] + (["int8", "int8_float_softmax"]
                                if tf_compat.IS_TF2 else [])
   assert sorted(name for name in os.listdir(resumed["export_dir"])
@@ -258,7 +259,7 @@ def test_every_quantized_file_run_squad_writes_predicts(workspace, trained,
   for kind in kinds:
     path = os.path.join(resumed["export_dir"],
                         export_tflite.TFLITE_FILES[kind])
-    lite_model = export_tflite.LiteModel(path)
+    lite_model = tflite_runner.LiteModel(path)
     squared_error = squared_norm = 0.0
     for feature, reference in zip(features, references):
       got = lite_model.run(feature.input_ids, feature.input_mask,
