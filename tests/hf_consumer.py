@@ -2,9 +2,10 @@
 
 Runs in the PyTorch venv (.venv/hf, requirements-huggingface.txt), never with
 TensorFlow.  argv[1]: a JSON list of jobs {"dir", "class", "inputs" (.npz
-with input_ids, attention_mask, token_type_ids), "outputs" (.npz to write)}.
+with input_ids, attention_mask, token_type_ids), "outputs" (.npz to write),
+optionally "tokenize" (a text for the directory's MobileBertTokenizer)}.
 Prints one JSON line: per job the loading report (missing, unexpected and
-mismatched parameters) and the parameter count.
+mismatched parameters), the parameter count and the text's token ids.
 """
 
 import json
@@ -31,7 +32,13 @@ def run(job):
     if value is not None:
       arrays[name] = value
   np.savez(job["outputs"], **{k: v.numpy() for k, v in arrays.items()})
+  token_ids = None
+  if job.get("tokenize"):
+    # As the README loads it, from the exported directory.
+    tokenizer = transformers.MobileBertTokenizer.from_pretrained(job["dir"])
+    token_ids = tokenizer(job["tokenize"])["input_ids"]
   return {"missing": list(info["missing_keys"]),
+          "token_ids": token_ids,
           "unexpected": list(info["unexpected_keys"]),
           "mismatched": [list(map(str, m)) for m in info["mismatched_keys"]],
           "parameters": sum(p.numel() for p in model.parameters()),

@@ -907,6 +907,9 @@ def test_command_line_classifier_export(float_export, tmp_path):
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
       check=False)
   assert process.returncode == 0, process.stderr[-4000:]
+  # No --vocab_file: the log says why the file has no metadata.
+  assert ("TF-Lite metadata skipped: no vocab_file or spm_model_file to "
+          "embed.") in process.stderr
   assert sorted(os.listdir(export_dir)) == ["model_float.tflite",
                                             "saved_model"]
   lite_model = tflite_runner.LiteModel(
@@ -1445,6 +1448,41 @@ def test_task_library_runs_every_exported_model(tmp_path):
   # rest of their rows is random), and the probabilities are a softmax.
   assert len(results["classifier"]) == 2
   assert sum(results["classifier"]) == pytest.approx(1.0, abs=1e-5)
+
+
+# Exports with a vocabulary in a process where tflite-support cannot be
+# imported.  argv: config JSON, checkpoint prefix, export dir, vocab file,
+# sequence length.
+NO_TFLITE_SUPPORT_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.modules["tensorflow_lite_support"] = None
+    import console
+    import export_tflite, modeling
+    config, prefix, export_dir, vocab, seq_length = sys.argv[1:6]
+    console.setup()
+    export_tflite.export(modeling.BertConfig.from_dict(json.loads(config)),
+                         prefix, export_dir, int(seq_length), vocab_file=vocab)
+""")
+
+
+def test_export_without_tflite_support_says_metadata_was_skipped(
+    float_export, tmp_path):
+  """The README: without tflite-support the export still works and logs
+  that metadata was skipped; the file it writes carries none."""
+  vocab = str(tmp_path / "vocab.txt")
+  _qa_vocab(vocab, float_export["config"]["vocab_size"])
+  export_dir = str(tmp_path / "export")
+  _, output = script_helpers.run_script(None, [
+      "-c", NO_TFLITE_SUPPORT_SCRIPT, json.dumps(float_export["config"]),
+      float_export["prefix"], export_dir, vocab, str(SEQ)])
+  assert "TF-Lite metadata skipped: tflite-support is not importable" in (
+      output), output[-3000:]
+  assert "install requirements-metadata.txt" in output
+  path = os.path.join(export_dir, "model_float.tflite")
+  assert _io_types(path) == (["int32"] * 3, ["float32"] * 2)
+  if tf_compat.IS_TF2 and _metadata_modules()[0] is not None:
+    with pytest.raises(ValueError):
+      _metadata_modules()[0].MetadataDisplayer.with_model_file(path)
 
 
 def test_metadata_skipped_without_tokenizer_file(float_export):

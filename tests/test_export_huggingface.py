@@ -195,13 +195,23 @@ def exported(tmp_path_factory):
   for key, (config, checkpoint, task, scope, name, model_class,
             _) in cases.items():
     directory = str(root / ("export_" + name))
-    if config is not None:
+    if key == "squad":
+      # The README's command line.
+      config_file = str(root / "tiny.json")
+      with open(config_file, "w") as f:
+        json.dump(config, f)
+      script_helpers.run_script("export_huggingface.py", [
+          "--bert_config_file=" + config_file,
+          "--init_checkpoint=" + checkpoint, "--vocab_file=" + vocab,
+          "--task=squad", "--output_dir=" + directory])
+    elif config is not None:
       export_huggingface.export(
           modeling.BertConfig.from_dict(config), checkpoint, directory,
           task=task, num_labels=NUM_LABELS, vocab_file=vocab, scope=scope)
     jobs.append({"dir": directory, "class": model_class,
                  "inputs": str(root / "inputs.npz"),
-                 "outputs": str(root / ("outputs_" + key + ".npz"))})
+                 "outputs": str(root / ("outputs_" + key + ".npz")),
+                 "tokenize": TOKENIZED_TEXT if key == "squad" else None})
   completed = subprocess.run(
       [hf_python, os.path.join(ROOT, "tests", "hf_consumer.py"),
        json.dumps(jobs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -216,6 +226,51 @@ def exported(tmp_path_factory):
   exported_models["tiny_checkpoint"] = tiny
   exported_models["vocab"] = vocab
   return exported_models
+
+
+# Words of the fixture's vocabulary (w0 ... w1018), one it lacks, casing and
+# punctuation.
+TOKENIZED_TEXT = "w7 W12 w1018 zebra, w3."
+
+
+def test_tokenizer_files_load_in_transformers(exported):
+  """MobileBertTokenizer.from_pretrained on the exported directory (the
+  README's line) splits a text into the ids our WordPiece tokenizer gives,
+  between [CLS] and [SEP]."""
+  import tokenization  # pylint: disable=g-import-not-at-top
+  tokenizer = tokenization.FullTokenizer(exported["vocab"], do_lower_case=True)
+  ours = tokenizer.convert_tokens_to_ids(
+      ["[CLS]"] + tokenizer.tokenize(TOKENIZED_TEXT) + ["[SEP]"])
+  # [CLS] w7 w12 w1018 zebra , w3 . [SEP]; the fixture's vocabulary ([PAD]
+  # [UNK] [CLS] [SEP] [MASK] w0 ... w1018) has neither "zebra" nor
+  # punctuation, which become [UNK].
+  assert ours == [2, 12, 17, 1023, 1, 1, 8, 1, 3]
+  assert exported["squad"][0]["token_ids"] == ours
+
+
+def test_sentencepiece_model_shipped_as_spiece_model(exported, tmp_path):
+  """transformers has no SentencePiece MobileBERT tokenizer: the model file
+  is shipped, byte for byte, as spiece.model, and no vocab.txt is made up;
+  our SentencePiece tokenizer reads the shipped file as the original."""
+  import tokenization  # pylint: disable=g-import-not-at-top
+  import toy_tasks  # pylint: disable=g-import-not-at-top
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("\n".join("the quick brown fox %d jumps over the lazy "
+                              "dog" % i for i in range(200)) + "\n")
+  model = toy_tasks.train_sentencepiece(corpus, tmp_path / "spm", 60)
+  directory = str(tmp_path / "export")
+  export_huggingface.export(modeling.BertConfig.from_dict(TINY),
+                            exported["tiny_checkpoint"], directory,
+                            task="squad", spm_model_file=model)
+  names = sorted(os.listdir(directory))
+  assert "spiece.model" in names and "vocab.txt" not in names, names
+  with open(model, "rb") as original, open(
+      os.path.join(directory, "spiece.model"), "rb") as shipped:
+    assert shipped.read() == original.read()
+  text = "the lazy fox jumps"
+  assert (tokenization.create_tokenizer(
+      spm_model_file=os.path.join(directory, "spiece.model")).tokenize(text)
+          == tokenization.create_tokenizer(spm_model_file=model).tokenize(text))
 
 
 MODEL_KEYS = ["pretraining", "squad", "classifier", "teacher",
@@ -293,6 +348,9 @@ def test_bad_input_ends_in_one_line(exported, tmp_path):
   tiny_config = str(tmp_path / "tiny.json")
   with open(tiny_config, "w") as f:
     json.dump(TINY, f)
+  neg6_config = str(tmp_path / "neg6.json")
+  with open(neg6_config, "w") as f:
+    json.dump(dict(TINY, mask_mode="neg6"), f)
   teacher_config = str(tmp_path / "teacher.json")
   with open(teacher_config, "w") as f:
     json.dump(TEACHER, f)
@@ -317,6 +375,9 @@ def test_bad_input_ends_in_one_line(exported, tmp_path):
         "--init_checkpoint=" + tiny, "--output_dir=" + str(tmp_path / "a")],
        ["feeds query and key the hidden states (width 64)",
         "sizes them for the bottleneck (width 128)"]),
+      (["--bert_config_file=" + neg6_config, "--init_checkpoint=" + tiny,
+        "--output_dir=" + str(tmp_path / "d")],
+       ["mask_mode 'neg6' cannot be expressed"]),
   ]
   for args, wanted in cases:
     code, output = script_helpers.run_script(
