@@ -161,6 +161,49 @@ def fixture_resumed(workspace, trained):
   return {"log": log, "export_dir": export_dir, "output_dir": output_dir}
 
 
+def _checkpoint_values(prefix):
+  reader = tf.train.load_checkpoint(prefix)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()}
+
+
+def test_random_seed_makes_a_run_repeatable(workspace, trained):
+  """The README's --random_seed: the fixture's training command run again
+  with the same seed gives the same weights and predictions; another seed
+  starts from other initial weights."""
+  def train(output_dir, seed, epochs):
+    flags = [f for f in _common_flags(workspace, output_dir)
+             if not f.startswith("--random_seed=")]
+    _run_squad(flags + [
+        "--random_seed=%d" % seed, "--do_train",
+        "--train_file=" + workspace["train"],
+        "--train_batch_size=%d" % TRAIN_BATCH,
+        "--num_train_epochs=%s" % epochs, "--learning_rate=1e-3",
+        "--warmup_proportion=0.1", "--save_checkpoints_steps=1000"] + (
+            ["--do_predict", "--predict_file=" + workspace["dev"]]
+            if seed == RANDOM_SEED else []))
+
+  again = str(workspace["root"] / "seeded_again")
+  train(again, RANDOM_SEED, TRAIN_EPOCHS)
+  first = _checkpoint_values(trained["checkpoint"])
+  second = _checkpoint_values(tf.train.latest_checkpoint(again))
+  assert sorted(first) == sorted(second)
+  for name, value in first.items():
+    # float32 sums may be ordered differently between runs by threading.
+    np.testing.assert_allclose(second[name], value, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  assert _load_json(os.path.join(again, "predictions.json")) == (
+      trained["predictions"])
+  # One step with another seed: its initial checkpoint already differs.
+  other = str(workspace["root"] / "other_seed")
+  train(other, RANDOM_SEED + 1, 1.0 / 12)
+  initial = os.path.join(trained["output_dir"], "model.ckpt-0")
+  other_initial = os.path.join(other, "model.ckpt-0")
+  assert not np.allclose(
+      _checkpoint_values(other_initial)[PROBE_VARIABLE],
+      _checkpoint_values(initial)[PROBE_VARIABLE])
+
+
 def test_resume_predict_and_export_in_one_run(trained, resumed):
   assert "Reusing cached features" in resumed["log"]
   latest = tf.train.latest_checkpoint(resumed["output_dir"])
