@@ -109,9 +109,10 @@ def pretrained(tmp_path_factory):
 
 
 def _squad_flags(pretrained, config, output_dir, learning_rate=1e-3):
+  # --init_checkpoint as a path ending in .index, one of the README's forms.
   return ["--bert_config_file=" + config,
           "--spm_model_file=" + pretrained["spm_model"],
-          "--init_checkpoint=" + pretrained["checkpoint"],
+          "--init_checkpoint=" + pretrained["checkpoint"] + ".index",
           "--output_dir=" + output_dir,
           "--data_dir=" + str(pretrained["root"] / "squad_cache"),
           "--do_lower_case", "--max_seq_length=%d" % SEQ,
@@ -225,7 +226,9 @@ def classifier_run(pretrained):
   args = ["--task_name=SST-2", "--data_dir=" + data_dir,
           "--bert_config_file=" + pretrained["float_config"],
           "--spm_model_file=" + pretrained["spm_model"],
-          "--init_checkpoint=" + pretrained["checkpoint"],
+          # The pretraining directory: its latest checkpoint, the one
+          # pretrained["checkpoint"] names.
+          "--init_checkpoint=" + os.path.dirname(pretrained["checkpoint"]),
           "--output_dir=" + output_dir, "--do_train", "--do_eval",
           "--max_seq_length=%d" % SEQ, "--train_batch_size=%d" % SST_BATCH,
           "--learning_rate=2e-3", "--num_train_epochs=%s" % SST_EPOCHS,

@@ -430,8 +430,9 @@ def fixture_squad_v2(workspace, trained):
   log = _run_squad(_common_flags(workspace, output_dir) + [
       "--version_2_with_negative", "--do_train", "--do_predict",
       "--train_file=" + train, "--predict_file=" + dev,
-      "--init_checkpoint=" + os.path.join(trained["output_dir"],
-                                          "model.ckpt-0"),
+      # A path ending in .data-*, one of the README's forms.
+      "--init_checkpoint=" + os.path.join(
+          trained["output_dir"], "model.ckpt-0.data-00000-of-00001"),
       "--train_batch_size=%d" % TRAIN_BATCH,
       "--num_train_epochs=%s" % V2_EPOCHS,
       "--learning_rate=1e-3", "--data_dir=" + str(root / "v2_cache")])
