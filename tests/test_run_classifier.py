@@ -18,6 +18,7 @@ import tensorflow.compat.v1 as tf
 
 import numpy_mobilebert
 import script_helpers
+import tf_compat
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -273,6 +274,109 @@ def test_eval_through_tflite_matches_estimator_eval(trained_mnli, tmp_path):
           loss, rel=1e-2, abs=1e-3)
 
 
+def _lite_decisions(path, features):
+  """argmax of each feature's probabilities from a .tflite file."""
+  import tflite_runner  # pylint: disable=g-import-not-at-top
+  model = tflite_runner.LiteModel(path)
+  return np.array([np.argmax(outputs["probabilities"][0])
+                   for outputs in model.predict(features)])
+
+
+def _eval_through_file(trained_mnli, config_file, path, output_dir):
+  """eval_results of run_classifier.py --do_eval --lite_model_path=path."""
+  script_helpers.run_script("run_classifier.py", [
+      "--task_name=MNLI", "--data_dir=" + trained_mnli["data_dir"],
+      "--bert_config_file=" + config_file,
+      "--vocab_file=" + trained_mnli["vocab_file"],
+      "--output_dir=" + output_dir, "--do_eval",
+      "--max_seq_length=%d" % SEQ_LENGTH, "--lite_model_path=" + path])
+  return _read_eval_results(os.path.join(output_dir, "eval_results.txt"))
+
+
+def test_classifier_integer_export_and_prediction(trained_mnli, tmp_path):
+  """The README's quantized road on run_classifier.py ("works as in
+  run_squad.py"), from a float checkpoint: --use_post_quantization
+  --activation_quantization --float_softmax writes every file, each
+  quantized file decides dev_matched as the numpy MobileBERT does on all
+  but at most 2 of 48 examples, and --do_eval --lite_model_path with the
+  float-softmax file scores the accuracy of that file's own decisions.  On
+  TF 1.15 the integer export is refused in one line."""
+  export_dir = str(tmp_path / "export")
+  args = ["--task_name=MNLI", "--data_dir=" + trained_mnli["data_dir"],
+          "--bert_config_file=" + trained_mnli["config_file"],
+          "--vocab_file=" + trained_mnli["vocab_file"],
+          "--init_checkpoint=" + trained_mnli["output_dir"],
+          "--output_dir=" + str(tmp_path / "out"),
+          "--export_dir=" + export_dir, "--max_seq_length=%d" % SEQ_LENGTH,
+          "--use_post_quantization", "--activation_quantization",
+          "--float_softmax"]
+  if not tf_compat.IS_TF2:
+    code, output = script_helpers.run_script("run_classifier.py", args,
+                                             expect_success=False)
+    last = script_helpers.last_line(output)
+    assert code == 1 and "TF 2.15" in last, output[-3000:]
+    return
+  script_helpers.run_script("run_classifier.py", args)
+  assert sorted(os.listdir(export_dir)) == [
+      "model_dynamic_range.tflite", "model_float.tflite", "model_int8.tflite",
+      "model_int8_float_softmax.tflite", "saved_model"]
+  examples, features = _dev_features(trained_mnli, "dev_matched")
+  expected = np.argmax(_numpy_probabilities(
+      trained_mnli["config_file"], trained_mnli["output_dir"], features),
+                       axis=-1)
+  labels = np.array([MNLI_LABELS.index(e.label) for e in examples])
+  for name in ("model_dynamic_range.tflite", "model_int8.tflite",
+               "model_int8_float_softmax.tflite"):
+    decisions = _lite_decisions(os.path.join(export_dir, name), features)
+    assert np.sum(decisions != expected) <= 2, name
+  path = os.path.join(export_dir, "model_int8_float_softmax.tflite")
+  scores = _eval_through_file(trained_mnli, trained_mnli["config_file"], path,
+                              str(tmp_path / "lite_eval"))
+  assert scores["eval_matched_accuracy"] == pytest.approx(
+      np.mean(_lite_decisions(path, features) == labels))
+
+
+def test_classifier_qat_fine_tuning_export_and_prediction(trained_mnli,
+                                                          tmp_path):
+  """QAT fine-tuning with run_classifier.py, as the README's recipe does it:
+  from a float checkpoint (the fixture's, whose relu layers run as relu6 in
+  the QAT config), seeded.  It keeps the task (accuracy above 0.6), its
+  export writes the QAT integer files, and those files decide dev_matched
+  as the QAT run's own evaluation scores it, to within 2 of 48 examples
+  (the int8 files round where the fake-quant graph rounds, not
+  identically)."""
+  if not tf_compat.IS_TF2:
+    pytest.skip("the QAT integer export needs TF 2.15 (its refusal on TF "
+                "1.15 is tested with the calibrated export)")
+  config_file = _write_config(str(tmp_path), _write_vocab(str(tmp_path))[1],
+                              hidden_act="relu6")
+  output_dir = str(tmp_path / "qat")
+  export_dir = str(tmp_path / "export")
+  script_helpers.run_script("run_classifier.py", [
+      "--task_name=MNLI", "--data_dir=" + trained_mnli["data_dir"],
+      "--bert_config_file=" + config_file,
+      "--vocab_file=" + trained_mnli["vocab_file"],
+      "--init_checkpoint=" + trained_mnli["output_dir"],
+      "--output_dir=" + output_dir, "--export_dir=" + export_dir,
+      "--do_train", "--do_eval", "--use_quantized_training",
+      "--use_post_quantization", "--float_softmax",
+      "--max_seq_length=%d" % SEQ_LENGTH, "--train_batch_size=16",
+      "--learning_rate=1e-3", "--num_train_epochs=3",
+      "--save_checkpoints_steps=1000", "--random_seed=1"])
+  scores = _read_eval_results(os.path.join(output_dir, "eval_results.txt"))
+  assert scores["eval_matched_accuracy"] > 0.6, scores
+  assert sorted(os.listdir(export_dir)) == [
+      "model_float.tflite", "model_qat_int8.tflite",
+      "model_qat_int8_float_softmax.tflite", "saved_model"]
+  examples, features = _dev_features(trained_mnli, "dev_matched")
+  labels = np.array([MNLI_LABELS.index(e.label) for e in examples])
+  for name in ("model_qat_int8.tflite", "model_qat_int8_float_softmax.tflite"):
+    accuracy = np.mean(_lite_decisions(os.path.join(export_dir, name),
+                                       features) == labels)
+    assert abs(accuracy - scores["eval_matched_accuracy"]) <= (
+        2.0 / len(labels) + 1e-9), (name, accuracy, scores)
+
+
 # --- All nine GLUE tasks through the script ---------------------------------
 
 # (header or None, columns of a labelled row, columns of a test row) per task;
@@ -450,7 +554,10 @@ def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
         "--do_eval", "--do_predict", "--max_seq_length=16",
         "--train_batch_size=16", "--learning_rate=3e-3",
         "--num_train_epochs=20", "--save_checkpoints_steps=1000",
-        "--random_seed=1"])
+        "--random_seed=1"] + (
+            # The regression task's export (one output per example).
+            ["--export_dir=" + str(tmp_path / task / "export"),
+             "--use_post_quantization"] if task == "STS-B" else []))
   results = script_helpers.run_main_per_argv("run_classifier", argvs)
   for task, result in zip(tasks, results):
     assert result["exit"] == 0, (task, result)
@@ -482,6 +589,26 @@ def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
     main_metric = "pearson" if task == "STS-B" else "accuracy"
     prefix = "eval_" if first == "dev" else "eval_%s_" % first[4:]
     assert scores[prefix + main_metric] > 0.6, (task, scores)
+  # STS-B's exported files score the test rows as the estimator did (its
+  # submission, 6 decimals): float to the last decimal, dynamic-range
+  # within 0.05 of scores spread over [0, 5].
+  import glue_data  # pylint: disable=g-import-not-at-top
+  import tflite_runner  # pylint: disable=g-import-not-at-top
+  import tokenization  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path / "STS-B" / "data")
+  examples = glue_data.get_processor("sts-b").get_examples(data_dir, "test")
+  features = glue_data.convert_examples_to_features(
+      examples, [], 16, tokenization.FullTokenizer(vocab_file))
+  written = [float(p) for p in _read_submission(
+      str(tmp_path / "STS-B" / "out" / "STS-B.tsv"))]
+  for name, tolerance in (("model_float.tflite", 2e-6),
+                          ("model_dynamic_range.tflite", 0.05)):
+    model = tflite_runner.LiteModel(
+        str(tmp_path / "STS-B" / "export" / name))
+    assert model.output_shape("probabilities") == [1, 1]
+    scored = [float(outputs["probabilities"][0, 0])
+              for outputs in model.predict(features)]
+    np.testing.assert_allclose(scored, written, atol=tolerance, err_msg=name)
 
 
 def test_invalid_flags_are_all_reported_before_any_graph(tmp_path):
