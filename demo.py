@@ -789,7 +789,7 @@ def validate_flags():
                     "teacher_learning_rate", "distill_learning_rate",
                     "scratch_learning_rate", "squad_learning_rate",
                     "squad_epochs", "qat_epochs")
-  problems.call(export_tflite.check_export_supported,
+  problems.call(export_tflite.file_kinds,
                 use_quantized_training=True, use_post_quantization=True,
                 activation_quantization=True, float_softmax=True,
                 prefix="the qat stage exports an int8 TF-Lite model, so the "

@@ -69,8 +69,9 @@ tflite-support is installed (requirements-metadata.txt) and a vocabulary or
 SentencePiece model is given, the files carry Task Library metadata
 (BertQuestionAnswerer for SQuAD, BertNLClassifier for classification).
 
-Integer models need TF 2.15's converter; on TF 1.15 `check_export_supported`
-refuses them before any graph is built.  An export is built in a staging
+Which files are written is decided once, from the export flags, by
+`file_kinds`, which refuses on TF 1.15 the integer models that need TF
+2.15's converter, before any graph is built.  An export is built in a staging
 directory inside the export directory and moved into place only when every
 file is converted: a failed export leaves an earlier one as it was, and a
 successful one replaces all of an earlier export's files (no stale model of
@@ -131,15 +132,28 @@ FLOAT_SOFTMAX_HELP = (
     "lookups).  Ship the integer-only file to integer-only accelerators.")
 
 
-def check_export_supported(use_quantized_training, use_post_quantization,
-                           activation_quantization, float_softmax=False):
-  """Refuses an export this runtime cannot do; call it in flag validation.
+def file_kinds(use_quantized_training=False, use_post_quantization=False,
+               activation_quantization=False, float_softmax=False):
+  """The TF-Lite files the export flags ask for, as TFLITE_FILES kinds.
+
+  The one place the seed README's flags are read: scripts call it while
+  validating their flags and pass the kinds on (export(), needs_calibration).
+
+    (none)                                    float
+    --use_post_quantization                   float, dynamic_range
+      --activation_quantization               ... int8
+      --use_quantized_training (QAT)          float, qat_int8
+    --float_softmax                           ... and the integer kind's
+                                              float-softmax twin
 
   Args:
     use_quantized_training: the checkpoint was fine-tuned with fake-quant nodes.
     use_post_quantization: write a quantized TF-Lite model.
     activation_quantization: calibrate activations on representative data.
     float_softmax: also write the integer model with float attention softmaxes.
+
+  Returns:
+    Tuple of kinds, in writing order.
 
   Raises:
     ValueError: naming the flags, when activation quantization is asked for
@@ -168,6 +182,17 @@ def check_export_supported(use_quantized_training, use_post_quantization,
         "--activation_quantization for a dynamic-range model." %
         ("--use_quantized_training" if use_quantized_training else
          "--activation_quantization", tf.__version__))
+  kinds = ["float"]
+  if use_post_quantization:
+    if use_quantized_training:
+      kinds.append("qat_int8")
+    else:
+      kinds.append("dynamic_range")
+      if activation_quantization:
+        kinds.append("int8")
+  kinds += [kind for kind, integer_kind in FLOAT_SOFTMAX_KINDS.items()
+            if float_softmax and integer_kind in kinds]
+  return tuple(kinds)
 
 
 def calibration_inputs(features):
@@ -184,24 +209,19 @@ def calibration_inputs(features):
            "segment_ids": list(f.segment_ids)} for f in features]
 
 
-def writes_integer_model(use_quantized_training, use_post_quantization,
-                         activation_quantization):
-  """Whether an export with these settings writes an integer-only model.
+def needs_calibration(kinds):
+  """Whether writing `kinds` needs representative features.
 
-  Such an export needs representative features: a calibrated model takes all
-  its activation ranges from them, a QAT one the ranges its fake-quant nodes
-  do not learn.
+  An integer model does: a calibrated one takes all its activation ranges
+  from them, a QAT one the ranges its fake-quant nodes do not learn.
   """
-  return bool(set(_tflite_kinds(use_quantized_training, use_post_quantization,
-                                activation_quantization)) &
-              set(INTEGER_KINDS))
+  return bool(set(kinds) & set(INTEGER_KINDS))
 
 
-def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
-           num_labels=None, use_quantized_training=False,
-           use_post_quantization=False, activation_quantization=False,
-           float_softmax=False, representative_features=None, vocab_file=None,
-           spm_model_file=None, do_lower_case=True):
+def export(bert_config, checkpoint, export_dir, max_seq_length,
+           kinds=("float",), task="squad", num_labels=None,
+           use_quantized_training=False, representative_features=None,
+           vocab_file=None, spm_model_file=None, do_lower_case=True):
   """Writes a SavedModel and TF-Lite models for one checkpoint.
 
   Args:
@@ -209,18 +229,15 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
     checkpoint: checkpoint prefix, `.index`/`.data-*` path or directory.
     export_dir: output directory (created if needed).
     max_seq_length: static sequence length S of the exported inputs [1, S].
+    kinds: the TF-Lite files to write, from file_kinds(); "float" always.
     task: "squad" (start/end logits) or "classifier" (probabilities).
     num_labels: classifier classes (1 for regression); only for "classifier".
     use_quantized_training: build the graph with fake-quant nodes and read
-      their ranges from the (QAT) checkpoint.
-    use_post_quantization: also write a quantized model (see module doc).
-    activation_quantization: calibrate int8 activations on
-      `representative_features` (float checkpoints; a QAT checkpoint has
-      learned ranges).
-    float_softmax: beside the integer model, write it with its attention
-      softmaxes in float32 (`tflite_flatbuffer.float_attention_softmax`).
+      their ranges from the (QAT) checkpoint; "qat_int8" needs it, "int8"
+      and "dynamic_range" refuse it.
     representative_features: list of dicts with int lists "input_ids",
-      "input_mask", "segment_ids" of length max_seq_length.
+      "input_mask", "segment_ids" of length max_seq_length; the calibration
+      set of the integer kinds (see needs_calibration).
     vocab_file: WordPiece vocabulary to embed as Task Library metadata.
     spm_model_file: SentencePiece model to embed instead of a vocabulary.
     do_lower_case: the tokenizer's casing; the Task Library metadata has no
@@ -232,10 +249,7 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
   Raises:
     ValueError: bad arguments, or a checkpoint that does not match the graph.
   """
-  check_export_supported(use_quantized_training, use_post_quantization,
-                         activation_quantization, float_softmax)
-  kinds = _tflite_kinds(use_quantized_training, use_post_quantization,
-                        activation_quantization, float_softmax)
+  _check_kinds(kinds, use_quantized_training)
   integer_kinds = [kind for kind in kinds if kind in INTEGER_KINDS]
   calibration_features = (representative_features if integer_kinds else None)
   _validate_export_args(bert_config, max_seq_length, task, num_labels,
@@ -298,21 +312,33 @@ def export(bert_config, checkpoint, export_dir, max_seq_length, task="squad",
   return paths
 
 
-def _tflite_kinds(use_quantized_training, use_post_quantization,
-                  activation_quantization, float_softmax=False):
-  """The TF-Lite models to write, in order (see the module doc)."""
-  kinds = ["float"]
-  if use_post_quantization:
-    if use_quantized_training:
-      kinds.append("qat_int8")
-    else:
-      kinds.append("dynamic_range")
-      if activation_quantization:
-        kinds.append("int8")
-  if float_softmax:
-    kinds += [kind for kind, integer_kind in FLOAT_SOFTMAX_KINDS.items()
-              if integer_kind in kinds]
-  return kinds
+def _check_kinds(kinds, use_quantized_training):
+  """Raises ValueError for kinds export() cannot write together.
+
+  file_kinds() only returns writable sets; this guards direct callers.
+  """
+  unknown = sorted(set(kinds) - set(TFLITE_FILES))
+  if unknown:
+    raise ValueError("Unknown TF-Lite kinds %s; expected some of %s." %
+                     (unknown, list(TFLITE_FILES)))
+  if "float" not in kinds:
+    raise ValueError("Every export writes the float model; kinds %s lack "
+                     "\"float\"." % (list(kinds),))
+  for kind, integer_kind in FLOAT_SOFTMAX_KINDS.items():
+    if kind in kinds and integer_kind not in kinds:
+      raise ValueError("%s is made from %s, which kinds %s lack." %
+                       (kind, integer_kind, list(kinds)))
+  qat_only = "qat_int8" in kinds
+  float_only = set(kinds) & {"dynamic_range", "int8"}
+  if qat_only and not use_quantized_training:
+    raise ValueError("qat_int8 needs use_quantized_training (a QAT graph "
+                     "and checkpoint).")
+  if float_only and use_quantized_training:
+    raise ValueError("%s are made from a float checkpoint, not with "
+                     "use_quantized_training." % sorted(float_only))
+  if needs_calibration(kinds) and not tf_compat.IS_TF2:
+    raise ValueError("Integer TF-Lite export (%s) needs the TF 2.15 runtime."
+                     % ", ".join(k for k in kinds if k in INTEGER_KINDS))
 
 
 def _validate_export_args(bert_config, max_seq_length, task, num_labels,
@@ -414,7 +440,7 @@ def _validate_flags():
   Every problem is reported, one line each, and the run exits (status 1).
 
   Returns:
-    The BertConfig of --bert_config_file.
+    (the BertConfig of --bert_config_file, the file kinds to write).
   """
   flags_values = tf.flags.FLAGS
   problems = run_utils.FlagProblems("export_tflite.py")
@@ -424,13 +450,11 @@ def _validate_flags():
                                      flags_values.bert_config_file)
   problems.call(file_checks.check_writable_dir, flags_values.export_dir,
                 "export_dir")
-  problems.call(check_export_supported, flags_values.use_quantized_training,
-                flags_values.use_post_quantization,
-                flags_values.activation_quantization,
-                flags_values.float_softmax)
-  if writes_integer_model(flags_values.use_quantized_training,
-                          flags_values.use_post_quantization,
-                          flags_values.activation_quantization):
+  kinds = problems.call(file_kinds, flags_values.use_quantized_training,
+                        flags_values.use_post_quantization,
+                        flags_values.activation_quantization,
+                        flags_values.float_softmax)
+  if kinds and needs_calibration(kinds):
     problems.require_file(
         "representative_file", flags_values.representative_file,
         "an integer model (--use_post_quantization with "
@@ -453,7 +477,7 @@ def _validate_flags():
                       vocab_size=bert_config.vocab_size,
                       prefix="--%s=%s: " % (name, path), **{name: path})
   problems.exit_if_any()
-  return bert_config
+  return bert_config, kinds
 
 
 def read_representative_features(path, max_seq_length, limit):
@@ -492,23 +516,18 @@ def read_representative_features(path, max_seq_length, limit):
 def main(_):
   console.setup()
   flags_values = tf.flags.FLAGS
-  bert_config = _validate_flags()
+  bert_config, kinds = _validate_flags()
   with run_utils.one_line_errors("export_tflite.py"):  # IntegerExportError too.
     representative = None
-    if writes_integer_model(flags_values.use_quantized_training,
-                            flags_values.use_post_quantization,
-                            flags_values.activation_quantization):
+    if needs_calibration(kinds):
       representative = read_representative_features(
           flags_values.representative_file, flags_values.max_seq_length,
           flags_values.num_representative_features)
     paths = export(
         bert_config, flags_values.init_checkpoint, flags_values.export_dir,
-        flags_values.max_seq_length, task=flags_values.task,
+        flags_values.max_seq_length, kinds=kinds, task=flags_values.task,
         num_labels=flags_values.num_labels,
         use_quantized_training=flags_values.use_quantized_training,
-        use_post_quantization=flags_values.use_post_quantization,
-        activation_quantization=flags_values.activation_quantization,
-        float_softmax=flags_values.float_softmax,
         representative_features=representative,
         vocab_file=flags_values.vocab_file,
         spm_model_file=flags_values.spm_model_file,

@@ -169,15 +169,16 @@ def validate_flags():
   checks that read files run once the flags naming them are sound.
 
   Returns:
-    (processor, bert_config, tokenizer, lite_model or None).
+    (processor, bert_config, tokenizer, lite_model or None, the TF-Lite file
+    kinds --export_dir gets or None).
   """
   problems = run_utils.FlagProblems("run_classifier.py")
   processor = problems.call(glue_data.get_processor, FLAGS.task_name)
-  _check_run_flags(problems)
+  export_kinds = _check_run_flags(problems)
   bert_config = _check_config(problems)
   _check_checkpoint_flags(problems)
   if processor is not None:
-    _check_data_files(problems, processor)
+    _check_data_files(problems, processor, export_kinds)
   problems.exit_if_any()
 
   tokenizer = problems.tokenizer(FLAGS, bert_config.vocab_size)
@@ -194,10 +195,11 @@ def validate_flags():
     problems.quantization_ranges_trained(FLAGS.use_quantized_training,
                                          resumed_from)
   problems.exit_if_any()
-  return processor, bert_config, tokenizer, lite_model
+  return processor, bert_config, tokenizer, lite_model, export_kinds
 
 
 def _check_run_flags(problems):
+  """Checks the run's mode flags; returns the export's file kinds or None."""
   """What to do, tokenizer files, sizes and TF-Lite flags."""
   problems.check(FLAGS.output_dir, "--output_dir is required.")
   for name in ("output_dir", "export_dir", "tfrecord_dir"):
@@ -227,11 +229,13 @@ def _check_run_flags(problems):
     problems.check(FLAGS.do_eval or FLAGS.do_predict,
                    "--lite_model_path is only used by --do_eval and "
                    "--do_predict; set one of them.")
-  if FLAGS.export_dir:
-    problems.call(export_tflite.check_export_supported,
-                  FLAGS.use_quantized_training, FLAGS.use_post_quantization,
-                  FLAGS.activation_quantization, FLAGS.float_softmax,
-                  prefix="--export_dir: ")
+  if not FLAGS.export_dir:
+    return None
+  return problems.call(export_tflite.file_kinds,
+                       FLAGS.use_quantized_training,
+                       FLAGS.use_post_quantization,
+                       FLAGS.activation_quantization, FLAGS.float_softmax,
+                       prefix="--export_dir: ")
 
 
 def _check_config(problems):
@@ -280,10 +284,10 @@ def _uses_tf_model():
       ("--export_dir", FLAGS.export_dir)) if is_set]
 
 
-def _check_data_files(problems, processor):
+def _check_data_files(problems, processor, export_kinds):
   """Every TSV this run reads must exist in --data_dir."""
   needed = []
-  if FLAGS.do_train or _needs_representative_set():
+  if FLAGS.do_train or _needs_representative_set(export_kinds):
     needed.append("train")
   if FLAGS.do_eval:
     needed.extend(split for split, _ in processor.dev_splits)
@@ -308,10 +312,8 @@ def _purpose(split):
   return "--do_eval" if split.startswith("dev") else "--do_predict"
 
 
-def _needs_representative_set():
-  return bool(FLAGS.export_dir and export_tflite.writes_integer_model(
-      FLAGS.use_quantized_training, FLAGS.use_post_quantization,
-      FLAGS.activation_quantization))
+def _needs_representative_set(export_kinds):
+  return bool(export_kinds and export_tflite.needs_calibration(export_kinds))
 
 
 def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
@@ -475,7 +477,7 @@ def representative_features(train_examples, label_list, tokenizer):
           FLAGS.max_seq_length, tokenizer))
 
 
-def read_examples(processor):
+def read_examples(processor, export_kinds):
   """Reads every TSV this run needs, so bad data stops it before training.
 
   Returns:
@@ -486,7 +488,7 @@ def read_examples(processor):
     ValueError: a malformed file, naming the file and line.
   """
   train_examples = None
-  if FLAGS.do_train or _needs_representative_set():
+  if FLAGS.do_train or _needs_representative_set(export_kinds):
     train_examples = processor.get_train_examples(FLAGS.data_dir)
   dev_sets = []
   if FLAGS.do_eval:
@@ -501,13 +503,15 @@ def read_examples(processor):
 
 def main(_):
   console.setup(keep_tensorflow_info=FLAGS.use_tpu)
-  processor, bert_config, tokenizer, lite_model = validate_flags()
+  processor, bert_config, tokenizer, lite_model, export_kinds = (
+      validate_flags())
   # A malformed data file (and an export this graph cannot make) ends the
   # run with one line too; files written by an earlier stage stay.
   with run_utils.one_line_errors("run_classifier.py"):
     tf.gfile.MakeDirs(FLAGS.output_dir)
     directory_lock.acquire(FLAGS.output_dir)
-    train_examples, dev_sets, test_sets = read_examples(processor)
+    train_examples, dev_sets, test_sets = read_examples(processor,
+                                                        export_kinds)
     task_name = FLAGS.task_name.lower()
     label_list = processor.get_labels()
     num_labels = len(label_list) or 1
@@ -579,7 +583,7 @@ def main(_):
       checkpoint = checkpoints.checkpoint_to_use(FLAGS.output_dir,
                                                  FLAGS.init_checkpoint)
       rep_features = None
-      if _needs_representative_set():
+      if _needs_representative_set(export_kinds):
         rep_features = representative_features(train_examples, label_list,
                                                tokenizer)
       exported = export_tflite.export(
@@ -587,12 +591,10 @@ def main(_):
           checkpoint=checkpoint,
           export_dir=FLAGS.export_dir,
           max_seq_length=FLAGS.max_seq_length,
+          kinds=export_kinds,
           task="classifier",
           num_labels=num_labels,
           use_quantized_training=FLAGS.use_quantized_training,
-          use_post_quantization=FLAGS.use_post_quantization,
-          activation_quantization=FLAGS.activation_quantization,
-          float_softmax=FLAGS.float_softmax,
           representative_features=rep_features,
           vocab_file=FLAGS.vocab_file,
           spm_model_file=FLAGS.spm_model_file,

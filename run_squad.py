@@ -160,7 +160,8 @@ def validate_flags():
   checks that read files run once the flags naming them are sound.
 
   Returns:
-    (bert_config, tokenizer, lite_model or None).
+    (bert_config, tokenizer, lite_model or None, the TF-Lite file kinds
+    --export_dir gets or None).
   """
   problems = run_utils.FlagProblems("run_squad.py")
   problems.require_flags(FLAGS, "bert_config_file", "output_dir")
@@ -222,13 +223,13 @@ def validate_flags():
                  "--warmup_proportion must be in [0, 1] (got %r)." %
                  FLAGS.warmup_proportion)
 
+  export_kinds = None
   if FLAGS.export_dir:
-    problems.call(export_tflite.check_export_supported,
-                  FLAGS.use_quantized_training, FLAGS.use_post_quantization,
-                  FLAGS.activation_quantization, FLAGS.float_softmax)
-    if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
-                                          FLAGS.use_post_quantization,
-                                          FLAGS.activation_quantization):
+    export_kinds = problems.call(
+        export_tflite.file_kinds, FLAGS.use_quantized_training,
+        FLAGS.use_post_quantization, FLAGS.activation_quantization,
+        FLAGS.float_softmax)
+    if export_kinds and export_tflite.needs_calibration(export_kinds):
       problems.require_file(
           "train_file", FLAGS.train_file,
           "the integer TF-Lite model (it is calibrated on the first %d "
@@ -260,7 +261,7 @@ def validate_flags():
     problems.quantization_ranges_trained(FLAGS.use_quantized_training,
                                          resumed_from)
   problems.exit_if_any()
-  return bert_config, tokenizer, lite_model
+  return bert_config, tokenizer, lite_model, export_kinds
 
 
 def compute_span_loss(logits, positions):
@@ -485,14 +486,12 @@ def evaluate(predictions, null_odds):
   run_utils.write_eval_results(FLAGS.output_dir, metrics)
 
 
-def export(bert_config, tokenizer):
-  """Exports a SavedModel and TF-Lite models to --export_dir."""
+def export(bert_config, tokenizer, kinds):
+  """Exports a SavedModel and the TF-Lite files `kinds` to --export_dir."""
   checkpoint = checkpoints.checkpoint_to_use(FLAGS.output_dir,
                                              FLAGS.init_checkpoint)
   representative_features = None
-  if export_tflite.writes_integer_model(FLAGS.use_quantized_training,
-                                        FLAGS.use_post_quantization,
-                                        FLAGS.activation_quantization):
+  if export_tflite.needs_calibration(kinds):
     _, features = _featurise(FLAGS.train_file, tokenizer,
                              max_examples=export_tflite.CALIBRATION_EXAMPLES)
     representative_features = export_tflite.calibration_inputs(features)
@@ -502,10 +501,8 @@ def export(bert_config, tokenizer):
   tf.logging.info("Exporting %s to %s", checkpoint, FLAGS.export_dir)
   paths = export_tflite.export(
       bert_config, checkpoint, FLAGS.export_dir, FLAGS.max_seq_length,
-      task="squad", use_quantized_training=FLAGS.use_quantized_training,
-      use_post_quantization=FLAGS.use_post_quantization,
-      activation_quantization=FLAGS.activation_quantization,
-      float_softmax=FLAGS.float_softmax,
+      kinds=kinds, task="squad",
+      use_quantized_training=FLAGS.use_quantized_training,
       representative_features=representative_features,
       vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
       do_lower_case=FLAGS.do_lower_case)
@@ -515,7 +512,7 @@ def export(bert_config, tokenizer):
 
 def main(_):
   console.setup(keep_tensorflow_info=FLAGS.use_tpu)
-  bert_config, tokenizer, lite_model = validate_flags()
+  bert_config, tokenizer, lite_model, export_kinds = validate_flags()
   # Bad data found later (and an export this graph cannot make) ends the
   # run with one line too; files written by an earlier stage stay.
   with run_utils.one_line_errors("run_squad.py"):
@@ -526,7 +523,7 @@ def main(_):
     if FLAGS.do_predict:
       predict(bert_config, tokenizer, lite_model)
     if FLAGS.export_dir:
-      export(bert_config, tokenizer)
+      export(bert_config, tokenizer, export_kinds)
 
 
 if __name__ == "__main__":

@@ -183,10 +183,12 @@ def main(_):
   for seq_length in seq_lengths:
     export_dir = os.path.join(FLAGS.work_dir, "export_seq%d" % seq_length)
     paths = export_tflite.export(
-        bert_config, checkpoint, export_dir, seq_length, task="squad",
-        use_post_quantization=True,
-        activation_quantization=tf_compat.IS_TF2,
-        float_softmax=tf_compat.IS_TF2,
+        bert_config, checkpoint, export_dir, seq_length,
+        kinds=export_tflite.file_kinds(
+            use_post_quantization=True,
+            activation_quantization=tf_compat.IS_TF2,
+            float_softmax=tf_compat.IS_TF2),
+        task="squad",
         representative_features=calibration_features(
             bert_config.vocab_size, seq_length, FLAGS.calibration_features))
     for kind in ("float", "dynamic_range", "int8", "int8_float_softmax"):

@@ -254,9 +254,12 @@ def float_export(tmp_path_factory):
   try:
     paths = export_tflite.export(
         modeling.BertConfig.from_dict(config_dict), prefix + ".index",
-        str(root / "export"), SEQ, use_post_quantization=True,
-        activation_quantization=tf_compat.IS_TF2,
-        float_softmax=tf_compat.IS_TF2, representative_features=calibration)
+        str(root / "export"), SEQ,
+        kinds=export_tflite.file_kinds(
+            use_post_quantization=True,
+            activation_quantization=tf_compat.IS_TF2,
+            float_softmax=tf_compat.IS_TF2),
+        representative_features=calibration)
     path_after_export = os.environ["PATH"]
   finally:
     os.environ["PATH"] = saved_path
@@ -819,9 +822,11 @@ def test_integer_models_pick_the_float_models_answers(tmp_path):
                                   calibration=calibration, values=values)
     paths = export_tflite.export(
         modeling.BertConfig.from_dict(config_dict), prefix,
-        str(directory / "export"), SEQ, use_quantized_training=qat,
-        use_post_quantization=True, activation_quantization=True,
-        float_softmax=True, representative_features=calibration)
+        str(directory / "export"), SEQ,
+        kinds=export_tflite.file_kinds(
+            use_quantized_training=qat, use_post_quantization=True,
+            activation_quantization=True, float_softmax=True),
+        use_quantized_training=qat, representative_features=calibration)
     for inputs, lengths in sorted(INPUT_SETS.items()):
       features = with_answer(_features(rng, 40, config_dict["vocab_size"],
                                        **lengths))
@@ -849,7 +854,7 @@ def test_export_stops_when_an_op_cannot_be_integer(tmp_path, monkeypatch):
                            r"bert/encoder/layer_0/"):
     export_tflite.export(
         modeling.BertConfig.from_dict(config_dict), prefix, str(export_dir),
-        SEQ, use_post_quantization=True, activation_quantization=True,
+        SEQ, kinds=("float", "dynamic_range", "int8"),
         representative_features=_features(rng, 4, config_dict["vocab_size"]))
   assert os.listdir(str(export_dir)) == []
 
@@ -880,9 +885,8 @@ def qat_export(tmp_path_factory):
       narrowed_quantizers=[OUTPUT_DENSE_INPUT_QUANTIZER])
   paths = export_tflite.export(
       modeling.BertConfig.from_dict(config_dict), prefix, str(root / "export"),
-      SEQ, use_quantized_training=True, use_post_quantization=True,
-      activation_quantization=True, float_softmax=True,
-      representative_features=calibration)
+      SEQ, kinds=("float", "qat_int8", "qat_int8_float_softmax"),
+      use_quantized_training=True, representative_features=calibration)
   tests = _features(np.random.RandomState(3), 4, config_dict["vocab_size"])
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
@@ -1136,25 +1140,58 @@ def test_qat_export_of_a_float_checkpoint_names_the_problem(float_export,
   assert not os.listdir(str(tmp_path))
 
 
-def test_integer_export_refused_on_tf1():
-  export_tflite.check_export_supported(False, True, False)
-  export_tflite.check_export_supported(True, False, False)
+# The seed README's export flags (use_quantized_training,
+# use_post_quantization, activation_quantization, float_softmax) and the
+# files they ask for.
+FLAG_KINDS = [
+    ((False, False, False, False), ("float",)),
+    ((False, True, False, False), ("float", "dynamic_range")),
+    ((False, True, True, False), ("float", "dynamic_range", "int8")),
+    ((False, True, True, True),
+     ("float", "dynamic_range", "int8", "int8_float_softmax")),
+    ((True, False, False, False), ("float",)),
+    ((True, True, False, False), ("float", "qat_int8")),
+    ((True, True, True, False), ("float", "qat_int8")),
+    ((True, True, False, True), ("float", "qat_int8",
+                                 "qat_int8_float_softmax")),
+]
+
+
+@pytest.mark.parametrize("flags,kinds", FLAG_KINDS)
+def test_file_kinds_decode_the_export_flags(flags, kinds):
+  """Integer kinds need TF 2.15's converter: refused on TF 1.15 by name."""
+  if tf_compat.IS_TF2 or not export_tflite.needs_calibration(kinds):
+    assert export_tflite.file_kinds(*flags) == kinds
+  else:
+    with pytest.raises(ValueError, match="TF 2.15"):
+      export_tflite.file_kinds(*flags)
+
+
+def test_file_kinds_refuse_flags_that_ask_for_nothing():
   with pytest.raises(ValueError, match="--use_post_quantization"):
-    export_tflite.check_export_supported(False, False, True)
+    export_tflite.file_kinds(False, False, True)
   # A float-softmax file is a variant of an integer one: not without it.
-  for qat, post, activation in ((False, False, False), (False, True, False)):
+  for qat, post, activation in ((False, False, False), (False, True, False),
+                                (True, False, False)):
     with pytest.raises(ValueError, match="--float_softmax .* needs one"):
-      export_tflite.check_export_supported(qat, post, activation,
-                                           float_softmax=True)
-  for qat, activation in ((False, True), (True, False), (True, True)):
-    for float_softmax in (False, True):
-      if tf_compat.IS_TF2:
-        export_tflite.check_export_supported(qat, True, activation,
-                                             float_softmax)
-      else:
-        with pytest.raises(ValueError, match="TF 2.15"):
-          export_tflite.check_export_supported(qat, True, activation,
-                                               float_softmax)
+      export_tflite.file_kinds(qat, post, activation, float_softmax=True)
+
+
+def test_export_refuses_kinds_it_cannot_write_together(float_export,
+                                                        tmp_path):
+  config = modeling.BertConfig.from_dict(float_export["config"])
+  cases = [
+      (("float", "int4"), False, "Unknown TF-Lite kinds"),
+      (("dynamic_range",), False, "lack \"float\""),
+      (("float", "int8_float_softmax"), False, "made from int8"),
+      (("float", "qat_int8"), False, "qat_int8 needs use_quantized_training"),
+      (("float", "int8"), True, "made from a float checkpoint"),
+  ]
+  for kinds, qat, message in cases:
+    with pytest.raises(ValueError, match=message):
+      export_tflite.export(config, float_export["prefix"], str(tmp_path), SEQ,
+                           kinds=kinds, use_quantized_training=qat)
+  assert not os.listdir(str(tmp_path))
 
 
 def test_bad_export_arguments_fail_before_any_file(float_export, tmp_path):
@@ -1171,8 +1208,7 @@ def test_bad_export_arguments_fail_before_any_file(float_export, tmp_path):
   if tf_compat.IS_TF2:
     with pytest.raises(ValueError, match="representative_features"):
       export_tflite.export(config, prefix, str(tmp_path), SEQ,
-                           use_post_quantization=True,
-                           activation_quantization=True)
+                           kinds=("float", "dynamic_range", "int8"))
   assert not os.listdir(str(tmp_path))
 
 
@@ -1199,7 +1235,8 @@ def test_failed_conversion_keeps_the_previous_export(float_export, tmp_path,
   with pytest.raises(RuntimeError, match="converter crashed"):
     export_tflite.export(
         modeling.BertConfig.from_dict(float_export["config"]),
-        float_export["prefix"], export_dir, SEQ, use_post_quantization=True)
+        float_export["prefix"], export_dir, SEQ,
+        kinds=("float", "dynamic_range"))
   after = {}
   for dirpath, _, filenames in os.walk(export_dir):
     for filename in filenames:
@@ -1413,9 +1450,11 @@ def test_task_library_runs_every_exported_model(tmp_path):
         seq=seq)
     paths = export_tflite.export(
         modeling.BertConfig.from_dict(config_dict), prefix,
-        str(directory / "export"), seq, use_quantized_training=qat,
-        use_post_quantization=True, activation_quantization=True,
-        float_softmax=True, representative_features=calibration,
+        str(directory / "export"), seq,
+        kinds=export_tflite.file_kinds(
+            use_quantized_training=qat, use_post_quantization=True,
+            activation_quantization=True, float_softmax=True),
+        use_quantized_training=qat, representative_features=calibration,
         vocab_file=vocab)
     for kind in (("qat_int8", "qat_int8_float_softmax") if qat else
                  ("float", "int8", "int8_float_softmax")):
@@ -1676,7 +1715,7 @@ def test_int8_export_with_dead_units_still_runs_on_xnnpack(tmp_path):
                           config_dict["vocab_size"], min_length=8)
   paths = export_tflite.export(
       modeling.BertConfig.from_dict(config_dict), prefix, str(tmp_path / "x"),
-      SEQ, use_post_quantization=True, activation_quantization=True,
+      SEQ, kinds=("float", "dynamic_range", "int8"),
       representative_features=calibration)
   assert _xnnpack_ratio_violations(paths["int8"]) == []
   tests = _features(np.random.RandomState(6), 4, config_dict["vocab_size"])
