@@ -1483,10 +1483,20 @@ def test_task_library_runs_every_exported_model(tmp_path):
   for kind in ("float", "int8", "qat_int8", "int8_float_softmax",
                "qat_int8_float_softmax"):
     assert results[kind] and results[kind][0] == "zebra", (kind, results)
-  # Both classifier logits read hidden unit 0 with weight 1 and bias 0 (the
-  # rest of their rows is random), and the probabilities are a softmax.
-  assert len(results["classifier"]) == 2
-  assert sum(results["classifier"]) == pytest.approx(1.0, abs=1e-5)
+  # BertNLClassifier's scores are the probabilities the file gives for the
+  # sentence as our WordPiece tokenizer encodes it ([CLS] words [SEP],
+  # padded to SEQ): the Task Library reads the metadata's vocabulary and
+  # tensor names as we wrote them.
+  import tokenization  # pylint: disable=g-import-not-at-top
+  tokenizer = tokenization.FullTokenizer(vocab, do_lower_case=True)
+  ids = tokenizer.convert_tokens_to_ids(
+      ["[CLS]"] + tokenizer.tokenize(QA_CONTEXT) + ["[SEP]"])
+  expected = tflite_runner.LiteModel(models[-1][1]).run(
+      ids + [0] * (SEQ - len(ids)), [1] * len(ids) + [0] * (SEQ - len(ids)),
+      [0] * SEQ)["probabilities"][0]
+  assert abs(expected[0] - expected[1]) > 0.01  # the order means something
+  np.testing.assert_allclose(results["classifier"], sorted(expected),
+                             atol=1e-5)
 
 
 # Exports with a vocabulary in a process where tflite-support cannot be
