@@ -1,4 +1,3 @@
-# coding=utf-8
 """BERT's Adam with decoupled weight decay, the base of both optimizers.
 
 `optimization.create_optimizer(optimizer="adamw")` builds this class, and
@@ -9,9 +8,6 @@ gradient reduction under `tf.distribute` strategies and the same code runs
 on one device, several GPUs or (through CrossShardOptimizer) a TPU.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import re
 
@@ -26,7 +22,6 @@ def matches_any(name, patterns):
 def variable_name(var):
   """The name of a variable without the ":0" suffix."""
   return var.op.name
-
 
 
 class AdamWeightDecayOptimizer(tf.train.Optimizer):

@@ -1,4 +1,3 @@
-# coding=utf-8
 """Builds a WordPiece vocab.txt from plain-text files.
 
 For demos and small experiments that have no BERT vocabulary at hand (the

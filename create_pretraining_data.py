@@ -1,4 +1,3 @@
-# coding=utf-8
 """Text to pretraining TFRecords (BERT's masked-LM + next-sentence data).
 
 Input: plain text, one sentence per line, documents separated by blank lines.
@@ -8,9 +7,6 @@ next_sentence_labels (0 = B follows A, 1 = B is random), the features
 pretraining_data.py reads.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 # First: it imports TensorFlow without its import-time noise (console.py).
 import console  # pylint: disable=g-bad-import-order

@@ -1,4 +1,3 @@
-# coding=utf-8
 """The whole MobileBERT pipeline at tiny scale on a CPU: `make demo`.
 
 Stages, each in its own directory under --output_dir:
@@ -36,9 +35,6 @@ wall time and results.
   python3 demo.py --output_dir=demo_out
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import collections
 import glob

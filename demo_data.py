@@ -1,4 +1,3 @@
-# coding=utf-8
 """Data for `make demo`: an English corpus and a generated SQuAD question set.
 
 Nothing is downloaded.
@@ -20,9 +19,6 @@ Nothing is downloaded.
   the training set.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import collections
 import io

@@ -1,4 +1,3 @@
-# coding=utf-8
 """Teacher/student graph, pretraining heads and knowledge-transfer losses.
 
 The student (scope `bert`, heads `cls/...`) and, for distillation, the frozen
@@ -9,9 +8,6 @@ a time; phase 2 trains it on masked-LM (targets mixing the teacher's
 distribution with the ground truth) plus next-sentence prediction.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import collections
 

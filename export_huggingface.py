@@ -1,4 +1,3 @@
-# coding=utf-8
 """Exports a checkpoint as a Hugging Face transformers MobileBERT directory.
 
   python3 export_huggingface.py \

@@ -1,4 +1,3 @@
-# coding=utf-8
 """GLUE data: reading the task TSV files, featurisation and the TFRecord cache.
 
 Every GLUE task is a `DataProcessor` that knows the column layout of its
@@ -9,9 +8,6 @@ while the settings that produced them (examples, tokenizer files, casing,
 sequence length, labels) are unchanged.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import collections
 import csv

@@ -1,4 +1,3 @@
-# coding=utf-8
 """GLUE evaluation metrics, computed with numpy.
 
 Each task is scored the way the GLUE leaderboard reports it: accuracy, F1 of
@@ -7,9 +6,6 @@ Spearman correlation (STS-B).  The formulas are written out here so that the
 project does not depend on scipy or scikit-learn.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import collections
 

@@ -1,4 +1,3 @@
-# coding=utf-8
 """LAMB with MobileBERT's progressive layer-wise warm-up gating.
 
 Update for a variable w with gradient g (no bias correction):
@@ -17,9 +16,6 @@ frozen; at each stage boundary t = 0 makes every gate 0, which resets all
 moments.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import tensorflow.compat.v1 as tf
 

@@ -1,4 +1,3 @@
-# coding=utf-8
 """MobileBERT's progressive layer-wise schedule, shared by LAMB and the losses.
 
 Phase 1 of distillation trains one student layer per stage of P steps.  With
@@ -12,9 +11,6 @@ the global step s and t = s mod P:
 docs/distillation.md describes the whole schedule.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import re
 

@@ -21,7 +21,6 @@ import math
 import re
 
 import numpy as np
-import six
 import tensorflow.compat.v1 as tf
 
 import checkpoints
@@ -144,7 +143,7 @@ class BertConfig(object):
 
   def validate(self):
     """Raises ValueError on values the model cannot be built with."""
-    if isinstance(self.hidden_act, six.string_types):
+    if isinstance(self.hidden_act, str):
       if self.hidden_act.lower() not in ACTIVATIONS:
         raise ValueError("Unsupported hidden_act %r; expected one of %s." %
                          (self.hidden_act, ", ".join(ACTIVATIONS)))
@@ -210,10 +209,7 @@ class BertConfig(object):
 
 def _constructor_keys():
   import inspect  # pylint: disable=g-import-not-at-top
-  if six.PY2:
-    arg_names = inspect.getargspec(BertConfig.__init__).args
-  else:
-    arg_names = list(inspect.signature(BertConfig.__init__).parameters)
+  arg_names = list(inspect.signature(BertConfig.__init__).parameters)
   return [name for name in arg_names if name != "self"]
 
 
@@ -394,7 +390,7 @@ def get_activation(activation_string):
 
   A non-string argument is returned unchanged, so callables pass through.
   """
-  if not isinstance(activation_string, six.string_types):
+  if not isinstance(activation_string, str):
     return activation_string
   if not activation_string:
     return None
@@ -1065,7 +1061,7 @@ def get_shape_list(tensor, expected_rank=None, name=None):
 
 def assert_rank(tensor, expected_rank, name=None):
   """Raises ValueError if `tensor` does not have one of `expected_rank`."""
-  if isinstance(expected_rank, six.integer_types):
+  if isinstance(expected_rank, int):
     expected_rank = [expected_rank]
   actual_rank = tensor.shape.ndims
   if actual_rank not in expected_rank:

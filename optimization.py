@@ -1,4 +1,3 @@
-# coding=utf-8
 """Optimizer construction: schedule, AdamW or LAMB, clipping, train op.
 
 `create_optimizer` is shared by pretraining and every fine-tuning script.  It
@@ -11,9 +10,6 @@ The optimizers themselves live in `adam_weight_decay.py` and
 `lamb_optimizer.py`; this module depends on them, never the other way.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import tensorflow.compat.v1 as tf
 

@@ -1,9 +1,5 @@
-# coding=utf-8
 """The pretraining TFRecord input_fn (create_pretraining_data.py features)."""
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 import tensorflow.compat.v1 as tf
 

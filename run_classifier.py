@@ -1,4 +1,3 @@
-# coding=utf-8
 """MobileBERT fine-tuning, evaluation, prediction and export on GLUE.
 
   python3 run_classifier.py \
@@ -15,9 +14,6 @@ and TF-Lite models whose output is named "probabilities".  Training,
 evaluation, prediction and export can share one run.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 # First: it imports TensorFlow without its import-time noise (console.py).
 import console  # pylint: disable=g-bad-import-order

@@ -1,4 +1,3 @@
-# coding=utf-8
 """MobileBERT pretraining: progressive knowledge transfer, then distillation.
 
 Phase 1 (--layer_wise_warmup): the student learns the teacher's feature maps
@@ -16,9 +15,6 @@ a completed phase 1 is skipped, an incomplete one continues from its last
 checkpoint, and phase 2 continues from output_dir.
 """
 
-from __future__ import absolute_import
-from __future__ import division
-from __future__ import print_function
 
 # First: it imports TensorFlow without its import-time noise (console.py).
 import console  # pylint: disable=g-bad-import-order

@@ -1,4 +1,3 @@
-# coding=utf-8
 """Fine-tunes MobileBERT on SQuAD v1.1 / v2.0, predicts, evaluates, exports.
 
 Stages, each optional and run in this order:

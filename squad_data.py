@@ -1,4 +1,3 @@
-# coding=utf-8
 """SQuAD v1.1 / v2.0 data: reading, featurisation, TFRecords, feature cache.
 
 BERT's SQuAD pipeline: paragraphs are split into whitespace words, answers are

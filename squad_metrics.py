@@ -1,4 +1,3 @@
-# coding=utf-8
 """Official SQuAD v1.1 and v2.0 metrics: exact match and F1.
 
 Follows the definitions of the official evaluation scripts

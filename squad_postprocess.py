@@ -1,4 +1,3 @@
-# coding=utf-8
 """SQuAD prediction post-processing: from start/end logits to answer texts.
 
 For each question, every window (feature) proposes the `n_best_size` best

@@ -1,4 +1,3 @@
-# coding=utf-8
 """Tokenizers: BERT's WordPiece tokenizer and a SentencePiece alternative.
 
 `FullTokenizer` behaves exactly like google-research/bert's tokenizer (the

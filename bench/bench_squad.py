@@ -1,4 +1,3 @@
-# coding=utf-8
 """SQuAD benchmarks: featurisation speed and fine-tuning throughput.
 
   python bench/bench_squad.py                      # both, SQuAD-sized file

@@ -1,4 +1,3 @@
-# coding=utf-8
 """run_squad.py end to end: flag validation, learning, resume, export, TF-Lite,
 SQuAD 2.0 and bad input.
 

@@ -1,4 +1,3 @@
-# coding=utf-8
 """SQuAD reading, featurisation, TFRecords and the training-feature cache.
 
 Expected positions, windows and max-context flags are worked out by hand in

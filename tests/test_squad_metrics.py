@@ -1,4 +1,3 @@
-# coding=utf-8
 """Official SQuAD metrics on cases worked out by hand."""
 
 import pytest

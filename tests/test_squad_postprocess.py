@@ -1,4 +1,3 @@
-# coding=utf-8
 """SQuAD post-processing with hand-built logits."""
 
 import json

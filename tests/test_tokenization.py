@@ -1,4 +1,3 @@
-# coding=utf-8
 """Tests for tokenization.py and build_vocab.py.
 
 build_vocab.py is only run as a command: importing a script would define its
