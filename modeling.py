@@ -484,8 +484,8 @@ def _dense_kernel(input_tensor, kernel_shape, output_bias_size, initializer,
 
 
 def dense_layer_2d(input_tensor, output_size, initializer, activation,
-                   use_einsum, num_attention_heads=1, name=None,
-                   use_quantized_training=False, is_training=False):
+                   use_einsum, name=None, use_quantized_training=False,
+                   is_training=False):
   """Dense layer on the last axis.
 
   Args:
@@ -494,7 +494,6 @@ def dense_layer_2d(input_tensor, output_size, initializer, activation,
     initializer: kernel initializer.
     activation: function or None.
     use_einsum: einsum instead of reshape + matmul.
-    num_attention_heads: unused by the maths; kept for the original signature.
     name: scope of `kernel` [in, out] and `bias` [out].
     use_quantized_training: fake-quantize the input and kernel.
     is_training: passed to the quantizers.
@@ -502,7 +501,6 @@ def dense_layer_2d(input_tensor, output_size, initializer, activation,
   Returns:
     float Tensor [batch, seq, out] or [batch, out].
   """
-  del num_attention_heads
   input_shape = get_shape_list(input_tensor, expected_rank=[2, 3])
   input_width = input_shape[-1]
   with tf.variable_scope(name):
