@@ -1,4 +1,4 @@
-"""Fine-tuning heads on top of `modeling.BertModel`.
+"""Fine-tuning heads on top of `modeling.BertModel`, and their losses.
 
 Shared by the training scripts and by the TF-Lite export, so the graph that is
 trained and the graph that is exported are built by the same code.  Variable
@@ -135,3 +135,39 @@ def classifier_head(model, is_training, num_labels):
   else:
     probabilities = tf.nn.softmax(logits, axis=-1, name="probabilities")
   return logits, probabilities
+
+
+def span_loss(logits, positions):
+  """Mean cross-entropy of span logits against gold positions.
+
+  Args:
+    logits: [batch, seq] float32.
+    positions: [batch] int32 gold indexes.
+
+  Returns:
+    scalar float32.
+  """
+  seq_length = modeling.get_shape_list(logits, expected_rank=2)[1]
+  one_hot_positions = tf.one_hot(positions, depth=seq_length,
+                                 dtype=tf.float32)
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  return -tf.reduce_mean(tf.reduce_sum(one_hot_positions * log_probs, axis=-1))
+
+
+def classifier_loss(logits, label_ids, num_labels):
+  """Mean cross-entropy, or mean squared error when num_labels is 1.
+
+  Args:
+    logits: [batch, num_labels] float32.
+    label_ids: [batch] int32 class ids, or float32 scores for regression.
+    num_labels: int.
+
+  Returns:
+    scalar float32 loss.
+  """
+  if num_labels == 1:
+    scores = tf.squeeze(logits, axis=[-1])
+    return tf.reduce_mean(tf.square(scores - tf.cast(label_ids, tf.float32)))
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  one_hot_labels = tf.one_hot(label_ids, depth=num_labels, dtype=tf.float32)
+  return tf.reduce_mean(-tf.reduce_sum(one_hot_labels * log_probs, axis=-1))

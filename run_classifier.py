@@ -346,7 +346,7 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
           init_checkpoint, use_tpu=use_tpu, model_dir=FLAGS.output_dir)
 
     if is_training:
-      loss = classifier_loss(logits, features["label_ids"], num_labels)
+      loss = heads.classifier_loss(logits, features["label_ids"], num_labels)
       train_op = optimization.create_optimizer(
           loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
       return tf.estimator.tpu.TPUEstimatorSpec(
@@ -361,25 +361,6 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
         scaffold_fn=scaffold_fn)
 
   return model_fn
-
-
-def classifier_loss(logits, label_ids, num_labels):
-  """Mean cross-entropy, or mean squared error when num_labels is 1.
-
-  Args:
-    logits: [batch, num_labels] float32.
-    label_ids: [batch] int32 class ids, or float32 scores for regression.
-    num_labels: int.
-
-  Returns:
-    scalar float32 loss.
-  """
-  if num_labels == 1:
-    scores = tf.squeeze(logits, axis=[-1])
-    return tf.reduce_mean(tf.square(scores - tf.cast(label_ids, tf.float32)))
-  log_probs = tf.nn.log_softmax(logits, axis=-1)
-  one_hot_labels = tf.one_hot(label_ids, depth=num_labels, dtype=tf.float32)
-  return tf.reduce_mean(-tf.reduce_sum(one_hot_labels * log_probs, axis=-1))
 
 
 def _record_file(name):

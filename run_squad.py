@@ -263,23 +263,6 @@ def validate_flags():
   return bert_config, tokenizer, lite_model, export_kinds
 
 
-def compute_span_loss(logits, positions):
-  """Mean cross-entropy of span logits against gold positions.
-
-  Args:
-    logits: [batch, seq] float32.
-    positions: [batch] int32 gold indexes.
-
-  Returns:
-    scalar float32.
-  """
-  seq_length = modeling.get_shape_list(logits, expected_rank=2)[1]
-  one_hot_positions = tf.one_hot(positions, depth=seq_length,
-                                 dtype=tf.float32)
-  log_probs = tf.nn.log_softmax(logits, axis=-1)
-  return -tf.reduce_mean(tf.reduce_sum(one_hot_positions * log_probs, axis=-1))
-
-
 def model_fn_builder(bert_config, init_checkpoint, output_dir, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      use_einsum, use_quantized_training):
@@ -308,8 +291,8 @@ def model_fn_builder(bert_config, init_checkpoint, output_dir, learning_rate,
           init_checkpoint, use_tpu=use_tpu, model_dir=output_dir)
 
     if is_training:
-      start_loss = compute_span_loss(start_logits, features["start_positions"])
-      end_loss = compute_span_loss(end_logits, features["end_positions"])
+      start_loss = heads.span_loss(start_logits, features["start_positions"])
+      end_loss = heads.span_loss(end_logits, features["end_positions"])
       total_loss = (start_loss + end_loss) / 2.0
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps,

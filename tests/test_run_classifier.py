@@ -9,8 +9,6 @@ import json
 import math
 import os
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +18,6 @@ import numpy_mobilebert
 import script_helpers
 import tf_compat
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FILLER = ["the", "cat", "dog", "sat", "ran", "on", "mat", "big", "small", "red",
           "blue", "house", "tree", "park", "walked", "slowly", "today", "with",
@@ -660,33 +657,6 @@ def test_malformed_row_stops_with_file_and_line(tmp_path):
   assert "Traceback" not in output
   assert os.path.join(data_dir, "train.tsv") + " line 3" in output
   assert not os.path.exists(str(tmp_path / "out" / "train.tf_record"))
-
-
-_LOSS_SCRIPT = """
-import json
-import tensorflow.compat.v1 as tf
-import run_classifier
-with tf.Graph().as_default(), tf.Session() as sess:
-  ce, mse = sess.run([
-      run_classifier.classifier_loss(
-          tf.constant([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]]), tf.constant([0, 2]), 3),
-      run_classifier.classifier_loss(
-          tf.constant([[1.5], [3.0]]), tf.constant([2.0, 2.0]), 1)])
-print(json.dumps([float(ce), float(mse)]))
-"""
-
-
-def test_classifier_loss_matches_numpy():
-  # In a subprocess: run_classifier's flags would clash with other scripts'
-  # flags imported into the pytest process.
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-  output = subprocess.check_output([sys.executable, "-c", _LOSS_SCRIPT],
-                                   cwd=REPO_ROOT, env=env, universal_newlines=True)
-  ce, mse = json.loads(output.strip().splitlines()[-1])
-  logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]])
-  log_softmax = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-  assert ce == pytest.approx(-(log_softmax[0, 0] + log_softmax[1, 2]) / 2, rel=1e-5)
-  assert mse == pytest.approx(((1.5 - 2.0) ** 2 + (3.0 - 2.0) ** 2) / 2, rel=1e-6)
 
 
 def test_bad_input_ends_in_one_message(trained_mnli, tmp_path):
