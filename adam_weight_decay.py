@@ -8,7 +8,6 @@ gradient reduction under `tf.distribute` strategies and the same code runs
 on one device, several GPUs or (through CrossShardOptimizer) a TPU.
 """
 
-
 import re
 
 import tensorflow.compat.v1 as tf

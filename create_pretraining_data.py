@@ -7,7 +7,6 @@ next_sentence_labels (0 = B follows A, 1 = B is random), the features
 pretraining_data.py reads.
 """
 
-
 # First: it imports TensorFlow without its import-time noise (console.py).
 import console  # pylint: disable=g-bad-import-order
 

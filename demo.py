@@ -35,7 +35,6 @@ wall time and results.
   python3 demo.py --output_dir=demo_out
 """
 
-
 import collections
 import glob
 import json

@@ -19,7 +19,6 @@ Nothing is downloaded.
   the training set.
 """
 
-
 import collections
 import io
 import json

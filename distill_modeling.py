@@ -8,7 +8,6 @@ a time; phase 2 trains it on masked-LM (targets mixing the teacher's
 distribution with the ground truth) plus next-sentence prediction.
 """
 
-
 import collections
 
 import tensorflow.compat.v1 as tf

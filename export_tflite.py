@@ -96,13 +96,13 @@ import atomic_files
 import checkpoints
 import feature_records
 import file_checks
-import tflite_runner
 import modeling
 import run_utils
 import tf_compat
 import tflite_conversion
 import tflite_flatbuffer
 import tflite_metadata
+import tflite_runner
 import tokenization
 
 SAVED_MODEL_DIR = "saved_model"
@@ -328,14 +328,13 @@ def _check_kinds(kinds, use_quantized_training):
     if kind in kinds and integer_kind not in kinds:
       raise ValueError("%s is made from %s, which kinds %s lack." %
                        (kind, integer_kind, list(kinds)))
-  qat_only = "qat_int8" in kinds
-  float_only = set(kinds) & {"dynamic_range", "int8"}
-  if qat_only and not use_quantized_training:
+  from_float_checkpoint = set(kinds) & {"dynamic_range", "int8"}
+  if "qat_int8" in kinds and not use_quantized_training:
     raise ValueError("qat_int8 needs use_quantized_training (a QAT graph "
                      "and checkpoint).")
-  if float_only and use_quantized_training:
+  if from_float_checkpoint and use_quantized_training:
     raise ValueError("%s are made from a float checkpoint, not with "
-                     "use_quantized_training." % sorted(float_only))
+                     "use_quantized_training." % sorted(from_float_checkpoint))
   if needs_calibration(kinds) and not tf_compat.IS_TF2:
     raise ValueError("Integer TF-Lite export (%s) needs the TF 2.15 runtime."
                      % ", ".join(k for k in kinds if k in INTEGER_KINDS))

@@ -8,7 +8,6 @@ while the settings that produced them (examples, tokenizer files, casing,
 sequence length, labels) are unchanged.
 """
 
-
 import collections
 import csv
 import hashlib

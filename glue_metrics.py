@@ -6,7 +6,6 @@ Spearman correlation (STS-B).  The formulas are written out here so that the
 project does not depend on scipy or scikit-learn.
 """
 
-
 import collections
 
 import numpy as np

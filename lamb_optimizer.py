@@ -16,7 +16,6 @@ frozen; at each stage boundary t = 0 makes every gate 0, which resets all
 moments.
 """
 
-
 import tensorflow.compat.v1 as tf
 
 import adam_weight_decay

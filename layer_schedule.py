@@ -11,7 +11,6 @@ the global step s and t = s mod P:
 docs/distillation.md describes the whole schedule.
 """
 
-
 import re
 
 import tensorflow.compat.v1 as tf

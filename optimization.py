@@ -10,7 +10,6 @@ The optimizers themselves live in `adam_weight_decay.py` and
 `lamb_optimizer.py`; this module depends on them, never the other way.
 """
 
-
 import tensorflow.compat.v1 as tf
 
 import adam_weight_decay

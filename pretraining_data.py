@@ -1,6 +1,5 @@
 """The pretraining TFRecord input_fn (create_pretraining_data.py features)."""
 
-
 import tensorflow.compat.v1 as tf
 
 import feature_records

@@ -14,7 +14,6 @@ and TF-Lite models whose output is named "probabilities".  Training,
 evaluation, prediction and export can share one run.
 """
 
-
 # First: it imports TensorFlow without its import-time noise (console.py).
 import console  # pylint: disable=g-bad-import-order
 

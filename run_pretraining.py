@@ -15,7 +15,6 @@ a completed phase 1 is skipped, an incomplete one continues from its last
 checkpoint, and phase 2 continues from output_dir.
 """
 
-
 # First: it imports TensorFlow without its import-time noise (console.py).
 import console  # pylint: disable=g-bad-import-order
 

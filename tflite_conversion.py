@@ -27,9 +27,9 @@ import tensorflow.compat.v1 as tf
 
 import console
 import heads
-import tflite_runner
 import quantization
 import tflite_flatbuffer
+import tflite_runner
 
 OUTPUT_NAMES = {
     "squad": ("start_logits", "end_logits"),
@@ -220,7 +220,7 @@ def integer_model(kind, bert_config, prefix, max_seq_length, task, num_labels,
   return model
 
 
-def with_float_softmax(kind, integer_model):
+def with_float_softmax(kind, integer_bytes):
   """The integer model with its attention softmaxes in float32 (`kind`).
 
   Raises:
@@ -228,7 +228,7 @@ def with_float_softmax(kind, integer_model):
       the attention softmax islands; names the op.
   """
   model, moved, clamps = tflite_flatbuffer.float_attention_softmax(
-      integer_model)
+      integer_bytes)
   tf.logging.info("%s model: %d attention softmaxes moved to float32 "
                   "(DEQUANTIZE -> SOFTMAX -> QUANTIZE), %d score clamps that "
                   "change no int8 value left out.", kind, moved, clamps)
@@ -276,7 +276,6 @@ def with_padding(features):
 
 class IntegerExportError(ValueError):
   """An integer TF-Lite model cannot be written for this graph."""
-
 
 # How far below the lowest real row maximum masked keys are put: each keeps a
 # weight of at most exp(-16) ~ 1.1e-7 against the row's best real key, so 383

@@ -20,6 +20,7 @@ import collections
 
 import numpy as np
 
+
 def _schema():
   """TF-Lite's flatbuffer schema module (TF 2.15), or None on TF 1.15."""
   try:
@@ -85,10 +86,9 @@ class _EditableModel(object):
     self._op_names = _enum_names(self.schema.BuiltinOperator)
 
   def op_type(self, operator):
-    code = self.model.operatorCodes[operator.opcodeIndex]
-    # Codes past 127 live only in builtinCode; older ones in both fields.
-    return self._op_names.get(max(code.builtinCode,
-                                  code.deprecatedBuiltinCode), "CUSTOM")
+    return self._op_names.get(
+        _builtin_code(self.model.operatorCodes[operator.opcodeIndex]),
+        "CUSTOM")
 
   def opcode_index(self, op_name):
     """The index of builtin op `op_name`'s operator code, added if absent.
@@ -98,7 +98,7 @@ class _EditableModel(object):
     """
     builtin = getattr(self.schema.BuiltinOperator, op_name)
     for index, code in enumerate(self.model.operatorCodes):
-      if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+      if _builtin_code(code) == builtin:
         return index
     code = self.schema.OperatorCodeT()
     code.builtinCode = builtin
@@ -113,6 +113,11 @@ class _EditableModel(object):
     builder = flatbuffers.Builder(1024)
     builder.Finish(self.model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _builtin_code(operator_code):
+  # Codes past 127 live only in builtinCode; older ones in both fields.
+  return max(operator_code.builtinCode, operator_code.deprecatedBuiltinCode)
 
 
 def _tensor_name(tensor):
@@ -402,6 +407,8 @@ def float_attention_softmax(model):
   for subgraph in editable.model.subgraphs:
     producer = {index: operator for operator in subgraph.operators
                 for index in operator.outputs}
+    num_readers = collections.Counter(
+        index for operator in subgraph.operators for index in operator.inputs)
     operators = []
     for operator in subgraph.operators:
       scores = subgraph.tensors[operator.inputs[0]]
@@ -411,7 +418,9 @@ def float_attention_softmax(model):
         continue
       scores_index = operator.inputs[0]
       clamp = producer.get(scores_index)
-      while clamp is not None and _identity_clamp(editable, subgraph, clamp):
+      # A clamp whose output something else reads too must stay.
+      while (clamp is not None and num_readers[scores_index] == 1 and
+             _identity_clamp(editable, subgraph, clamp)):
         clamps.add(id(clamp))
         scores_index = _clamped_operand(editable, subgraph, clamp)
         clamp = producer.get(scores_index)

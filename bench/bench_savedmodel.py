@@ -25,7 +25,7 @@ import bench_tf_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
-import tflite_conversion
+import tflite_conversion  # pylint: disable=g-import-not-at-top
 
 flags = tf.flags
 FLAGS = flags.FLAGS

@@ -36,7 +36,7 @@ import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
 import tf_compat  # pylint: disable=g-import-not-at-top
-import tflite_runner
+import tflite_runner  # pylint: disable=g-import-not-at-top
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 

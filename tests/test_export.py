@@ -680,35 +680,21 @@ def test_float_softmax_file_logits_against_numpy_model(kind, request):
 
 
 def _litert_partitions(path):
-  """(XNNPACK partitions, ops left to builtin kernels) of a file on LiteRT."""
+  """(XNNPACK partitions, {op: count} left to builtin kernels) of a file on
+  LiteRT, as bench/bench_litert.py's delegation() counts them."""
   try:
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
   except ImportError as error:
     _skip_or_fail_under_ci("LiteRT is not installed: %s" % error)
+  sys.path.insert(0, os.path.join(ROOT, "bench"))
+  try:
+    import bench_litert  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
   model = litert.Interpreter(model_path=path, num_threads=1)
   model.allocate_tensors()
-  nodes = model._get_ops_details()  # pylint: disable=protected-access
-  delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
-  # A node ran by the delegate writes a tensor only the delegate computes.
-  delegated_outputs = set()
-  for delegate in delegates:
-    delegated_outputs.update(delegate["outputs"])
-  own = [n for n in nodes if n["op_name"] != "DELEGATE"]
-  producer = {index: n for n in own for index in n["outputs"]}
-  inside = set()
-  for delegate in delegates:
-    pending, boundary = list(delegate["outputs"]), set(delegate["inputs"])
-    while pending:
-      index = pending.pop()
-      if index in boundary or index not in producer:
-        continue
-      node = producer[index]
-      if node["index"] not in inside:
-        inside.add(node["index"])
-        pending.extend(i for i in node["inputs"] if i >= 0)
-  left = collections.Counter(n["op_name"] for n in own
-                             if n["index"] not in inside)
-  return len(delegates), left
+  share = bench_litert.delegation(model)
+  return share["partitions"], share["not_delegated"]
 
 
 @NEEDS_TF2
@@ -724,7 +710,7 @@ def test_float_softmax_file_runs_in_one_xnnpack_partition(kind, request):
   assert partitions == 1 and set(left) == {"GATHER"}, (partitions, left)
   partitions, left = _litert_partitions(
       fixture["paths"][FLOAT_SOFTMAX_OF[kind]])
-  assert partitions == num_layers + 1 and left["SOFTMAX"] == num_layers, (
+  assert partitions == num_layers + 1 and left.get("SOFTMAX") == num_layers, (
       partitions, left)
 
 

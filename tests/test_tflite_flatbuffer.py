@@ -200,6 +200,21 @@ def test_score_clamps_left_out_only_where_they_change_nothing(low, high,
     assert np.abs(outputs[0] - outputs[1]).max() <= 1
 
 
+def test_identity_clamp_read_elsewhere_too_stays():
+  """A clamp whose output also feeds another op is kept, identity or not:
+  that op still needs its input written."""
+  def clipped_twice_read(scores):
+    clipped = tf.clip_by_value(scores, -6.0, 60.0)
+    return tf.nn.softmax(clipped, axis=-1), clipped + 1.0
+
+  integer = _integer_model(clipped_twice_read, [[1, HEADS, LENGTH, LENGTH]],
+                           scale=1.0)
+  edited, moved, removed = tflite_flatbuffer.float_attention_softmax(integer)
+  assert (moved, removed) == (1, 0)
+  assert sorted(op[0] for op in _ops(_interpreter(edited))
+                if op[0] in ("MINIMUM", "MAXIMUM")) == ["MAXIMUM", "MINIMUM"]
+
+
 def _dense_and_matmul(x, y):
   """A dense layer with a bias, and a matmul whose second operand (y + 1)
   is not centred on zero."""
