@@ -522,7 +522,8 @@ def main(_):
       representative = read_representative_features(
           flags_values.representative_file, flags_values.max_seq_length,
           flags_values.num_representative_features)
-    paths = export(
+    # export() logs each file it writes.
+    export(
         bert_config, flags_values.init_checkpoint, flags_values.export_dir,
         flags_values.max_seq_length, kinds=kinds, task=flags_values.task,
         num_labels=flags_values.num_labels,
@@ -531,8 +532,6 @@ def main(_):
         vocab_file=flags_values.vocab_file,
         spm_model_file=flags_values.spm_model_file,
         do_lower_case=flags_values.do_lower_case)
-  for kind, path in sorted(paths.items()):
-    tf.logging.info("  %s: %s", kind, path)
 
 
 if __name__ == "__main__":

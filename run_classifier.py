@@ -562,7 +562,8 @@ def main(_):
       if _needs_representative_set(export_kinds):
         rep_features = representative_features(train_examples, label_list,
                                                tokenizer)
-      exported = export_tflite.export(
+      # export() logs each file it writes.
+      export_tflite.export(
           bert_config=bert_config,
           checkpoint=checkpoint,
           export_dir=FLAGS.export_dir,
@@ -575,8 +576,6 @@ def main(_):
           vocab_file=FLAGS.vocab_file,
           spm_model_file=FLAGS.spm_model_file,
           do_lower_case=FLAGS.do_lower_case)
-      for kind, path in sorted(exported.items()):
-        tf.logging.info("Exported %s: %s", kind, path)
 
 
 if __name__ == "__main__":

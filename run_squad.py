@@ -481,15 +481,14 @@ def export(bert_config, tokenizer, kinds):
                     "questions of %s.", len(representative_features),
                     export_tflite.CALIBRATION_EXAMPLES, FLAGS.train_file)
   tf.logging.info("Exporting %s to %s", checkpoint, FLAGS.export_dir)
-  paths = export_tflite.export(
+  # export() logs each file it writes.
+  export_tflite.export(
       bert_config, checkpoint, FLAGS.export_dir, FLAGS.max_seq_length,
       kinds=kinds, task="squad",
       use_quantized_training=FLAGS.use_quantized_training,
       representative_features=representative_features,
       vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
       do_lower_case=FLAGS.do_lower_case)
-  for kind, path in sorted(paths.items()):
-    tf.logging.info("  exported %s: %s", kind, path)
 
 
 def main(_):

@@ -150,7 +150,7 @@ def float_models(session, inputs, outputs, kinds):
       list(outputs.values()))
   models = collections.OrderedDict()
   for kind in kinds:
-    tf.logging.info("Converting to a %s TF-Lite model.", kind)
+    tf.logging.info("Converting the %s TF-Lite model.", kind)
     if kind == "dynamic_range":
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     with console.stderr_without(console.CONVERTER_NOISE):
@@ -185,7 +185,7 @@ def integer_model(kind, bert_config, prefix, max_seq_length, task, num_labels,
     tf.logging.info("%s model: masked keys score %s (per layer) instead of "
                     "their own score minus 10000.", kind,
                     ", ".join("%.1f" % v for v in masked_key_scores))
-  tf.logging.info("Converting to a %s TF-Lite model (integer only, "
+  tf.logging.info("Converting the %s TF-Lite model (integer only, "
                   "calibrated on %d features).", kind,
                   len(representative_features))
   graph = tf.Graph()
