@@ -14,8 +14,7 @@ that one to fine-tune it).  The vocabulary holds, in this order:
 
 Text is pre-tokenized with BERT's BasicTokenizer, with the same
 --do_lower_case the model will use.  The result is deterministic: every tie
-is broken alphabetically.  The algorithm is tokenization.build_wordpiece_vocab
-(kept there so that it can be imported without defining this script's flags).
+is broken alphabetically.  The algorithm is tokenization.build_wordpiece_vocab.
 
   python3 build_vocab.py --input_file='corpus/*.txt' --output_file=vocab.txt \
     --vocab_size=1000 --do_lower_case
@@ -28,29 +27,26 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+import common_flags
 import file_checks
 import pretraining_data
 import run_utils
 import tokenization
 
-flags = tf.flags
-FLAGS = flags.FLAGS
+FLAGS = tf.flags.FLAGS
 
-flags.DEFINE_string(
-    "input_file", None,
-    "Plain-text input: a file, a glob, or several separated by commas.")
 
-flags.DEFINE_string("output_file", None, "Where to write the vocab.txt.")
-
-flags.DEFINE_integer(
-    "vocab_size", 1000,
-    "Maximum number of entries, special tokens included.  Keep it at most "
-    "the vocab_size of the model's bert_config.json.")
-
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Lower-case and strip accents before counting; must match the "
-    "--do_lower_case used when tokenizing with this vocab.")
+def define_flags():
+  """The script's flags: the shared ones (common_flags) and its own."""
+  common_flags.define_input_file_flag()
+  common_flags.define_output_file_flag()
+  common_flags.define_lower_case_flag()
+  tf.flags.DEFINE_integer(
+      "vocab_size", 1000,
+      "Maximum number of entries, special tokens included.  Keep it at most "
+      "the vocab_size of the model's bert_config.json.")
+  # --helpshort lists the shared flags with the script's own.
+  tf.flags.adopt_module_key_flags(common_flags)
 
 
 def _read_lines(input_files):
@@ -100,4 +96,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   tf.app.run()

@@ -1,13 +1,20 @@
-"""Checkpoint files of a run directory: which one to load, and its step.
+"""Checkpoints: finding, checking, loading.
 
-Nothing here knows the model; `modeling.check_checkpoint` compares a
-checkpoint's variables with a config, and `modeling.init_from_checkpoint`
-loads it into a graph.
+Which checkpoint a run loads (a run directory's latest, or what the user
+passed as --init_checkpoint) and its step; damaged checkpoints set aside; a
+checkpoint checked whole and against a config before any graph is built;
+variables initialised from it (`init_from_checkpoint`) with a report of what
+was loaded; and the one message a shape mismatch gets (`shape_mismatch`).
 """
 
+import collections
 import re
 
 import tensorflow.compat.v1 as tf
+
+import file_checks
+import modeling
+import quantization
 
 _CHECKPOINT_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
 
@@ -33,6 +40,12 @@ def resolve_checkpoint_path(path):
         "No checkpoint at %s (expected %s.index and its .data files)." %
         (path, prefix))
   return prefix
+
+
+def has_variables_under(checkpoint, scope):
+  """Whether `checkpoint` (a prefix) holds any variable named `scope`/...."""
+  return any(name.startswith(scope + "/")
+             for name, _ in tf.train.list_variables(checkpoint))
 
 
 def latest_checkpoint(model_dir):
@@ -70,7 +83,7 @@ def latest_checkpoint_step(model_dir):
 DAMAGED_SUFFIX = ".damaged"
 
 
-def set_aside_damaged(model_dir, damage):
+def set_aside_damaged(model_dir):
   """Makes a run in `model_dir` resume from its newest intact checkpoint.
 
   A run resumes from the newest checkpoint recorded in `model_dir`.  Newer
@@ -81,8 +94,6 @@ def set_aside_damaged(model_dir, damage):
 
   Args:
     model_dir: a run directory (nothing happens without a record in it).
-    damage: prefix -> what is wrong with it, or None if intact
-      (modeling.checkpoint_damage).
 
   Raises:
     ValueError: every recorded checkpoint is damaged (the run would
@@ -95,7 +106,7 @@ def set_aside_damaged(model_dir, damage):
       state.model_checkpoint_path]
   damaged = []
   for prefix in reversed(recorded):
-    problem = damage(prefix)
+    problem = checkpoint_damage(prefix)
     if problem is None:
       break
     damaged.append((prefix, problem))
@@ -118,3 +129,246 @@ def set_aside_damaged(model_dir, damage):
   tf.train.update_checkpoint_state(
       model_dir, intact,
       all_model_checkpoint_paths=recorded[:len(recorded) - len(damaged)])
+
+
+def shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape, graph_name,
+                    graph_shape):
+  return ValueError(
+      "Checkpoint %s does not match the model: variable %s has shape %s in "
+      "the checkpoint but %s has shape %s in the graph. Check that "
+      "the config describes the checkpoint." %
+      (checkpoint, checkpoint_name, list(checkpoint_shape), graph_name,
+       list(graph_shape)))
+
+
+def check_checkpoint(path, config=None, scope=modeling.MODEL_SCOPE):
+  """Checks that a checkpoint can be read whole and fits `config`.
+
+  Run before building the training or export graph, so that a damaged file
+  or a wrong --bert_config_file ends in one message instead of a failure deep
+  inside a TensorFlow session.  Every tensor is read once (the .data files'
+  checksums are verified on read).
+
+  Args:
+    path: what resolve_checkpoint_path accepts.
+    config: optional BertConfig; its encoder variables under `scope` must
+      have the checkpoint's shapes wherever both have a variable.
+    scope: the name scope the config's variables carry in the checkpoint.
+
+  Returns:
+    The checkpoint prefix.
+
+  Raises:
+    ValueError: nothing at `path`, a damaged .index or .data file (naming
+      the variable that cannot be read), or a variable whose shape differs
+      (naming the variable and both shapes).
+  """
+  prefix = resolve_checkpoint_path(path)
+  damage = checkpoint_damage(prefix)
+  if damage:
+    raise ValueError("Checkpoint %s is damaged: %s." % (prefix, damage))
+  shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+  if config is not None:
+    for name, graph_shape in sorted(modeling.encoder_variable_shapes(config,
+                                                            scope).items()):
+      if name in shapes and list(shapes[name]) != graph_shape:
+        raise shape_mismatch(prefix, name, shapes[name], name, graph_shape)
+  return prefix
+
+
+_DAMAGE = {}
+
+
+def checkpoint_damage(prefix):
+  """What is wrong with the files of checkpoint `prefix`, or None if every
+  tensor reads back (the .data files' checksums are verified on read).
+
+  Each checkpoint is read once per process (a run checks the checkpoint it
+  resumes from both for damage and against its config).
+  """
+  try:
+    key = (prefix, tf.gfile.Stat(prefix + ".index").mtime_nsec)
+  except tf.errors.OpError:
+    return _read_every_tensor(prefix)
+  if key not in _DAMAGE:
+    _DAMAGE[key] = _read_every_tensor(prefix)
+  return _DAMAGE[key]
+
+
+def _read_every_tensor(prefix):
+  """checkpoint_damage without the memo."""
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+  except Exception as error:  # pylint: disable=broad-except
+    return "its .index file cannot be read (%s)" % file_checks.first_line(
+        error)
+  for name in sorted(shapes):
+    try:
+      reader.get_tensor(name)
+    except Exception as error:  # pylint: disable=broad-except
+      return "variable %s cannot be read from its .data file (%s)" % (
+          name, file_checks.first_line(error))
+  return None
+
+
+def get_assignment_map_from_checkpoint(tvars, checkpoint,
+                                       init_from_teacher=False,
+                                       init_embedding=False):
+  """Maps checkpoint variables onto graph variables, checking shapes.
+
+  Args:
+    tvars: graph variables that may be initialized.
+    checkpoint: a checkpoint prefix (resolve_checkpoint_path's result).
+    init_from_teacher: map checkpoint name X onto graph variable `teacher/X`.
+    init_embedding: map only names outside `bert/encoder` (embeddings and
+      heads), as used to seed a student from its teacher.
+
+  Returns:
+    (assignment_map {checkpoint name: graph name},
+     initialized_variable_names {graph name: 1}).
+
+  Raises:
+    ValueError: a mapped pair differs in shape; names the variables and both
+      shapes so a config/checkpoint mismatch is obvious.
+  """
+  graph_variables = collections.OrderedDict(
+      (var.op.name, var) for var in tvars)
+  assignment_map = collections.OrderedDict()
+  initialized_variable_names = collections.OrderedDict()
+  for checkpoint_name, checkpoint_shape in tf.train.list_variables(checkpoint):
+    if init_from_teacher:
+      graph_name = modeling.TEACHER_SCOPE + "/" + checkpoint_name
+    elif init_embedding and checkpoint_name.startswith("bert/encoder"):
+      continue
+    else:
+      graph_name = checkpoint_name
+    if graph_name not in graph_variables:
+      continue
+    graph_shape = graph_variables[graph_name].shape.as_list()
+    if list(checkpoint_shape) != graph_shape:
+      raise shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape,
+                           graph_name, graph_shape)
+    assignment_map[checkpoint_name] = graph_name
+    initialized_variable_names[graph_name] = 1
+  return assignment_map, initialized_variable_names
+
+
+def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
+                         init_from_teacher=False, init_embedding=False,
+                         model_dir=None):
+  """Initializes graph variables from a checkpoint and logs what was loaded.
+
+  Call inside a model_fn after the graph is built.  Several calls may be made
+  with different modes (e.g. a student's embeddings and the whole teacher from
+  one teacher checkpoint); each logs its own report.
+
+  What a new run takes from a checkpoint (docs/differences.md): the trainable
+  variables and the quantizers' state (ranges and their moving averages,
+  which a QAT checkpoint is not whole without).  Never `global_step` or
+  optimizer slots: a new run starts its schedule and moments afresh.
+
+  Args:
+    init_checkpoint: checkpoint prefix, .index/.data path or directory.
+    tvars: candidate variables; defaults to the trainable variables plus the
+      quantizer state (quantization.range_variables()).
+    use_tpu: if True, return a scaffold_fn that does the initialization (TPU
+      needs it inside the scaffold); otherwise initialize directly.
+    init_from_teacher: see get_assignment_map_from_checkpoint.
+    init_embedding: see get_assignment_map_from_checkpoint.
+    model_dir: the estimator's directory.  When it holds a checkpoint the
+      estimator restores every variable from it (resuming training, or
+      predicting after it), so `init_checkpoint` is not read and the report
+      says so.
+
+  Returns:
+    scaffold_fn for TPUEstimatorSpec, or None when not on TPU.
+  """
+  resumed = latest_checkpoint(model_dir)
+  if resumed:
+    tf.logging.info("Restoring every variable from %s, the latest checkpoint "
+                    "in %s (--init_checkpoint is not read).", resumed,
+                    model_dir)
+    return None
+  if tvars is None:
+    tvars = tf.trainable_variables() + quantization.range_variables()
+  checkpoint = resolve_checkpoint_path(init_checkpoint)
+  assignment_map, initialized = get_assignment_map_from_checkpoint(
+      tvars, checkpoint, init_from_teacher=init_from_teacher,
+      init_embedding=init_embedding)
+  log_loading_report(tvars, checkpoint, initialized)
+  if not assignment_map:
+    return None
+
+  def _init():
+    tf.train.init_from_checkpoint(checkpoint, assignment_map)
+
+  if use_tpu:
+    def scaffold_fn():
+      _init()
+      return tf.train.Scaffold()
+    return scaffold_fn
+  _init()
+  return None
+
+
+def log_loading_report(tvars, checkpoint, initialized_variable_names):
+  """Logs which variables were loaded from `checkpoint` and which were not.
+
+  Weights are listed by name when they keep their initial values; the
+  quantizer state (hundreds of scalars in a QAT graph) is reported as counts.
+  """
+  names = [var.op.name for var in tvars]
+  weights = [name for name in names
+             if not quantization.is_range_variable(name)]
+  ranges = [name for name in names if quantization.is_range_variable(name)]
+  missing = [name for name in weights
+             if name not in initialized_variable_names]
+  tf.logging.info("Loaded %d of %d variables from %s.",
+                  len(weights) - len(missing), len(weights), checkpoint)
+  if missing:
+    tf.logging.info("%d variables keep their initial values (not in the "
+                    "checkpoint under this mapping):", len(missing))
+    for name in missing:
+      tf.logging.info("  %s", name)
+  if not ranges:
+    return
+  loaded_ranges = sum(name in initialized_variable_names for name in ranges)
+  if loaded_ranges == len(ranges):
+    tf.logging.info("Loaded all %d quantization-range variables (min/max and "
+                    "their moving averages) from %s: the model quantizes "
+                    "with its trained ranges.", len(ranges), checkpoint)
+  elif loaded_ranges == 0:
+    tf.logging.info("Quantization ranges: %s has none (a float checkpoint); "
+                    "the %d range variables start fresh at [%g, %g] and are "
+                    "learned in training.", checkpoint, len(ranges),
+                    quantization.INITIAL_MIN, quantization.INITIAL_MAX)
+  else:
+    fresh = [name for name in ranges if name not in initialized_variable_names]
+    tf.logging.warning("Loaded %d of %d quantization-range variables from %s; "
+                       "%d start fresh at [%g, %g], e.g. %s.", loaded_ranges,
+                       len(ranges), checkpoint, len(fresh),
+                       quantization.INITIAL_MIN, quantization.INITIAL_MAX,
+                       fresh[0])
+
+
+def check_quantization_ranges(path):
+  """Checks that a checkpoint holds trained quantization ranges.
+
+  A QAT graph that predicts, evaluates or exports without training first
+  takes its ranges from the checkpoint; a float checkpoint has none, and the
+  initial ranges would give results unlike the trained model's.
+
+  Raises:
+    ValueError: naming the checkpoint.
+  """
+  prefix = resolve_checkpoint_path(path)
+  if not any(quantization.is_range_variable(name)
+             for name, _ in tf.train.list_variables(prefix)):
+    raise ValueError(
+        "Checkpoint %s holds no quantization ranges (it was not trained with "
+        "--use_quantized_training), so a --use_quantized_training model "
+        "would quantize with the initial [%g, %g] ranges instead of trained "
+        "ones. Fine-tune it with --use_quantized_training --do_train first, "
+        "or drop --use_quantized_training." %
+        (prefix, quantization.INITIAL_MIN, quantization.INITIAL_MAX))

@@ -54,62 +54,63 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import checkpoints
+import common_flags
 import console
 import demo_data
 import distill_modeling
 import export_tflite
+import layer_schedule
 import modeling
+import pretraining_model
 import run_utils
 
-flags = tf.flags
-FLAGS = flags.FLAGS
+FLAGS = tf.flags.FLAGS
 
-flags.DEFINE_string(
-    "output_dir", "demo_out",
-    "Directory for every stage's data, checkpoints, logs and results.")
-flags.DEFINE_string(
-    "python", sys.executable,
-    "The Python interpreter that runs the stage scripts.")
-flags.DEFINE_integer(
-    "seed", 12345,
-    "Seed of the pretraining data (masking, sentence pairs), of the "
-    "generated questions and of every training run.")
-flags.DEFINE_integer(
-    "max_seq_length", 128,
-    "Sequence length of the pretraining data and of SQuAD features; at most "
-    "max_position_embeddings of the configs.")
-flags.DEFINE_integer("max_predictions_per_seq", 20,
-                     "Masked positions per pretraining sequence.")
-flags.DEFINE_integer(
-    "dupe_factor", 5,
-    "Passes over the training corpus, each with fresh masks, when making "
-    "the pretraining data.")
-flags.DEFINE_integer("pretrain_batch_size", 16,
-                     "Batch size of every pretraining run.")
-flags.DEFINE_integer("teacher_steps", 800, "Teacher pretraining steps.")
-flags.DEFINE_float("teacher_learning_rate", 1e-2,
-                   "Peak LAMB learning rate of the teacher.")
-flags.DEFINE_integer(
-    "transfer_steps", 200,
-    "Phase 1 (layer-wise knowledge transfer) steps, split evenly over the "
-    "student's layers.")
-flags.DEFINE_integer("distill_steps", 300,
-                     "Phase 2 (pretraining distillation) steps.")
-flags.DEFINE_float("distill_learning_rate", 1e-2,
-                   "LAMB learning rate of both distillation phases.")
-flags.DEFINE_float(
-    "scratch_learning_rate", 1e-2,
-    "Peak LAMB learning rate of the student trained from scratch for "
-    "transfer_steps + distill_steps steps.")
-flags.DEFINE_integer("squad_train_questions", 1500,
-                     "Generated training questions.")
-flags.DEFINE_integer("squad_dev_questions", 150,
-                     "Generated held-out questions.")
-flags.DEFINE_integer("squad_batch_size", 32, "SQuAD fine-tuning batch size.")
-flags.DEFINE_float("squad_epochs", 3.0, "Float SQuAD fine-tuning epochs.")
-flags.DEFINE_float("squad_learning_rate", 1e-3,
-                   "Peak AdamW learning rate of SQuAD fine-tuning.")
-flags.DEFINE_float("qat_epochs", 2.0, "Quantization-aware fine-tuning epochs.")
+
+def define_flags():
+  """The script's flags: the shared ones (common_flags) and its own."""
+  common_flags.define_output_dir_flag("demo_out")
+  common_flags.define_max_seq_length_flag(128)
+  common_flags.define_max_predictions_flag()
+  common_flags.define_dupe_factor_flag(5)
+  flags = tf.flags
+  flags.DEFINE_string(
+      "python", sys.executable,
+      "The Python interpreter that runs the stage scripts.")
+  flags.DEFINE_integer(
+      "seed", 12345,
+      "Seed of the pretraining data (masking, sentence pairs), of the "
+      "generated questions and of every training run.")
+  flags.DEFINE_integer("pretrain_batch_size", 16,
+                       "Batch size of every pretraining run.")
+  flags.DEFINE_integer("teacher_steps", 800, "Teacher pretraining steps.")
+  flags.DEFINE_float("teacher_learning_rate", 1e-2,
+                     "Peak LAMB learning rate of the teacher.")
+  flags.DEFINE_integer(
+      "transfer_steps", 200,
+      "Phase 1 (layer-wise knowledge transfer) steps, split evenly over the "
+      "student's layers.")
+  flags.DEFINE_integer("distill_steps", 300,
+                       "Phase 2 (pretraining distillation) steps.")
+  flags.DEFINE_float("distill_learning_rate", 1e-2,
+                     "LAMB learning rate of both distillation phases.")
+  flags.DEFINE_float(
+      "scratch_learning_rate", 1e-2,
+      "Peak LAMB learning rate of the student trained from scratch for "
+      "transfer_steps + distill_steps steps.")
+  flags.DEFINE_integer("squad_train_questions", 1500,
+                       "Generated training questions.")
+  flags.DEFINE_integer("squad_dev_questions", 150,
+                       "Generated held-out questions.")
+  flags.DEFINE_integer("squad_batch_size", 32, "SQuAD fine-tuning batch size.")
+  flags.DEFINE_float("squad_epochs", 3.0, "Float SQuAD fine-tuning epochs.")
+  flags.DEFINE_float("squad_learning_rate", 1e-3,
+                     "Peak AdamW learning rate of SQuAD fine-tuning.")
+  flags.DEFINE_float("qat_epochs", 2.0,
+                     "Quantization-aware fine-tuning epochs.")
+  # --helpshort lists the shared flags with the script's own.
+  tf.flags.adopt_module_key_flags(common_flags)
+
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 TEACHER_CONFIG = "config/tiny_teacher.json"
@@ -539,9 +540,12 @@ def run_distill(context, paths, log_path):
   results = evaluate_mlm(context, STUDENT_CONFIG, model_dir, log_path)
 
   num_layers = load_config(STUDENT_CONFIG).num_hidden_layers
-  last_phase_start = (FLAGS.transfer_steps // num_layers) * (num_layers - 1)
-  scalars = read_scalars(os.path.join(model_dir, "my_summary", "warmup"),
-                         distill_modeling.TRANSFER_LOSS_NAMES)
+  last_phase_start = layer_schedule.stage_start(
+      num_layers - 1,
+      layer_schedule.steps_per_layer(FLAGS.transfer_steps, num_layers))
+  summary_dir = os.path.join(model_dir, pretraining_model.SUMMARY_DIR,
+                             pretraining_model.WARMUP_SUMMARY_NAME)
+  scalars = read_scalars(summary_dir, distill_modeling.TRANSFER_LOSS_NAMES)
   transfer = {}
   for name in distill_modeling.TRANSFER_LOSS_NAMES:
     steps = sorted(scalars.get(name, {}))
@@ -550,8 +554,7 @@ def run_distill(context, paths, log_path):
       transfer[name] = {"start": scalars[name][last_phase[0]],
                         "end": scalars[name][last_phase[-1]]}
   if not transfer:
-    raise DemoError("No transfer-loss summaries under %s." %
-                    os.path.join(model_dir, "my_summary", "warmup"))
+    raise DemoError("No transfer-loss summaries under %s." % summary_dir)
   return {"masked_lm_accuracy": results["masked_lm_accuracy"],
           "next_sentence_accuracy": results["next_sentence_accuracy"],
           "transfer_losses": transfer,
@@ -876,4 +879,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   tf.app.run()

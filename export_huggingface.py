@@ -34,6 +34,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import atomic_files
+import checkpoints
+import common_flags
 import file_checks
 import modeling
 import run_utils
@@ -85,29 +87,17 @@ _NOT_WEIGHTS = re.compile(
     r"|(^|/)AssignM(in|ax)Ema/)")
 
 
-def _define_flags():
-  """Flags, defined only when run as a script (see export_tflite.py)."""
-  flags = tf.flags
-  flags.DEFINE_string("bert_config_file", None,
-                      "The config JSON of the checkpoint's model (for "
-                      "--scope=teacher: the teacher's config).")
-  flags.DEFINE_string("init_checkpoint", None,
-                      "Checkpoint: a prefix, a .index/.data-* path or a "
-                      "directory (its latest checkpoint).")
-  flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt to ship.")
-  flags.DEFINE_string("spm_model_file", None,
-                      "SentencePiece model to ship instead of --vocab_file.")
-  flags.DEFINE_bool("do_lower_case", True, "The tokenizer lower-cases.")
-  flags.DEFINE_string("task", "pretraining",
-                      "pretraining (MLM and NSP heads), masked_lm (MLM head; "
-                      "a distillation teacher has no NSP head), squad or "
-                      "classifier.")
-  flags.DEFINE_integer("num_labels", None,
-                       "Classes of a classifier checkpoint (1: regression).")
-  flags.DEFINE_enum("scope", "bert", list(SCOPES),
-                    "bert: the model itself; teacher: the IB-BERT teacher of "
-                    "a distillation checkpoint.")
-  flags.DEFINE_string("output_dir", None, "Directory to write.")
+def define_flags():
+  """The script's flags: the shared ones (common_flags) and its own."""
+  common_flags.define_model_flags()
+  common_flags.define_tokenizer_flags()
+  common_flags.define_task_flags("pretraining")
+  common_flags.define_output_dir_flag()
+  tf.flags.DEFINE_enum("scope", "bert", list(SCOPES),
+                       "bert: the model itself; teacher: the IB-BERT teacher "
+                       "of a distillation checkpoint.")
+  # --helpshort lists the shared flags with the script's own.
+  tf.flags.adopt_module_key_flags(common_flags)
 
 
 def transformers_config(bert_config, task, num_labels=None):
@@ -328,7 +318,7 @@ def export(bert_config, checkpoint, output_dir, task="pretraining",
   tokenization.create_tokenizer(vocab_file, spm_model_file, do_lower_case,
                                 vocab_size=bert_config.vocab_size)
   config = transformers_config(bert_config, task, num_labels)
-  prefix = modeling.check_checkpoint(
+  prefix = checkpoints.check_checkpoint(
       checkpoint, bert_config,
       scope=(modeling.TEACHER_SCOPE + "/" + modeling.MODEL_SCOPE
              if scope == modeling.TEACHER_SCOPE else modeling.MODEL_SCOPE))
@@ -400,5 +390,5 @@ def main(_):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  define_flags()
   tf.app.run()

@@ -94,6 +94,7 @@ import tensorflow.compat.v1 as tf
 
 import atomic_files
 import checkpoints
+import common_flags
 import feature_records
 import file_checks
 import modeling
@@ -124,12 +125,6 @@ TFLITE_FILES = collections.OrderedDict([
     ("int8_float_softmax", "model_int8_float_softmax.tflite"),
     ("qat_int8_float_softmax", "model_qat_int8_float_softmax.tflite"),
 ])
-# The help of --float_softmax, in every script that exports.
-FLOAT_SOFTMAX_HELP = (
-    "Beside the integer model, also write model_[qat_]int8_float_softmax"
-    ".tflite: the same model with its attention softmaxes in float32, the "
-    "fastest file on x86 CPUs (XNNPACK runs all of it but the embedding "
-    "lookups).  Ship the integer-only file to integer-only accelerators.")
 
 
 def file_kinds(use_quantized_training=False, use_post_quantization=False,
@@ -391,46 +386,22 @@ def _log_op_table(kind, model):
   tf.logging.info("\n".join(lines))
 
 
-def _define_flags():
-  """Command-line flags; defined only when run as a script, because
-  run_squad.py and run_classifier.py import this module and define flags of
-  the same names."""
-  flags = tf.flags
-  flags.DEFINE_string("bert_config_file", None,
-                      "The config json file of the checkpoint's model.")
-  flags.DEFINE_string(
-      "init_checkpoint", None,
-      "Checkpoint to export: a prefix, a path ending in .index or .data-*, or "
-      "a directory (its latest checkpoint).")
-  flags.DEFINE_string("export_dir", None, "Where to write the export.")
-  flags.DEFINE_integer("max_seq_length", 384,
-                       "Static sequence length of the exported inputs.")
-  flags.DEFINE_enum("task", "squad", sorted(tflite_conversion.OUTPUT_NAMES),
-                    "squad: start/end logits; classifier: probabilities.")
-  flags.DEFINE_integer("num_labels", None,
-                       "Classes of a classifier checkpoint (1: regression).")
-  flags.DEFINE_bool("use_quantized_training", False,
-                    "The checkpoint was fine-tuned with "
-                    "--use_quantized_training; export its fake-quant graph.")
-  flags.DEFINE_bool("use_post_quantization", False,
-                    "Also write a quantized model: dynamic-range, or int8 "
-                    "with --activation_quantization or a QAT checkpoint.")
-  flags.DEFINE_bool("activation_quantization", False,
-                    "Calibrate int8 activations on --representative_file.")
-  flags.DEFINE_bool("float_softmax", False, FLOAT_SOFTMAX_HELP)
-  flags.DEFINE_string(
+def define_flags():
+  """The script's flags: the shared ones (common_flags) and its own."""
+  common_flags.define_model_flags()
+  common_flags.define_tokenizer_flags()
+  common_flags.define_max_seq_length_flag(384)
+  common_flags.define_task_flags("squad")
+  common_flags.define_export_flags()
+  tf.flags.DEFINE_string(
       "representative_file", None,
       "TFRecord of features (input_ids, input_mask, segment_ids of length "
       "--max_seq_length), e.g. run_squad's train.tf_record, for "
       "--activation_quantization.")
-  flags.DEFINE_integer("num_representative_features", CALIBRATION_EXAMPLES,
-                       "How many records of --representative_file to use.")
-  flags.DEFINE_string("vocab_file", None,
-                      "WordPiece vocabulary to embed as Task Library metadata.")
-  flags.DEFINE_string("spm_model_file", None,
-                      "SentencePiece model to embed instead of --vocab_file.")
-  flags.DEFINE_bool("do_lower_case", True,
-                    "Whether the tokenizer lower-cases (metadata).")
+  tf.flags.DEFINE_integer("num_representative_features", CALIBRATION_EXAMPLES,
+                          "How many records of --representative_file to use.")
+  # --helpshort lists the shared flags with the script's own.
+  tf.flags.adopt_module_key_flags(common_flags)
 
 
 def _validate_flags():
@@ -462,12 +433,15 @@ def _validate_flags():
   elif flags_values.representative_file:
     problems.require_file("representative_file",
                           flags_values.representative_file, "calibration")
+  tasks = sorted(tflite_conversion.OUTPUT_NAMES)
+  problems.check(flags_values.task in tasks, "--task must be one of %s, got "
+                 "%r." % (", ".join(tasks), flags_values.task))
   problems.check(flags_values.task != "classifier" or flags_values.num_labels,
                  "--task=classifier needs --num_labels.")
   problems.positive(flags_values, "num_representative_features")
   if bert_config is not None:
     if flags_values.init_checkpoint:
-      problems.call(modeling.check_checkpoint, flags_values.init_checkpoint,
+      problems.call(checkpoints.check_checkpoint, flags_values.init_checkpoint,
                     bert_config, prefix="--init_checkpoint: ")
     for name in ("vocab_file", "spm_model_file"):
       path = getattr(flags_values, name)
@@ -535,5 +509,5 @@ def main(_):
 
 
 if __name__ == "__main__":
-  _define_flags()
+  define_flags()
   tf.app.run()

@@ -1,9 +1,12 @@
-"""Fine-tuning heads on top of `modeling.BertModel`, and their losses.
+"""The heads on top of `modeling.BertModel`, and their losses.
 
-Shared by the training scripts and by the TF-Lite export, so the graph that is
-trained and the graph that is exported are built by the same code.  Variable
-names are those of the original scripts: `cls/squad/output_{weights,bias}` for
-SQuAD and top-level `output_{weights,bias}` for classification.
+Fine-tuning: SQuAD spans and GLUE labels, shared by the training scripts and
+the TF-Lite export, so that the graph that is trained and the graph that is
+exported are built by the same code.  Pretraining: the masked-LM head (also
+the teacher's, in distillation) and next-sentence prediction.  Variable names
+are those of the original scripts: `cls/squad/output_{weights,bias}` for
+SQuAD, top-level `output_{weights,bias}` for classification,
+`cls/predictions/...` and `cls/seq_relationship/...` for pretraining.
 """
 
 import tensorflow.compat.v1 as tf
@@ -11,6 +14,8 @@ import tensorflow.compat.v1 as tf
 import modeling
 
 CLASSIFIER_DROPOUT_PROB = 0.1
+# Added to the MLM weight sum so a batch without predictions gives loss 0.
+MLM_WEIGHT_EPSILON = 1e-5
 
 
 def encoder(bert_config, is_training, input_ids, input_mask, segment_ids,
@@ -171,3 +176,113 @@ def classifier_loss(logits, label_ids, num_labels):
   log_probs = tf.nn.log_softmax(logits, axis=-1)
   one_hot_labels = tf.one_hot(label_ids, depth=num_labels, dtype=tf.float32)
   return tf.reduce_mean(-tf.reduce_sum(one_hot_labels * log_probs, axis=-1))
+
+
+def gather_indexes(sequence_tensor, positions):
+  """Gathers the vectors at `positions` of every sequence.
+
+  Args:
+    sequence_tensor: float [batch, seq, width].
+    positions: int32 [batch, num_positions].
+
+  Returns:
+    float [batch * num_positions, width].
+  """
+  batch_size, seq_length, width = modeling.get_shape_list(
+      sequence_tensor, expected_rank=3, name="sequence_tensor")
+  flat_offsets = tf.reshape(tf.range(0, batch_size, dtype=tf.int32) *
+                            seq_length, [-1, 1])
+  flat_positions = tf.reshape(positions + flat_offsets, [-1])
+  flat_sequence = tf.reshape(sequence_tensor, [batch_size * seq_length, width])
+  return tf.gather(flat_sequence, flat_positions)
+
+
+def masked_lm_logits(bert_config, sequence_output, embedding_table, positions,
+                     use_einsum=True):
+  """Masked-LM logits at `positions` (variables under `cls/predictions`).
+
+  transform: dense(hidden, hidden_act) + real LayerNorm (epsilon 1e-12, even
+  for no_norm models); output: h . [word_embeddings ; extra_output_weights]^T
+  + output_bias, where extra_output_weights [vocab, hidden - embedding_size]
+  exists only when the widths differ.
+
+  Args:
+    bert_config: BertConfig of the model the head belongs to.
+    sequence_output: float [batch, seq, hidden].
+    embedding_table: the word embedding variable [vocab, embedding_size].
+    positions: int32 [batch, num_predictions].
+    use_einsum: bool.
+
+  Returns:
+    float32 logits [batch * num_predictions, vocab].
+  """
+  input_tensor = gather_indexes(sequence_output, positions)
+  with tf.variable_scope("cls/predictions"):
+    with tf.variable_scope("transform"):
+      input_tensor = modeling.dense_layer_2d(
+          input_tensor, bert_config.hidden_size,
+          modeling.create_initializer(bert_config.initializer_range),
+          modeling.get_activation(bert_config.hidden_act),
+          use_einsum=use_einsum, name="dense")
+      input_tensor = modeling.layer_norm(input_tensor, "layer_norm")
+    output_weights = embedding_table
+    extra_width = bert_config.hidden_size - bert_config.embedding_size
+    if extra_width > 0:
+      extra_output_weights = tf.get_variable(
+          "extra_output_weights",
+          shape=[bert_config.vocab_size, extra_width],
+          initializer=modeling.create_initializer(
+              bert_config.initializer_range))
+      output_weights = tf.concat([embedding_table, extra_output_weights],
+                                 axis=1)
+    output_bias = tf.get_variable(
+        "output_bias", shape=[bert_config.vocab_size],
+        initializer=tf.zeros_initializer())
+    logits = tf.matmul(input_tensor, output_weights, transpose_b=True)
+    return tf.nn.bias_add(logits, output_bias)
+
+
+def masked_lm_loss(logits, targets, label_weights):
+  """Weighted soft-target cross-entropy.
+
+  Args:
+    logits: float [batch * P, vocab].
+    targets: float [batch * P, vocab] (rows sum to 1).
+    label_weights: float [batch, P]; 0 for padding predictions.
+
+  Returns:
+    (loss scalar = sum(w * ce) / (sum(w) + 1e-5), per-example ce [batch * P],
+     log_probs [batch * P, vocab]).
+  """
+  log_probs = tf.nn.log_softmax(logits, axis=-1)
+  per_example_loss = -tf.reduce_sum(targets * log_probs, axis=-1)
+  weights = tf.reshape(label_weights, [-1])
+  loss = (tf.reduce_sum(weights * per_example_loss) /
+          (tf.reduce_sum(weights) + MLM_WEIGHT_EPSILON))
+  return loss, per_example_loss, log_probs
+
+
+def next_sentence_output(bert_config, pooled_output, labels):
+  """NSP head `cls/seq_relationship` (output_weights [2, hidden], bias [2]).
+
+  Args:
+    bert_config: student BertConfig.
+    pooled_output: float [batch, hidden].
+    labels: int32 [batch, 1] or [batch]; 0 = next, 1 = random.
+
+  Returns:
+    (mean loss, per-example loss [batch], log_probs [batch, 2]).
+  """
+  with tf.variable_scope("cls/seq_relationship"):
+    output_weights = tf.get_variable(
+        "output_weights", shape=[2, bert_config.hidden_size],
+        initializer=modeling.create_initializer(bert_config.initializer_range))
+    output_bias = tf.get_variable("output_bias", shape=[2],
+                                  initializer=tf.zeros_initializer())
+    logits = tf.nn.bias_add(
+        tf.matmul(pooled_output, output_weights, transpose_b=True),
+        output_bias)
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    one_hot = tf.one_hot(tf.reshape(labels, [-1]), depth=2, dtype=tf.float32)
+    per_example_loss = -tf.reduce_sum(one_hot * log_probs, axis=-1)
+    return tf.reduce_mean(per_example_loss), per_example_loss, log_probs

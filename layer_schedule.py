@@ -22,6 +22,20 @@ ACTIVE_LAYER_LR_MULTIPLIER = 3.0
 LOWER_LAYER_LR_FRACTION = 0.1
 
 
+def steps_per_layer(num_distill_steps, num_layers):
+  """P: the length of each layer's stage in phase 1 of `num_distill_steps`.
+
+  The num_distill_steps mod num_layers steps left over come after the last
+  stage, when every layer moves at LOWER_LAYER_LR_FRACTION.
+  """
+  return num_distill_steps // num_layers
+
+
+def stage_start(layer_id, steps_per_phase):
+  """The global step after which layer `layer_id`'s stage begins (P l)."""
+  return steps_per_phase * layer_id
+
+
 def background_lr(global_step, steps_per_phase):
   """The periodic ramp shared by all layers, a scalar float32 tensor.
 
@@ -56,8 +70,8 @@ def layer_stage_value(global_step, layer_id, steps_per_phase):
     boundaries [P l, P (l+1)]: the stage is P l < s <= P (l+1)).
   """
   step = tf.cast(global_step, tf.int64)
-  start = tf.constant(steps_per_phase * layer_id, tf.int64)
-  end = tf.constant(steps_per_phase * (layer_id + 1), tf.int64)
+  start = tf.constant(stage_start(layer_id, steps_per_phase), tf.int64)
+  end = tf.constant(stage_start(layer_id + 1, steps_per_phase), tf.int64)
   after = tf.where(step <= end, tf.constant(1.0),
                    tf.constant(LOWER_LAYER_LR_FRACTION))
   return tf.where(step <= start, tf.constant(0.0), after)

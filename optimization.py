@@ -66,8 +66,7 @@ def learning_rate_schedule(global_step, init_lr, num_train_steps,
 
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
                      optimizer="adamw", weight_decay_rate=0.01,
-                     end_lr_rate=0.0001, use_layer_wise_warmup=False,
-                     total_warmup_phases=0):
+                     end_lr_rate=0.0001, steps_per_layer=None):
   """Builds the train op for `loss`.
 
   Args:
@@ -79,9 +78,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     optimizer: "adamw" or "lamb".
     weight_decay_rate: float, decoupled weight decay for non-excluded variables.
     end_lr_rate: float, final learning rate as a fraction of init_lr.
-    use_layer_wise_warmup: bool, progressive layer-wise gating (LAMB only).
-    total_warmup_phases: int, number of layer-wise stages (the student's
-      layer count); the stage length is num_train_steps // total_warmup_phases.
+    steps_per_layer: phase 1's stage length P (layer_schedule.steps_per_layer);
+      given, LAMB gates the layers progressively.  None for no gating.
 
   Returns:
     A train op that applies one update and increments the global step.
@@ -93,20 +91,20 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
   if optimizer not in OPTIMIZERS:
     raise ValueError("optimizer must be one of %s, got %r" %
                      (", ".join(OPTIMIZERS), optimizer))
-  if use_layer_wise_warmup and optimizer != "lamb":
+  layer_wise = steps_per_layer is not None
+  if layer_wise and optimizer != "lamb":
     raise ValueError(
-        "use_layer_wise_warmup needs optimizer='lamb'; %r cannot gate layers"
+        "layer-wise gating needs optimizer='lamb'; %r cannot gate layers"
         % optimizer)
-  if use_layer_wise_warmup and total_warmup_phases <= 0:
-    raise ValueError("use_layer_wise_warmup needs total_warmup_phases > 0")
+  if layer_wise and steps_per_layer <= 0:
+    raise ValueError("steps_per_layer must be positive, got %d" %
+                     steps_per_layer)
 
   global_step = tf.train.get_or_create_global_step()
   learning_rate = learning_rate_schedule(global_step, init_lr, num_train_steps,
                                          num_warmup_steps, end_lr_rate)
 
   if optimizer == "lamb":
-    steps_per_phase = (num_train_steps // total_warmup_phases
-                       if total_warmup_phases > 0 else 1)
     opt = lamb_optimizer.LAMBOptimizer(
         learning_rate=learning_rate,
         weight_decay_rate=weight_decay_rate,
@@ -114,8 +112,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
         beta_2=ADAM_BETA_2,
         epsilon=ADAM_EPSILON,
         exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY,
-        use_layer_wise_warmup=use_layer_wise_warmup,
-        steps_per_phase=steps_per_phase)
+        use_layer_wise_warmup=layer_wise,
+        steps_per_phase=steps_per_layer or 1)
   else:
     opt = adam_weight_decay.AdamWeightDecayOptimizer(
         learning_rate=learning_rate,

@@ -23,139 +23,44 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import checkpoints
+import common_flags
 import directory_lock
 import estimator_utils
 import export_tflite
-import file_checks
 import feature_records
+import file_checks
+import fine_tuning_model
 import glue_data
 import glue_metrics
-import heads
-import modeling
-import optimization
 import run_utils
 import tflite_runner
 import tokenization
 
-flags = tf.flags
-FLAGS = flags.FLAGS
+FLAGS = tf.flags.FLAGS
 
-flags.DEFINE_string(
-    "data_dir", None,
-    "Directory of the task's GLUE TSV files (train.tsv, dev.tsv, test.tsv; "
-    "MNLI: dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, "
-    "test_mismatched.tsv).")
 
-flags.DEFINE_string(
-    "tfrecord_dir", None,
-    "Where featurised TFRecords are cached; defaults to --output_dir. A cache "
-    "is rebuilt whenever the data, tokenizer or --max_seq_length change.")
+def define_flags():
+  """The script's flags: the shared ones (common_flags) and its own."""
+  common_flags.define_model_flags()
+  common_flags.define_tokenizer_flags()
+  common_flags.define_output_dir_flag()
+  common_flags.define_max_seq_length_flag(128)
+  common_flags.define_training_flags()
+  common_flags.define_eval_flags()
+  common_flags.define_fine_tuning_flags()
+  common_flags.define_export_flags()
+  tf.flags.DEFINE_string(
+      "task_name", None,
+      "GLUE task: one of %s (case-insensitive)." %
+      ", ".join(glue_data.PROCESSORS))
+  tf.flags.DEFINE_string(
+      "tfrecord_dir", None,
+      "Where featurised TFRecords are cached; defaults to --output_dir.  A "
+      "cache is rebuilt whenever the data, tokenizer or --max_seq_length "
+      "change.")
+  # --helpshort lists the shared flags with the script's own.
+  tf.flags.adopt_module_key_flags(common_flags)
 
-flags.DEFINE_string("bert_config_file", None,
-                    "The config JSON file of the pre-trained model.")
-
-flags.DEFINE_string(
-    "task_name", None,
-    "GLUE task: one of %s (case-insensitive)." % ", ".join(glue_data.PROCESSORS))
-
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary (vocab.txt).")
-
-flags.DEFINE_string("spm_model_file", None,
-                    "SentencePiece model, instead of --vocab_file.")
-
-flags.DEFINE_string(
-    "output_dir", None,
-    "Where checkpoints, eval_results.txt and submission files are written.")
-
-flags.DEFINE_string(
-    "init_checkpoint", None,
-    "Initial checkpoint: a prefix, a .index/.data-* file or a directory.")
-
-flags.DEFINE_bool("do_lower_case", True, "Lower-case the input text.")
-
-flags.DEFINE_integer(
-    "max_seq_length", 128,
-    "Total tokens per example after WordPiece, [CLS] and [SEP]; longer "
-    "inputs are truncated (longest text first), shorter ones padded.")
-
-flags.DEFINE_bool("do_train", False, "Fine-tune on train.tsv.")
-
-flags.DEFINE_bool("do_eval", False, "Score the dev set(s).")
-
-flags.DEFINE_bool("do_predict", False,
-                  "Write GLUE submission files for the test set(s).")
-
-flags.DEFINE_integer("train_batch_size", 32, "Batch size for training.")
-
-flags.DEFINE_integer("eval_batch_size", 8, "Batch size for evaluation.")
-
-flags.DEFINE_integer("predict_batch_size", 8, "Batch size for prediction.")
-
-flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate of AdamW.")
-
-flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs.")
-
-flags.DEFINE_float(
-    "warmup_proportion", 0.1,
-    "Fraction of training with a linear learning-rate warm-up.")
-
-flags.DEFINE_integer("save_checkpoints_steps", 1000,
-                     "Steps between checkpoints.")
-
-flags.DEFINE_integer("iterations_per_loop", 1000,
-                     "Steps per TPU loop (per estimator call).")
-
-flags.DEFINE_integer("random_seed", None,
-                     "Graph-level random seed, for reproducible runs; unset "
-                     "means unseeded.")
-
-flags.DEFINE_bool(
-    "use_einsum", False,
-    "Einsum maths in the encoder; the default MatMul path converts best "
-    "to TF-Lite. The two are numerically equal.")
-
-flags.DEFINE_bool(
-    "use_quantized_training", False,
-    "Quantization-aware training: fake-quant nodes in the encoder. Needs a "
-    "relu6 + no_norm config such as "
-    "config/uncased_L-24_H-128_B-512_A-4_F-4_OPT_QAT.json.")
-
-flags.DEFINE_bool(
-    "use_post_quantization", False,
-    "On export, also write a post-training-quantized TF-Lite model "
-    "(dynamic range, or full integer with --activation_quantization).")
-
-flags.DEFINE_bool(
-    "activation_quantization", False,
-    "Quantize activations too on export (full-integer model).  Integer "
-    "models are calibrated on the first 100 train examples (needs train.tsv "
-    "in --data_dir); with --use_quantized_training the integer model is "
-    "written either way and only the tensors QAT learns no range for are "
-    "calibrated.")
-
-flags.DEFINE_bool("float_softmax", False, export_tflite.FLOAT_SOFTMAX_HELP)
-
-flags.DEFINE_string(
-    "export_dir", None,
-    "If set, export a SavedModel and TF-Lite models here after any "
-    "training, evaluation and prediction.")
-
-flags.DEFINE_string(
-    "lite_model_path", None,
-    "If set, --do_eval and --do_predict run this TF-Lite model instead of "
-    "the TensorFlow graph.")
-
-flags.DEFINE_bool("use_tpu", False, "Run on a TPU (also one-hot embeddings).")
-
-flags.DEFINE_string("tpu_name", None, "Cloud TPU name or grpc:// address.")
-
-flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
-
-flags.DEFINE_string("gcp_project", None, "GCP project of the Cloud TPU.")
-
-flags.DEFINE_string("master", None, "TensorFlow master URL.")
-
-flags.DEFINE_integer("num_tpu_cores", 8, "TPU cores (only with --use_tpu).")
 
 def validate_flags():
   """Checks the flags before any graph is built.
@@ -238,18 +143,8 @@ def _check_config(problems):
   problems.require_flags(FLAGS, "bert_config_file")
   bert_config = problems.load_config("bert_config_file",
                                      FLAGS.bert_config_file)
-  if bert_config is None:
-    return None
-  problems.check(
-      FLAGS.max_seq_length <= bert_config.max_position_embeddings,
-      "--max_seq_length=%d exceeds max_position_embeddings=%d of "
-      "--bert_config_file=%s." %
-      (FLAGS.max_seq_length, bert_config.max_position_embeddings,
-       FLAGS.bert_config_file))
-  if FLAGS.use_quantized_training:
-    problems.call(modeling.check_quantizable, bert_config,
-                  prefix="--use_quantized_training with "
-                  "--bert_config_file=%s: " % FLAGS.bert_config_file)
+  if bert_config is not None:
+    problems.config_fits(bert_config, FLAGS)
   return bert_config
 
 
@@ -309,57 +204,6 @@ def _purpose(split):
 
 def _needs_representative_set(export_kinds):
   return bool(export_kinds and export_tflite.needs_calibration(export_kinds))
-
-
-def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate,
-                     num_train_steps, num_warmup_steps, use_tpu):
-  """The TPUEstimator model_fn: TRAIN and PREDICT (evaluation uses PREDICT).
-
-  Features: input_ids, input_mask, segment_ids [batch, seq] int32, label_ids
-  [batch] (int32, float32 for regression), is_real_example [batch] int32.
-  Predictions: probabilities [batch, num_labels] (the score [batch, 1] for
-  regression) and is_real_example [batch].
-  """
-
-  def model_fn(features, labels, mode, params):
-    del labels, params  # Labels travel in `features`; batch size is implicit.
-    if mode not in (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.PREDICT):
-      raise ValueError("run_classifier's model_fn supports TRAIN and PREDICT "
-                       "(evaluation runs PREDICT and scores in numpy), got %s"
-                       % mode)
-    is_training = mode == tf.estimator.ModeKeys.TRAIN
-    logits, probabilities = heads.classifier_logits(
-        bert_config=bert_config,
-        is_training=is_training,
-        input_ids=features["input_ids"],
-        input_mask=features["input_mask"],
-        segment_ids=features["segment_ids"],
-        num_labels=num_labels,
-        use_one_hot_embeddings=use_tpu,
-        use_einsum=FLAGS.use_einsum,
-        use_quantized_training=FLAGS.use_quantized_training)
-
-    scaffold_fn = None
-    if init_checkpoint:
-      scaffold_fn = modeling.init_from_checkpoint(
-          init_checkpoint, use_tpu=use_tpu, model_dir=FLAGS.output_dir)
-
-    if is_training:
-      loss = heads.classifier_loss(logits, features["label_ids"], num_labels)
-      train_op = optimization.create_optimizer(
-          loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
-      return tf.estimator.tpu.TPUEstimatorSpec(
-          mode=mode, loss=loss, train_op=train_op,
-          training_hooks=estimator_utils.progress_hooks(
-              loss, use_tpu, num_train_steps, features["input_ids"]),
-          scaffold_fn=scaffold_fn)
-    return tf.estimator.tpu.TPUEstimatorSpec(
-        mode=mode,
-        predictions={"probabilities": probabilities,
-                     "is_real_example": features["is_real_example"]},
-        scaffold_fn=scaffold_fn)
-
-  return model_fn
 
 
 def _record_file(name):
@@ -501,14 +345,14 @@ def main(_):
           len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs,
           FLAGS.warmup_proportion)
 
-    model_fn = model_fn_builder(
-        bert_config=bert_config,
-        num_labels=num_labels,
-        init_checkpoint=FLAGS.init_checkpoint,
-        learning_rate=FLAGS.learning_rate,
-        num_train_steps=num_train_steps,
-        num_warmup_steps=num_warmup_steps,
-        use_tpu=FLAGS.use_tpu)
+    model_fn = fine_tuning_model.classifier_model_fn_builder(
+        bert_config, num_labels, fine_tuning_model.FineTuningSettings(
+            init_checkpoint=FLAGS.init_checkpoint,
+            output_dir=FLAGS.output_dir, learning_rate=FLAGS.learning_rate,
+            num_train_steps=num_train_steps,
+            num_warmup_steps=num_warmup_steps, use_tpu=FLAGS.use_tpu,
+            use_einsum=FLAGS.use_einsum,
+            use_quantized_training=FLAGS.use_quantized_training))
 
     if FLAGS.do_train:
       train_file = _record_file("train")
@@ -579,4 +423,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   tf.app.run()

@@ -20,14 +20,13 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 import checkpoints
+import common_flags
 import directory_lock
 import estimator_utils
 import export_tflite
 import feature_records
 import file_checks
-import heads
-import modeling
-import optimization
+import fine_tuning_model
 import run_utils
 import squad_data
 import squad_metrics
@@ -35,119 +34,56 @@ import squad_postprocess
 import tflite_runner
 import tokenization
 
-flags = tf.flags
-FLAGS = flags.FLAGS
+FLAGS = tf.flags.FLAGS
 
-flags.DEFINE_string(
-    "bert_config_file", None,
-    "The config json file corresponding to the pre-trained MobileBERT model.")
-flags.DEFINE_string("vocab_file", None,
-                    "The WordPiece vocabulary the model was trained on.")
-flags.DEFINE_string(
-    "spm_model_file", None,
-    "A SentencePiece model to use instead of --vocab_file.")
-flags.DEFINE_string(
-    "output_dir", None,
-    "Where checkpoints, predictions and eval_results.json are written.")
-flags.DEFINE_string(
-    "data_dir", None,
-    "Where the training features (train.tf_record) are cached; defaults to "
-    "--output_dir.")
-flags.DEFINE_string("train_file", None,
-                    "SQuAD json for training, e.g. train-v1.1.json. Also the "
-                    "source of the representative dataset that calibrates "
-                    "integer TF-Lite exports.")
-flags.DEFINE_string("predict_file", None,
-                    "SQuAD json for predictions, e.g. dev-v1.1.json.")
-flags.DEFINE_string(
-    "init_checkpoint", None,
-    "Initial checkpoint (usually a pre-trained MobileBERT): a prefix, a path "
-    "ending in .index or .data-*, or a directory.")
-flags.DEFINE_string(
-    "hub_module_url", None,
-    "TF-Hub module URL. Not supported by this code base (tensorflow_hub is "
-    "not a dependency); use --init_checkpoint.")
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Whether to lower case the input text. Should be True for uncased models.")
-flags.DEFINE_integer(
-    "max_seq_length", 384,
-    "Total tokens per feature after WordPiece tokenization (query, document "
-    "window and three special tokens).")
-flags.DEFINE_integer(
-    "doc_stride", 128,
-    "When splitting a long document into windows, how far each window "
-    "advances.")
-flags.DEFINE_integer(
-    "max_query_length", 64,
-    "Questions longer than this (in sub-tokens) are truncated.")
-flags.DEFINE_bool("do_train", False, "Whether to run training.")
-flags.DEFINE_bool("do_predict", False,
-                  "Whether to run prediction on --predict_file.")
-flags.DEFINE_string(
-    "lite_model_path", None,
-    "With --do_predict, predict with this TF-Lite model instead of the "
-    "estimator.")
-flags.DEFINE_bool("use_quantized_training", False,
-                  "Quantization-aware training (needs a relu6 + no_norm "
-                  "config such as the _QAT one).")
-flags.DEFINE_bool("use_post_quantization", False,
-                  "Apply post-training quantization when exporting TF-Lite.")
-flags.DEFINE_bool(
-    "activation_quantization", False,
-    "With --use_post_quantization, also quantize activations (full-integer "
-    "model), calibrated on the first 100 questions of --train_file.  With "
-    "--use_quantized_training the integer model is written either way (and "
-    "calibrated there too, for the tensors QAT learns no range for).")
-flags.DEFINE_bool("float_softmax", False, export_tflite.FLOAT_SOFTMAX_HELP)
-flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.")
-flags.DEFINE_integer("predict_batch_size", 8,
-                     "Total batch size for predictions.")
-flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.")
-flags.DEFINE_float("num_train_epochs", 3.0,
-                   "Total number of training epochs to perform.")
-flags.DEFINE_float(
-    "warmup_proportion", 0.1,
-    "Proportion of training to perform linear learning rate warmup for.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000,
-                     "How often to save the model checkpoint.")
-flags.DEFINE_integer("iterations_per_loop", 1000,
-                     "How many steps to make in each estimator call.")
 
-flags.DEFINE_integer("random_seed", None,
-                     "Graph-level random seed, for reproducible runs; unset "
-                     "means unseeded.")
-flags.DEFINE_integer(
-    "n_best_size", 20,
-    "The total number of n-best predictions to generate in "
-    "nbest_predictions.json.")
-flags.DEFINE_integer(
-    "max_answer_length", 30,
-    "The maximum length of an answer that can be generated, in sub-tokens.")
-flags.DEFINE_bool(
-    "use_einsum", False,
-    "Use tf.einsum for the 3-D dense layers; the default matmul path "
-    "converts best to TF-Lite. Numerically equivalent.")
-flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
-flags.DEFINE_string("tpu_name", None, "The Cloud TPU to use for training.")
-flags.DEFINE_string("tpu_zone", None, "GCE zone of the Cloud TPU.")
-flags.DEFINE_string("gcp_project", None, "GCP project of the Cloud TPU.")
-flags.DEFINE_string("master", None, "TensorFlow master URL.")
-flags.DEFINE_integer("num_tpu_cores", 8,
-                     "Only used if --use_tpu: total number of TPU cores.")
-flags.DEFINE_bool(
-    "verbose_logging", False,
-    "Log why predicted texts could not be aligned with the original text.")
-flags.DEFINE_bool(
-    "version_2_with_negative", False,
-    "SQuAD 2.0: some questions have no answer.")
-flags.DEFINE_float(
-    "null_score_diff_threshold", 0.0,
-    "SQuAD 2.0: answer \"\" when null score - best span score exceeds this.")
-flags.DEFINE_string(
-    "export_dir", None,
-    "If set, export a SavedModel and TF-Lite models here after training and "
-    "prediction.")
+def define_flags():
+  """The script's flags: the shared ones (common_flags) and its own."""
+  common_flags.define_model_flags()
+  common_flags.define_tokenizer_flags()
+  common_flags.define_output_dir_flag()
+  common_flags.define_max_seq_length_flag(384)
+  common_flags.define_training_flags()
+  common_flags.define_fine_tuning_flags()
+  common_flags.define_export_flags()
+  flags = tf.flags
+  flags.DEFINE_string(
+      "train_file", None,
+      "SQuAD json for training, e.g. train-v1.1.json.  Also the source of "
+      "the representative dataset that calibrates integer TF-Lite exports.")
+  flags.DEFINE_string("predict_file", None,
+                      "SQuAD json for predictions, e.g. dev-v1.1.json.")
+  flags.DEFINE_string(
+      "hub_module_url", None,
+      "TF-Hub module URL.  Not supported by this code base (tensorflow_hub "
+      "is not a dependency); use --init_checkpoint.")
+  flags.DEFINE_integer(
+      "doc_stride", 128,
+      "When splitting a long document into windows, how far each window "
+      "advances.")
+  flags.DEFINE_integer(
+      "max_query_length", 64,
+      "Questions longer than this (in sub-tokens) are truncated.")
+  flags.DEFINE_integer(
+      "n_best_size", 20,
+      "The total number of n-best predictions to generate in "
+      "nbest_predictions.json.")
+  flags.DEFINE_integer(
+      "max_answer_length", 30,
+      "The maximum length of an answer that can be generated, in "
+      "sub-tokens.")
+  flags.DEFINE_bool(
+      "verbose_logging", False,
+      "Log why predicted texts could not be aligned with the original text.")
+  flags.DEFINE_bool("version_2_with_negative", False,
+                    "SQuAD 2.0: some questions have no answer.")
+  flags.DEFINE_float(
+      "null_score_diff_threshold", 0.0,
+      "SQuAD 2.0: answer \"\" when null score - best span score exceeds "
+      "this.")
+  # --helpshort lists the shared flags with the script's own.
+  tf.flags.adopt_module_key_flags(common_flags)
+
 
 EVAL_RECORD_NAME = "eval.tf_record"
 
@@ -195,16 +131,7 @@ def validate_flags():
                           "TF-Lite prediction")
 
   if bert_config is not None:
-    problems.check(
-        FLAGS.max_seq_length <= bert_config.max_position_embeddings,
-        "Cannot use --max_seq_length=%d because the model in "
-        "--bert_config_file=%s was trained with max_position_embeddings=%d." %
-        (FLAGS.max_seq_length, FLAGS.bert_config_file,
-         bert_config.max_position_embeddings))
-    if FLAGS.use_quantized_training:
-      problems.call(modeling.check_quantizable, bert_config,
-                    prefix="--use_quantized_training with "
-                    "--bert_config_file=%s: " % FLAGS.bert_config_file)
+    problems.config_fits(bert_config, FLAGS)
   problems.check(
       FLAGS.max_seq_length > FLAGS.max_query_length + 3,
       "--max_seq_length (%d) must be greater than --max_query_length (%d) + 3 "
@@ -263,58 +190,15 @@ def validate_flags():
   return bert_config, tokenizer, lite_model, export_kinds
 
 
-def model_fn_builder(bert_config, init_checkpoint, output_dir, learning_rate,
-                     num_train_steps, num_warmup_steps, use_tpu,
-                     use_einsum, use_quantized_training):
-  """Returns the TPUEstimator model_fn (TRAIN and PREDICT modes).
-
-  Variables come from the latest checkpoint in `output_dir` when there is
-  one, else from `init_checkpoint`.
-  """
-
-  def model_fn(features, labels, mode, params):
-    """Span logits, and in TRAIN the loss and train op."""
-    del labels, params  # Labels travel inside `features`.
-    is_training = mode == tf.estimator.ModeKeys.TRAIN
-    if mode not in (tf.estimator.ModeKeys.TRAIN,
-                    tf.estimator.ModeKeys.PREDICT):
-      raise ValueError("Only TRAIN and PREDICT modes are supported: %s" % mode)
-    start_logits, end_logits = heads.squad_logits(
-        bert_config, is_training=is_training,
-        input_ids=features["input_ids"], input_mask=features["input_mask"],
-        segment_ids=features["segment_ids"], use_one_hot_embeddings=False,
-        use_einsum=use_einsum, use_quantized_training=use_quantized_training)
-
-    scaffold_fn = None
-    if init_checkpoint:
-      scaffold_fn = modeling.init_from_checkpoint(
-          init_checkpoint, use_tpu=use_tpu, model_dir=output_dir)
-
-    if is_training:
-      start_loss = heads.span_loss(start_logits, features["start_positions"])
-      end_loss = heads.span_loss(end_logits, features["end_positions"])
-      total_loss = (start_loss + end_loss) / 2.0
-      train_op = optimization.create_optimizer(
-          total_loss, learning_rate, num_train_steps, num_warmup_steps,
-          use_tpu)
-      return tf.estimator.tpu.TPUEstimatorSpec(
-          mode=mode, loss=total_loss, train_op=train_op,
-          training_hooks=estimator_utils.progress_hooks(
-              total_loss, use_tpu, num_train_steps, features["input_ids"]),
-          scaffold_fn=scaffold_fn)
-
-    predictions = {"start_logits": start_logits, "end_logits": end_logits}
-    # Serving inputs carry no unique_ids; pass them through only when present,
-    # so prediction and export can share a run.
-    if "unique_ids" in features:
-      predictions["unique_ids"] = features["unique_ids"]
-    return tf.estimator.tpu.TPUEstimatorSpec(
-        mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
-
-  return model_fn
-
-
-def _make_estimator(model_fn):
+def _make_estimator(bert_config, num_train_steps=0, num_warmup_steps=0):
+  """The TPUEstimator of the SQuAD model; no training steps to predict."""
+  model_fn = fine_tuning_model.squad_model_fn_builder(
+      bert_config, fine_tuning_model.FineTuningSettings(
+          init_checkpoint=FLAGS.init_checkpoint, output_dir=FLAGS.output_dir,
+          learning_rate=FLAGS.learning_rate, num_train_steps=num_train_steps,
+          num_warmup_steps=num_warmup_steps, use_tpu=FLAGS.use_tpu,
+          use_einsum=FLAGS.use_einsum,
+          use_quantized_training=FLAGS.use_quantized_training))
   return estimator_utils.make_estimator_from_flags(
       model_fn, FLAGS, predict_batch_size=FLAGS.predict_batch_size)
 
@@ -337,11 +221,7 @@ def train(bert_config, tokenizer):
   tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
   tf.logging.info("  Num steps = %d (warm-up %d)", num_train_steps,
                   num_warmup_steps)
-  model_fn = model_fn_builder(
-      bert_config, FLAGS.init_checkpoint, FLAGS.output_dir,
-      FLAGS.learning_rate, num_train_steps, num_warmup_steps, FLAGS.use_tpu,
-      FLAGS.use_einsum, FLAGS.use_quantized_training)
-  estimator = _make_estimator(model_fn)
+  estimator = _make_estimator(bert_config, num_train_steps, num_warmup_steps)
   train_input_fn = squad_data.input_fn_builder(
       record_path, FLAGS.max_seq_length, is_training=True,
       drop_remainder=True)
@@ -376,11 +256,7 @@ def _estimator_results(bert_config, features):
   """RawResults for `features` from the estimator (latest checkpoint)."""
   eval_record = os.path.join(FLAGS.output_dir, EVAL_RECORD_NAME)
   squad_data.write_features(features, eval_record, is_training=False)
-  model_fn = model_fn_builder(
-      bert_config, FLAGS.init_checkpoint, FLAGS.output_dir,
-      FLAGS.learning_rate, 0, 0, FLAGS.use_tpu, FLAGS.use_einsum,
-      FLAGS.use_quantized_training)
-  estimator = _make_estimator(model_fn)
+  estimator = _make_estimator(bert_config)
   predict_input_fn = squad_data.input_fn_builder(
       eval_record, FLAGS.max_seq_length, is_training=False,
       drop_remainder=False)
@@ -508,4 +384,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   tf.app.run()

@@ -94,6 +94,23 @@ class FlagProblems(object):
     return self.call(modeling.BertConfig.from_json_file, path,
                      prefix="--%s: " % flag_name)
 
+  def config_fits(self, bert_config, flags_values):
+    """--max_seq_length fits `bert_config`; a QAT run's config quantizes.
+
+    flags_values needs bert_config_file, max_seq_length and
+    use_quantized_training.
+    """
+    self.check(
+        flags_values.max_seq_length <= bert_config.max_position_embeddings,
+        "--max_seq_length=%d exceeds max_position_embeddings=%d of "
+        "--bert_config_file=%s." %
+        (flags_values.max_seq_length, bert_config.max_position_embeddings,
+         flags_values.bert_config_file))
+    if flags_values.use_quantized_training:
+      self.call(modeling.check_quantizable, bert_config,
+                prefix="--use_quantized_training with "
+                "--bert_config_file=%s: " % flags_values.bert_config_file)
+
   def tokenizer(self, flags_values, vocab_size):
     """The tokenizer of --vocab_file / --spm_model_file, or None.
 
@@ -116,7 +133,7 @@ class FlagProblems(object):
     They are --init_checkpoint (where training starts) and the latest
     checkpoint in --output_dir (where training resumes, and what prediction
     and export read), often the same file; each must be whole and fit
-    `bert_config` (modeling.check_checkpoint).  --output_dir is taken for
+    `bert_config` (checkpoints.check_checkpoint).  --output_dir is taken for
     this run first (take_output_dir), then its damaged newest checkpoints
     are set aside (checkpoints.set_aside_damaged): the run resumes from the
     newest intact one.
@@ -126,7 +143,7 @@ class FlagProblems(object):
     """
     if not (self.take_output_dir(output_dir) and
             self.passes(checkpoints.set_aside_damaged, output_dir,
-                        modeling.checkpoint_damage, prefix="--output_dir: ")):
+                        prefix="--output_dir: ")):
       return None
     restored = collections.OrderedDict()
     if init_checkpoint:
@@ -138,7 +155,7 @@ class FlagProblems(object):
     if latest:
       restored.setdefault(latest, "--output_dir")
     for checkpoint, flag in restored.items():
-      self.call(modeling.check_checkpoint, checkpoint, bert_config,
+      self.call(checkpoints.check_checkpoint, checkpoint, bert_config,
                 prefix=flag + ": ")
     return latest or next(iter(restored), None)
 
@@ -150,7 +167,7 @@ class FlagProblems(object):
     (restored_checkpoints_fit's result).
     """
     if use_quantized_training and checkpoint:
-      self.call(modeling.check_quantization_ranges, checkpoint,
+      self.call(checkpoints.check_quantization_ranges, checkpoint,
                 prefix="--use_quantized_training without --do_train: ")
 
   def take_output_dir(self, output_dir):

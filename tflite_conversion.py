@@ -25,6 +25,7 @@ import sys
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import console
 import heads
 import quantization
@@ -107,22 +108,19 @@ def restore(session, prefix, use_quantized_training):
   values, so any missing variable is an error.
 
   Raises:
-    ValueError: naming the checkpoint and the missing or mismatched variables.
+    ValueError: naming the checkpoint and the missing variables, or a
+      variable whose shape differs (checkpoints.shape_mismatch).
   """
   stored_shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-  missing, mismatched = [], []
+  missing = []
   for variable in tf.global_variables():
     name = variable.op.name
     shape = variable.shape.as_list()
     if name not in stored_shapes:
       missing.append(name)
     elif list(stored_shapes[name]) != shape:
-      mismatched.append("%s: graph %s, checkpoint %s" %
-                        (name, shape, list(stored_shapes[name])))
-  if mismatched:
-    raise ValueError("Checkpoint %s does not match the export graph's shapes "
-                     "(is --bert_config_file right?): %s" %
-                     (prefix, "; ".join(mismatched)))
+      raise checkpoints.shape_mismatch(prefix, name, stored_shapes[name], name,
+                                       shape)
   missing_ranges = [n for n in missing if quantization.is_range_variable(n)]
   if use_quantized_training and missing_ranges:
     raise ValueError(
@@ -146,7 +144,7 @@ def float_models(session, inputs, outputs, kinds):
     OrderedDict kind -> model bytes.
   """
   converter = tf.lite.TFLiteConverter(
-      _frozen_graph_def(session, outputs), list(inputs.values()),
+      _frozen_graph_def_with_merged_quantizers(session, outputs), list(inputs.values()),
       list(outputs.values()))
   models = collections.OrderedDict()
   for kind in kinds:
@@ -196,7 +194,7 @@ def integer_model(kind, bert_config, prefix, max_seq_length, task, num_labels,
     with tf.Session(graph=graph) as session:
       restore(session, prefix, use_quantized_training)
       converter = tf.lite.TFLiteConverter(
-          _frozen_graph_def(session, outputs), list(inputs.values()),
+          _frozen_graph_def_with_merged_quantizers(session, outputs), list(inputs.values()),
           list(outputs.values()))
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
   converter.representative_dataset = _representative_dataset(
@@ -322,7 +320,7 @@ def _converter_error_summary(error):
   return lines[0] if lines else repr(error)
 
 
-def _frozen_graph_def(session, outputs):
+def _frozen_graph_def_with_merged_quantizers(session, outputs):
   """The session's graph with variables turned into constants, for TF-Lite.
 
   Two rewrites of QAT fake-quant ops (docs/quantization_and_export.md,

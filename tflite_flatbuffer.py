@@ -170,7 +170,7 @@ def runtime_compatible_quantization(model):
 
   The last two change every tensor tied to the edited one through
   `_PARAMETER_TIED_OPS` and re-express the bias of a FULLY_CONNECTED
-  reading it (`_TiedQuantization.set`); constants and SOFTMAX outputs are
+  reading it (`_TiedQuantization.set_scale_and_biases`); constants and SOFTMAX outputs are
   never changed.
 
   Args:
@@ -183,10 +183,10 @@ def runtime_compatible_quantization(model):
   editable = _EditableModel(model)
   num_biases = num_symmetric = num_widened = 0
   for subgraph in editable.model.subgraphs:
-    quantization = _TiedQuantization(editable, subgraph)
-    num_biases += _biases_in_accumulator_units(quantization)
-    num_symmetric += _symmetric_matmul_operands(quantization)
-    num_widened += _widen_near_empty_scales(quantization)
+    tied = _TiedQuantization(editable, subgraph)
+    num_biases += _biases_in_accumulator_units(tied)
+    num_symmetric += _symmetric_matmul_operands(tied)
+    num_widened += _widen_near_empty_scales(tied)
   return editable.to_bytes(), num_biases, num_symmetric, num_widened
 
 
@@ -254,8 +254,12 @@ class _TiedQuantization(object):
   def zero_point(self, index):
     return self.tensors[index].quantization.zeroPoint[0]
 
-  def set(self, index, scale, zero_point=None):
-    """Gives `index`'s group `scale` (and `zero_point`); False if fixed."""
+  def set_scale_and_biases(self, index, scale, zero_point=None):
+    """Gives `index`'s group `scale` (and `zero_point`); False if fixed.
+
+    The int32 bias of every FULLY_CONNECTED whose input is in the group is
+    re-expressed in the new input scale (requantize_bias).
+    """
     if index in self.fixed or self.scale(index) is None:
       return False
     for member in self.group[index]:
@@ -274,7 +278,7 @@ class _TiedQuantization(object):
   def widen(self, index, scale):
     """Raises `index`'s scale to `scale` (zero point kept) if it is below."""
     return (self.scale(index) is not None and scale > self.scale(index) and
-            self.set(index, scale))
+            self.set_scale_and_biases(index, scale))
 
   def requantize_bias(self, operator):
     """Re-expresses a FULLY_CONNECTED's int32 bias in input x filter scale.
@@ -301,75 +305,75 @@ class _TiedQuantization(object):
 _BIAS_SCALE_TOLERANCE = 1e-5
 
 
-def _biases_in_accumulator_units(quantization):
+def _biases_in_accumulator_units(tied):
   """Re-expresses each FULLY_CONNECTED bias not in input x filter scale."""
   changed = 0
-  for operator in quantization.subgraph.operators:
-    if (not _is_dense_with_bias(quantization.op_type, operator) or
-        quantization.scale(operator.inputs[0]) is None):
+  for operator in tied.subgraph.operators:
+    if (not _is_dense_with_bias(tied.op_type, operator) or
+        tied.scale(operator.inputs[0]) is None):
       continue
-    tensors = quantization.tensors
-    expected = (quantization.scale(operator.inputs[0]) *
+    tensors = tied.tensors
+    expected = (tied.scale(operator.inputs[0]) *
                 np.asarray(tensors[operator.inputs[1]].quantization.scale))
     written = np.asarray(tensors[operator.inputs[2]].quantization.scale)
     if np.max(np.abs(written - expected) / expected) > _BIAS_SCALE_TOLERANCE:
-      quantization.requantize_bias(operator)
+      tied.requantize_bias(operator)
       changed += 1
   return changed
 
 
-def _symmetric_matmul_operands(quantization):
+def _symmetric_matmul_operands(tied):
   """Zero point 0 for every int8 BATCH_MATMUL's second operand; the count."""
   changed = 0
-  for operator in quantization.subgraph.operators:
-    if quantization.op_type(operator) != "BATCH_MATMUL":
+  for operator in tied.subgraph.operators:
+    if tied.op_type(operator) != "BATCH_MATMUL":
       continue
     operand = operator.inputs[1]
-    if (quantization.scale(operand) is None or
-        quantization.zero_point(operand) == 0):
+    if (tied.scale(operand) is None or
+        tied.zero_point(operand) == 0):
       continue
     bound = max(abs(value) for value in
-                _int8_range(quantization.tensors[operand].quantization))
-    changed += quantization.set(operand, bound / 127.0, zero_point=0)
+                _int8_range(tied.tensors[operand].quantization))
+    changed += tied.set_scale_and_biases(operand, bound / 127.0, zero_point=0)
   return changed
 
 
-def _widen_near_empty_scales(quantization):
+def _widen_near_empty_scales(tied):
   """Widens the scales that break XNNPACK's ratio limits; the count."""
-  scale = quantization.scale
-  before = len(quantization.changed)
+  scale = tied.scale
+  before = len(tied.changed)
   for _ in range(10):
     changed = False
-    for operator in quantization.subgraph.operators:
-      kind = quantization.op_type(operator)
+    for operator in tied.subgraph.operators:
+      op_type = tied.op_type(operator)
       inputs = [i for i in operator.inputs if i >= 0]
       output = operator.outputs[0]
       if scale(output) is None or any(scale(i) is None for i in inputs[:2]):
         continue
-      if kind in ("FULLY_CONNECTED", "BATCH_MATMUL", "MUL"):
+      if op_type in ("FULLY_CONNECTED", "BATCH_MATMUL", "MUL"):
         product = scale(inputs[0]) * scale(inputs[1])
         if product / scale(output) >= _MAX_REQUANTIZATION_RATIO:
-          changed |= quantization.widen(
+          changed |= tied.widen(
               output, product * _RATIO_MARGIN / _MAX_REQUANTIZATION_RATIO)
-        elif kind == "MUL" and product / scale(output) < _MIN_MUL_RATIO:
+        elif op_type == "MUL" and product / scale(output) < _MIN_MUL_RATIO:
           smaller = min(inputs[:2], key=scale)
           other = inputs[1] if smaller == inputs[0] else inputs[0]
-          changed |= quantization.widen(
+          changed |= tied.widen(
               smaller, _MIN_MUL_RATIO * _RATIO_MARGIN * scale(output) /
               scale(other))
-      elif kind in ("ADD", "SUB"):
+      elif op_type in ("ADD", "SUB"):
         for index in inputs[:2]:
           ratio = scale(index) / scale(output)
           if ratio < _MIN_ADD_RATIO:
-            changed |= quantization.widen(
+            changed |= tied.widen(
                 index, _MIN_ADD_RATIO * _RATIO_MARGIN * scale(output))
           elif ratio >= _MAX_REQUANTIZATION_RATIO:
-            changed |= quantization.widen(
+            changed |= tied.widen(
                 output, scale(index) * _RATIO_MARGIN /
                 _MAX_REQUANTIZATION_RATIO)
     if not changed:
       break
-  return len(quantization.changed) - before
+  return len(tied.changed) - before
 
 
 def float_attention_softmax(model):

@@ -41,18 +41,12 @@ NO_MODELS_MESSAGE = ("no export_seq<S>/model_<kind>.tflite for --seq_lengths "
                      "%s under --tflite_dir %s; run bench/bench_tflite.py "
                      "first")
 
-parser = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = bench_util.argument_parser(__doc__)
 
 
 def add_model_flags(argument_parser):
   """--bert_config_file and --tflite_dir: which bench_tflite files to load."""
-  argument_parser.add_argument(
-      "--bert_config_file",
-      default=os.path.join(REPO_ROOT, "config",
-                           "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-      help="The exported models' config (its vocab_size bounds the input "
-      "ids).")
+  bench_util.add_config_argument(argument_parser)
   argument_parser.add_argument(
       "--tflite_dir",
       default=os.path.join(BENCH_DIR, "results", "bench_tflite_work"),
@@ -77,20 +71,11 @@ def read_model_flags(args):
 
 
 add_model_flags(parser)
-parser.add_argument("--runs", type=int, default=20,
-                    help="Timed calls per model (median).")
-parser.add_argument("--warmup_runs", type=int, default=5,
-                    help="Untimed calls before timing.")
-parser.add_argument("--num_threads", type=int, default=2,
-                    help="Interpreter threads.")
-parser.add_argument("--timeout", type=int, default=1800,
-                    help="Seconds one measurement may take.")
-parser.add_argument("--output_file",
-                    default=os.path.join(BENCH_DIR, "results",
-                                         "bench_litert.json"))
+bench_util.add_timing_arguments(parser)
+bench_util.add_output_arguments(parser, "bench_litert")
 # One model in this process (used by the parent for each subprocess).
 parser.add_argument("--measure_model", default=None, help=argparse.SUPPRESS)
-parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
+bench_util.add_result_file_argument(parser)
 
 
 def find_models(tflite_dir, seq_lengths):

@@ -33,7 +33,6 @@ Writes --output_file (bench/results/bench_paired.json):
    {"litert_float": [R medians], ...}, "missing": {"ort_fp32": "why"}}}}
 """
 
-import argparse
 import importlib.util
 import os
 import sys
@@ -43,8 +42,7 @@ import bench_util
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
-parser = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = bench_util.argument_parser(__doc__)
 bench_litert.add_model_flags(parser)
 parser.add_argument("--onnx_dir",
                     default=os.path.join(BENCH_DIR, "results", "peers_work"),
@@ -54,11 +52,8 @@ parser.add_argument("--rounds", type=int, default=20,
 parser.add_argument("--block_runs", type=int, default=5,
                     help="Timed calls per model per round (their median is "
                     "the round's figure).")
-parser.add_argument("--num_threads", type=int, default=2,
-                    help="Threads of every runtime.")
-parser.add_argument("--output_file",
-                    default=os.path.join(BENCH_DIR, "results",
-                                         "bench_paired.json"))
+bench_util.add_threads_argument(parser)
+bench_util.add_output_arguments(parser, "bench_paired")
 
 
 def load_calls(seq_length, litert_paths, args, vocab_size, have_ort):

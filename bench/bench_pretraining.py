@@ -2,7 +2,7 @@
 
 Two rows, each measured in a fresh subprocess (so its peak memory is its own):
 
-  distillation_step  run_pretraining's phase-2 model_fn with the published
+  distillation_step  pretraining_model's phase-2 model_fn with the published
                      24-layer IB-BERT teacher (frozen, forward only) and the
                      24-layer MobileBERT OPT student (forward, backward, LAMB)
   student_step       the same student trained alone (MLM + NSP, LAMB)
@@ -26,6 +26,7 @@ and prints a table.
   .venv/tf2/bin/python bench/bench_pretraining.py
 """
 
+import argparse
 import os
 import sys
 import time
@@ -38,45 +39,42 @@ REPO_ROOT = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, REPO_ROOT)
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import modeling  # pylint: disable=g-import-not-at-top
-# Defines run_pretraining's flags too; ours below use other names.
-import run_pretraining  # pylint: disable=g-import-not-at-top
+import pretraining_model  # pylint: disable=g-import-not-at-top
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 CONFIG_DIR = os.path.join(REPO_ROOT, "config")
 
-flags = tf.flags
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string(
-    "student_config_file",
-    os.path.join(CONFIG_DIR, "tiny_mobilebert.json" if QUICK else
-                 "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-    "Student config (random weights).")
-flags.DEFINE_string(
-    "teacher_config_file",
-    os.path.join(CONFIG_DIR, "tiny_teacher.json" if QUICK else
-                 "uncased_L-24_H-1024_B-512_A-4.json"),
-    "Teacher config (random weights).")
-flags.DEFINE_integer("batch_size", 2 if QUICK else 8, "Examples per step.")
-flags.DEFINE_integer("seq_length", 32 if QUICK else 128, "Sequence length.")
-flags.DEFINE_integer("predictions_per_seq", 20,
-                     "Masked-LM predictions per sequence.")
-flags.DEFINE_integer("timed_steps", 2 if QUICK else 3, "Timed train steps.")
-flags.DEFINE_integer("warmup_steps", 1, "Untimed train steps before timing.")
-flags.DEFINE_integer("num_threads", 2, "Intra-op threads (inter-op 1).")
-flags.DEFINE_integer("timeout", 3600,
-                     "Seconds one measurement may take before it is recorded "
-                     "as failed.")
-flags.DEFINE_string(
-    "output_file", os.path.join(BENCH_DIR, "results", "bench_pretraining.json"),
-    "Where the JSON result goes.")
-# Child mode: measure one case in this process.
-flags.DEFINE_enum("measure_case", None, ["distillation_step", "student_step"],
-                  "Internal: the case to time in this process.")
-flags.DEFINE_string("result_file", None,
-                    "Internal: where the child writes its result.")
-
 CASES = ("distillation_step", "student_step")
+
+parser = bench_util.argument_parser(__doc__)
+parser.add_argument(
+    "--student_config_file",
+    default=os.path.join(CONFIG_DIR, "tiny_mobilebert.json") if QUICK
+    else bench_util.PUBLISHED_CONFIG,
+    help="Student config (random weights).")
+parser.add_argument(
+    "--teacher_config_file",
+    default=os.path.join(CONFIG_DIR, "tiny_teacher.json" if QUICK else
+                         "uncased_L-24_H-1024_B-512_A-4.json"),
+    help="Teacher config (random weights).")
+parser.add_argument("--batch_size", type=int, default=2 if QUICK else 8,
+                    help="Examples per step.")
+parser.add_argument("--seq_length", type=int, default=32 if QUICK else 128,
+                    help="Sequence length.")
+parser.add_argument("--predictions_per_seq", type=int, default=20,
+                    help="Masked-LM predictions per sequence.")
+parser.add_argument("--timed_steps", type=int, default=2 if QUICK else 3,
+                    help="Timed train steps.")
+parser.add_argument("--warmup_steps", type=int, default=1,
+                    help="Untimed train steps before timing.")
+bench_util.add_threads_argument(parser)
+bench_util.add_timeout_argument(parser, 3600)
+bench_util.add_output_arguments(parser, "bench_pretraining")
+bench_util.add_result_file_argument(parser)
+# Child mode: measure one case in this process.
+parser.add_argument("--measure_case", default=None, choices=CASES,
+                    help=argparse.SUPPRESS)
+
 
 
 def make_features(vocab_size, batch_size, seq_length, predictions_per_seq):
@@ -99,29 +97,31 @@ def make_features(vocab_size, batch_size, seq_length, predictions_per_seq):
   return features
 
 
-def measure(case):
+def measure(args, case):
   """Builds the train op of `case` and times it; returns the result dict."""
   student_config = modeling.BertConfig.from_json_file(
-      FLAGS.student_config_file)
+      args.student_config_file)
   teacher_config = None
   if case == "distillation_step":
     teacher_config = modeling.BertConfig.from_json_file(
-        FLAGS.teacher_config_file)
+        args.teacher_config_file)
   started = time.time()
   graph = tf.Graph()
   with graph.as_default():
     tf.set_random_seed(0)
-    features = make_features(student_config.vocab_size, FLAGS.batch_size,
-                             FLAGS.seq_length, FLAGS.predictions_per_seq)
-    model_fn = run_pretraining.model_fn_builder(
-        bert_config=student_config, teacher_config=teacher_config,
-        init_checkpoint=None, learning_rate=1.5e-3, num_train_steps=500000,
-        num_warmup_steps=10000, use_tpu=False, use_one_hot_embeddings=False,
-        optimizer="lamb", weight_decay_rate=0.01, use_einsum=True,
-        distill_ground_truth_ratio=0.5 if teacher_config else 1.0)
+    features = make_features(student_config.vocab_size, args.batch_size,
+                             args.seq_length, args.predictions_per_seq)
+    model_fn = pretraining_model.model_fn_builder(
+        pretraining_model.PretrainingConfig(
+            bert_config=student_config, teacher_config=teacher_config,
+            init_checkpoint=None, learning_rate=1.5e-3,
+            num_train_steps=500000, num_warmup_steps=10000,
+            optimizer="lamb", weight_decay_rate=0.01, use_tpu=False,
+            use_einsum=True,
+            distill_ground_truth_ratio=0.5 if teacher_config else 1.0))
     spec = model_fn(features, None, tf.estimator.ModeKeys.TRAIN, {})
     session_config = tf.ConfigProto(
-        intra_op_parallelism_threads=FLAGS.num_threads,
+        intra_op_parallelism_threads=args.num_threads,
         inter_op_parallelism_threads=1)
     with tf.Session(graph=graph, config=session_config) as session:
       session.run(tf.global_variables_initializer())
@@ -131,20 +131,20 @@ def measure(case):
       def step():
         losses.append(session.run([spec.train_op, spec.loss])[1])
 
-      latency = bench_util.time_calls(step, FLAGS.timed_steps,
-                                      FLAGS.warmup_steps)
+      latency = bench_util.time_calls(step, args.timed_steps,
+                                      args.warmup_steps)
   if not all(np.isfinite(losses)):
     raise ValueError("non-finite loss %s" % losses)
   return {
-      "examples_per_sec": FLAGS.batch_size / (latency["median"] / 1e3),
+      "examples_per_sec": args.batch_size / (latency["median"] / 1e3),
       "graph_build_seconds": graph_build_seconds,
       "latency_ms": latency,
   }
 
 
-def print_table(result):
+def print_table(result, num_threads):
   print("\npretraining step, batch %d, sequence %d, %d threads (%s)" % (
-      result["batch_size"], result["seq_length"], FLAGS.num_threads,
+      result["batch_size"], result["seq_length"], num_threads,
       result["tensorflow_version"]))
   header = "%-20s %14s %16s %16s %12s" % ("case", "examples/s",
                                           "step ms (median)",
@@ -161,28 +161,29 @@ def print_table(result):
         row["graph_build_seconds"], row["peak_rss_mb"]))
 
 
-def main(_):
+def main():
+  args = parser.parse_args()
   tf.logging.set_verbosity(tf.logging.WARN)
-  if FLAGS.measure_case:
-    bench_util.write_child_result(FLAGS.result_file,
-                                  measure(FLAGS.measure_case))
+  if args.measure_case:
+    bench_util.write_child_result(args.result_file,
+                                  measure(args, args.measure_case))
     return
   result = {"tensorflow_version": tf.__version__,
-            "batch_size": FLAGS.batch_size, "seq_length": FLAGS.seq_length,
-            "predictions_per_seq": FLAGS.predictions_per_seq,
-            "student_config_file": FLAGS.student_config_file,
-            "teacher_config_file": FLAGS.teacher_config_file}
-  result_file = FLAGS.output_file + ".child.json"
+            "batch_size": args.batch_size, "seq_length": args.seq_length,
+            "predictions_per_seq": args.predictions_per_seq,
+            "student_config_file": args.student_config_file,
+            "teacher_config_file": args.teacher_config_file}
+  result_file = args.output_file + ".child.json"
   for case in CASES:
     command = bench_util.child_command(
-        __file__, FLAGS, ("student_config_file", "teacher_config_file",
+        __file__, args, ("student_config_file", "teacher_config_file",
                           "batch_size", "seq_length", "predictions_per_seq",
                           "timed_steps", "warmup_steps", "num_threads"),
         ["--measure_case=" + case, "--result_file=" + result_file])
-    result[case] = bench_util.run_child(command, result_file, FLAGS.timeout)
-  bench_util.write_json(FLAGS.output_file, result)
-  print_table(result)
+    result[case] = bench_util.run_child(command, result_file, args.timeout)
+  bench_util.write_json(args.output_file, result)
+  print_table(result, args.num_threads)
 
 
 if __name__ == "__main__":
-  tf.app.run()
+  main()

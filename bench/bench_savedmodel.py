@@ -12,6 +12,7 @@ Writes JSON to --output_file (bench/results/bench_savedmodel.json):
    "latency_ms": {"median": ..., ...}, "peak_rss_mb": ...}, ...}}
 """
 
+import argparse
 import os
 import sys
 
@@ -27,36 +28,19 @@ import export_tflite  # pylint: disable=g-import-not-at-top
 import modeling  # pylint: disable=g-import-not-at-top
 import tflite_conversion  # pylint: disable=g-import-not-at-top
 
-flags = tf.flags
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string(
-    "bert_config_file",
-    os.path.join(REPO_ROOT, "config",
-                 "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-    "Model config; the weights are random.")
-flags.DEFINE_list("seq_lengths", ["128", "384"],
-                  "Sequence lengths (batch 1) to time.")
-flags.DEFINE_integer("runs", 20, "Timed calls per sequence length (median).")
-flags.DEFINE_integer("warmup_runs", 5, "Untimed calls before timing.")
-flags.DEFINE_integer("num_threads", 2, "Intra-op threads.")
-flags.DEFINE_integer("timeout", 1800,
-                     "Seconds one measurement may take before it is recorded "
-                     "as failed.")
-flags.DEFINE_string("work_dir",
-                    os.path.join(BENCH_DIR, "results", "savedmodel_work"),
-                    "Where the random checkpoint and the SavedModels go.")
-flags.DEFINE_string("output_file",
-                    os.path.join(BENCH_DIR, "results", "bench_savedmodel.json"),
-                    "Where the JSON result goes.")
+parser = bench_util.argument_parser(__doc__)
+bench_util.add_config_argument(parser)
+bench_util.add_seq_lengths_argument(parser)
+bench_util.add_timing_arguments(parser)
+bench_util.add_output_arguments(parser, "bench_savedmodel", "savedmodel_work")
+bench_util.add_result_file_argument(parser)
 # Child mode: time one SavedModel in this process.
-flags.DEFINE_string("measure_saved_model", None,
-                    "Internal: SavedModel directory to time in this process.")
-flags.DEFINE_string("result_file", None,
-                    "Internal: where the child writes its result.")
+parser.add_argument("--measure_saved_model", default=None,
+                    help=argparse.SUPPRESS)
 
 
-def time_saved_model(saved_model_dir, num_threads, runs, warmup_runs):
+def time_saved_model(saved_model_dir, vocab_size, num_threads, runs,
+                     warmup_runs):
   """Loads a SavedModel into a session and times its serving signature.
 
   Returns:
@@ -71,8 +55,6 @@ def time_saved_model(saved_model_dir, num_threads, runs, warmup_runs):
     signature = meta_graph.signature_def[
         tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY]
     seq_length = signature.inputs["input_ids"].tensor_shape.dim[1].size
-    vocab_size = modeling.BertConfig.from_json_file(
-        FLAGS.bert_config_file).vocab_size
     inputs = bench_util.make_inputs(vocab_size, 1, seq_length, np.int32)
     feed = {graph.get_tensor_by_name(signature.inputs[name].name): value
             for name, value in inputs.items()}
@@ -83,58 +65,63 @@ def time_saved_model(saved_model_dir, num_threads, runs, warmup_runs):
   return {"latency_ms": summary}
 
 
-def validate_flags():
+def validate_flags(args):
   """Checks the flags before any graph is built.
 
   Returns:
     (bert_config, [sequence lengths]).
   """
-  bench_util.check_minimums(FLAGS, {"runs": 1, "num_threads": 1,
+  bench_util.check_minimums(args, {"runs": 1, "num_threads": 1,
                                     "timeout": 1, "warmup_runs": 0})
-  if FLAGS.measure_saved_model and not FLAGS.result_file:
+  if args.measure_saved_model and not args.result_file:
     raise ValueError("--measure_saved_model needs --result_file.")
-  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+  bert_config = modeling.BertConfig.from_json_file(args.bert_config_file)
   seq_lengths = bench_util.parse_seq_lengths(
-      FLAGS.seq_lengths, bert_config.max_position_embeddings,
-      FLAGS.bert_config_file)
+      args.seq_lengths, bert_config.max_position_embeddings,
+      args.bert_config_file)
   return bert_config, seq_lengths
 
 
-def measure_in_subprocess(saved_model_dir, seq_length):
+def measure_in_subprocess(args, saved_model_dir, seq_length):
   """Times one SavedModel in a fresh interpreter (own peak RSS)."""
-  result_file = os.path.join(FLAGS.work_dir, "latency_seq%d.json" % seq_length)
+  result_file = os.path.join(args.work_dir, "latency_seq%d.json" % seq_length)
   command = bench_util.child_command(
-      __file__, FLAGS, ("bert_config_file", "runs", "warmup_runs",
+      __file__, args, ("bert_config_file", "runs", "warmup_runs",
                         "num_threads"),
       ["--measure_saved_model", saved_model_dir, "--result_file", result_file,
        "--seq_lengths", str(seq_length)])
-  return bench_util.run_child(command, result_file, FLAGS.timeout)
+  return bench_util.run_child(command, result_file, args.timeout)
 
 
-def main(_):
+def main():
+  args = parser.parse_args()
   tf.logging.set_verbosity(tf.logging.INFO)
-  bert_config, seq_lengths = validate_flags()
-  if FLAGS.measure_saved_model:
+  try:
+    bert_config, seq_lengths = validate_flags(args)
+  except ValueError as e:
+    parser.error(str(e))
+  if args.measure_saved_model:
     bench_util.write_child_result(
-        FLAGS.result_file,
-        time_saved_model(FLAGS.measure_saved_model, FLAGS.num_threads,
-                         FLAGS.runs, FLAGS.warmup_runs))
+        args.result_file,
+        time_saved_model(args.measure_saved_model, bert_config.vocab_size,
+                         args.num_threads, args.runs, args.warmup_runs))
     return
 
-  tf.gfile.MakeDirs(FLAGS.work_dir)
+  tf.gfile.MakeDirs(args.work_dir)
   checkpoint = bench_tf_util.write_random_checkpoint(
-      bert_config, os.path.join(FLAGS.work_dir, "random", "model.ckpt"))
+      bert_config, os.path.join(args.work_dir, "random", "model.ckpt"))
   result = {"tensorflow_version": tf.__version__,
-            "bert_config_file": os.path.abspath(FLAGS.bert_config_file),
-            "num_threads": FLAGS.num_threads,
-            "runs": FLAGS.runs,
-            "warmup_runs": FLAGS.warmup_runs,
+            "bert_config_file": os.path.abspath(args.bert_config_file),
+            "num_threads": args.num_threads,
+            "runs": args.runs,
+            "warmup_runs": args.warmup_runs,
             "seq_lengths": {}}
   for seq_length in seq_lengths:
-    export_dir = os.path.join(FLAGS.work_dir, "export_seq%d" % seq_length)
+    export_dir = os.path.join(args.work_dir, "export_seq%d" % seq_length)
     paths = export_tflite.export(bert_config, checkpoint, export_dir,
                                  seq_length, task="squad")
-    measurement = measure_in_subprocess(paths["saved_model"], seq_length)
+    measurement = measure_in_subprocess(args, paths["saved_model"],
+                                        seq_length)
     result["seq_lengths"][str(seq_length)] = measurement
     if measurement["status"] == "ok":
       tf.logging.info("SavedModel seq %d: %.1f ms median, peak RSS %.0f MB",
@@ -143,8 +130,8 @@ def main(_):
     else:
       tf.logging.error("SavedModel seq %d failed: %s", seq_length,
                        measurement["error"])
-  bench_util.write_json(FLAGS.output_file, result)
+  bench_util.write_json(args.output_file, result)
 
 
 if __name__ == "__main__":
-  tf.app.run()
+  main()

@@ -33,8 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_util  # pylint: disable=g-import-not-at-top,wrong-import-position
 import feature_records  # pylint: disable=g-import-not-at-top,wrong-import-position
+import fine_tuning_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 import modeling  # pylint: disable=g-import-not-at-top,wrong-import-position
-import run_squad  # pylint: disable=g-import-not-at-top,wrong-import-position
 import squad_data  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tokenization  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -44,28 +44,24 @@ _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"] + [
 
 
 def _parse_args():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = bench_util.argument_parser(__doc__)
   parser.add_argument("--num_questions", type=int, default=88000)
   parser.add_argument("--questions_per_paragraph", type=int, default=5)
   parser.add_argument("--words_per_paragraph", type=int, default=120)
   parser.add_argument("--max_seq_length", type=int, default=384)
   parser.add_argument("--doc_stride", type=int, default=128)
   parser.add_argument("--max_query_length", type=int, default=64)
-  parser.add_argument("--bert_config_file", default=os.path.join(
-      _REPO_ROOT, "config", "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"))
+  bench_util.add_config_argument(parser)
   parser.add_argument("--train_batch_size", type=int, default=8)
   parser.add_argument("--train_steps", type=int, default=5)
   parser.add_argument("--skip_featurisation", action="store_true")
   parser.add_argument("--skip_training", action="store_true")
-  parser.add_argument("--timeout", type=int, default=3600,
-                      help="Seconds one fine-tuning measurement may take.")
-  parser.add_argument("--output_file", default=os.path.join(
-      _REPO_ROOT, "bench", "results", "bench_squad.json"),
-                      help="Where the JSON result (read by run_all.py) goes.")
+  bench_util.add_timeout_argument(parser, 3600)
+  bench_util.add_output_arguments(parser, "bench_squad")
+  bench_util.add_result_file_argument(parser)
   # Child mode: one fine-tuning measurement in this process.
   parser.add_argument("--measure_training", action="store_true",
                       help=argparse.SUPPRESS)
-  parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
   return parser.parse_args()
 
 
@@ -151,11 +147,11 @@ def bench_training(args):
         "start_positions": tf.constant(rng.randint(0, seq, [batch]), tf.int32),
         "end_positions": tf.constant(rng.randint(0, seq, [batch]), tf.int32),
     }
-    model_fn = run_squad.model_fn_builder(
-        bert_config, init_checkpoint=None, output_dir=None,
-        learning_rate=4e-5,
-        num_train_steps=1000, num_warmup_steps=100, use_tpu=False,
-        use_einsum=False, use_quantized_training=False)
+    model_fn = fine_tuning_model.squad_model_fn_builder(
+        bert_config, fine_tuning_model.FineTuningSettings(
+            init_checkpoint=None, output_dir=None, learning_rate=4e-5,
+            num_train_steps=1000, num_warmup_steps=100, use_tpu=False,
+            use_einsum=False, use_quantized_training=False))
     spec = model_fn(features, None, tf.estimator.ModeKeys.TRAIN,
                     {"batch_size": batch})
     with tf.Session() as session:

@@ -22,6 +22,7 @@ Integer export needs TF 2.15; on TF 1.15 only float and dynamic-range are
 measured.  BENCH_QUICK=1 (run_all.py --quick) uses the tiny config at seq 32.
 """
 
+import argparse
 import os
 import sys
 
@@ -40,55 +41,37 @@ import tflite_runner  # pylint: disable=g-import-not-at-top
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 
-flags = tf.flags
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string(
-    "bert_config_file",
-    os.path.join(REPO_ROOT, "config",
-                 "tiny_mobilebert.json" if QUICK else
-                 "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-    "Model config; the weights are random.")
-flags.DEFINE_list("seq_lengths", ["32"] if QUICK else ["128", "384"],
-                  "Sequence lengths (batch 1) to time.")
-flags.DEFINE_integer("runs", 3 if QUICK else 20,
-                     "Timed calls per model and sequence length (median).")
-flags.DEFINE_integer("warmup_runs", 1 if QUICK else 5,
-                     "Untimed calls before timing.")
-flags.DEFINE_integer("num_threads", 2, "TF-Lite interpreter threads.")
-flags.DEFINE_integer("calibration_features", 2 if QUICK else 8,
-                     "Random features calibrating the int8 model.")
-flags.DEFINE_integer("timeout", 1800,
-                     "Seconds one measurement may take before it is recorded "
-                     "as failed.")
-flags.DEFINE_string("work_dir",
-                    os.path.join(BENCH_DIR, "results", "tflite_work"),
-                    "Where the random checkpoint and the exports go.")
-flags.DEFINE_string("output_file",
-                    os.path.join(BENCH_DIR, "results", "bench_tflite.json"),
-                    "Where the JSON result goes.")
+parser = bench_util.argument_parser(__doc__)
+bench_util.add_config_argument(
+    parser, os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
+    if QUICK else bench_util.PUBLISHED_CONFIG)
+bench_util.add_seq_lengths_argument(parser, "32" if QUICK else "128,384")
+bench_util.add_timing_arguments(parser, runs=3 if QUICK else 20,
+                                warmup_runs=1 if QUICK else 5)
+bench_util.add_output_arguments(parser, "bench_tflite", "tflite_work")
+bench_util.add_result_file_argument(parser)
+parser.add_argument("--calibration_features", type=int,
+                    default=2 if QUICK else 8,
+                    help="Random features calibrating the int8 model.")
 # Child mode: time one TF-Lite model in this process.
-flags.DEFINE_string("measure_model", None,
-                    "Internal: TF-Lite model to time in this process.")
-flags.DEFINE_string("result_file", None,
-                    "Internal: where the child writes its result.")
+parser.add_argument("--measure_model", default=None, help=argparse.SUPPRESS)
 
 
-def validate_flags():
+def validate_flags(args):
   """Checks the flags before any graph is built.
 
   Returns:
     (bert_config, [sequence lengths]).
   """
-  bench_util.check_minimums(FLAGS, {"runs": 1, "num_threads": 1,
+  bench_util.check_minimums(args, {"runs": 1, "num_threads": 1,
                                     "timeout": 1, "calibration_features": 1,
                                     "warmup_runs": 0})
-  if FLAGS.measure_model and not FLAGS.result_file:
+  if args.measure_model and not args.result_file:
     raise ValueError("--measure_model needs --result_file.")
-  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+  bert_config = modeling.BertConfig.from_json_file(args.bert_config_file)
   seq_lengths = bench_util.parse_seq_lengths(
-      FLAGS.seq_lengths, bert_config.max_position_embeddings,
-      FLAGS.bert_config_file)
+      args.seq_lengths, bert_config.max_position_embeddings,
+      args.bert_config_file)
   return bert_config, seq_lengths
 
 
@@ -112,7 +95,7 @@ def calibration_features(vocab_size, seq_length, count):
   return features
 
 
-def time_model(path, num_threads, runs, warmup_runs):
+def time_model(path, vocab_size, num_threads, runs, warmup_runs):
   """Times LiteModel.run on one example.
 
   Returns:
@@ -121,8 +104,6 @@ def time_model(path, num_threads, runs, warmup_runs):
   # TF 2.15's own interpreter; bench_litert.py times the same files on LiteRT.
   lite_model = tflite_runner.LiteModel(path, num_threads=num_threads,
                                        use_litert=False)
-  vocab_size = modeling.BertConfig.from_json_file(
-      FLAGS.bert_config_file).vocab_size
   inputs = bench_util.make_inputs(vocab_size, 1, lite_model.sequence_length,
                                   np.int32)
   summary = bench_util.time_calls(
@@ -131,14 +112,14 @@ def time_model(path, num_threads, runs, warmup_runs):
   return {"latency_ms": summary}
 
 
-def measure_in_subprocess(path, label):
+def measure_in_subprocess(args, path, label):
   """Times one model in a fresh interpreter (its own peak RSS)."""
-  result_file = os.path.join(FLAGS.work_dir, "latency_%s.json" % label)
+  result_file = os.path.join(args.work_dir, "latency_%s.json" % label)
   command = bench_util.child_command(
-      __file__, FLAGS, ("bert_config_file", "seq_lengths", "runs",
+      __file__, args, ("bert_config_file", "seq_lengths", "runs",
                         "warmup_runs", "num_threads"),
       ["--measure_model", path, "--result_file", result_file])
-  return bench_util.run_child(command, result_file, FLAGS.timeout)
+  return bench_util.run_child(command, result_file, args.timeout)
 
 
 def format_table(result, seq_lengths):
@@ -159,29 +140,33 @@ def format_table(result, seq_lengths):
                              zip(row, widths)) for row in rows)
 
 
-def main(_):
+def main():
+  args = parser.parse_args()
   tf.logging.set_verbosity(tf.logging.INFO)
-  bert_config, seq_lengths = validate_flags()
-  if FLAGS.measure_model:
+  try:
+    bert_config, seq_lengths = validate_flags(args)
+  except ValueError as e:
+    parser.error(str(e))
+  if args.measure_model:
     bench_util.write_child_result(
-        FLAGS.result_file,
-        time_model(FLAGS.measure_model, FLAGS.num_threads, FLAGS.runs,
-                   FLAGS.warmup_runs))
+        args.result_file,
+        time_model(args.measure_model, bert_config.vocab_size,
+                   args.num_threads, args.runs, args.warmup_runs))
     return
 
-  tf.gfile.MakeDirs(FLAGS.work_dir)
+  tf.gfile.MakeDirs(args.work_dir)
   checkpoint = bench_tf_util.write_random_checkpoint(
-      bert_config, os.path.join(FLAGS.work_dir, "random", "model.ckpt"))
+      bert_config, os.path.join(args.work_dir, "random", "model.ckpt"))
   result = {"tensorflow_version": tf.__version__,
-            "bert_config_file": os.path.abspath(FLAGS.bert_config_file),
-            "num_threads": FLAGS.num_threads,
-            "runs": FLAGS.runs,
-            "warmup_runs": FLAGS.warmup_runs,
+            "bert_config_file": os.path.abspath(args.bert_config_file),
+            "num_threads": args.num_threads,
+            "runs": args.runs,
+            "warmup_runs": args.warmup_runs,
             # Other processes on the cores inflate latencies; keep the context.
             "load_average_at_start": os.getloadavg(),
             "models": {}}
   for seq_length in seq_lengths:
-    export_dir = os.path.join(FLAGS.work_dir, "export_seq%d" % seq_length)
+    export_dir = os.path.join(args.work_dir, "export_seq%d" % seq_length)
     paths = export_tflite.export(
         bert_config, checkpoint, export_dir, seq_length,
         kinds=export_tflite.file_kinds(
@@ -190,13 +175,13 @@ def main(_):
             float_softmax=tf_compat.IS_TF2),
         task="squad",
         representative_features=calibration_features(
-            bert_config.vocab_size, seq_length, FLAGS.calibration_features))
+            bert_config.vocab_size, seq_length, args.calibration_features))
     for kind in ("float", "dynamic_range", "int8", "int8_float_softmax"):
       if kind not in paths:
         continue
       entry = result["models"].setdefault(kind, {})
       entry["size_bytes"] = os.path.getsize(paths[kind])
-      measurement = measure_in_subprocess(paths[kind],
+      measurement = measure_in_subprocess(args, paths[kind],
                                           "%s_seq%d" % (kind, seq_length))
       entry[str(seq_length)] = measurement
       if measurement["status"] == "ok":
@@ -206,9 +191,9 @@ def main(_):
         tf.logging.error("TF-Lite %s seq %d failed: %s", kind, seq_length,
                          measurement["error"])
   result["load_average_at_end"] = os.getloadavg()
-  bench_util.write_json(FLAGS.output_file, result)
+  bench_util.write_json(args.output_file, result)
   print(format_table(result, seq_lengths))
 
 
 if __name__ == "__main__":
-  tf.app.run()
+  main()

@@ -1,10 +1,14 @@
-"""Timing, memory and subprocess helpers shared by the bench/ scripts.
+"""Arguments, timing, memory and subprocess helpers of the bench/ scripts.
+
+Every bench script parses its command line with argparse; the arguments
+they share are defined here once (`add_*_arguments`).
 
 Standard library only at import time: bench/peers.py imports it in the peer
 venv (no TensorFlow; maybe not even numpy, which it must be able to report),
 and bench/run_all.py imports it wherever it runs.
 """
 
+import argparse
 import json
 import os
 import resource
@@ -13,6 +17,11 @@ import subprocess
 import sys
 import time
 
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.path.join(BENCH_DIR, "results")
+PUBLISHED_CONFIG = os.path.join(os.path.dirname(BENCH_DIR), "config",
+                                "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json")
 
 # /proc/cpuinfo flags of int8 dot-product instructions: x86 AVX-512 VNNI,
 # AVX-VNNI and AMX int8; ARM's dot product ("asimddp").
@@ -116,8 +125,7 @@ def parse_seq_lengths(values, max_position_embeddings, config_path):
   """Validates a --seq_lengths flag against the model config.
 
   Args:
-    values: the flag: a list of strings (absl DEFINE_list) or one
-      comma-separated string (argparse).
+    values: the flag's comma-separated string.
     max_position_embeddings: the config's limit.
     config_path: the config file, named in errors.
 
@@ -127,10 +135,8 @@ def parse_seq_lengths(values, max_position_embeddings, config_path):
   Raises:
     ValueError: naming the flag and the offending value.
   """
-  if isinstance(values, str):
-    values = values.split(",")
   seq_lengths = []
-  for value in values:
+  for value in values.split(","):
     value = value.strip()
     if not value.isdigit() or int(value) < 1:
       raise ValueError("--seq_lengths must be positive integers, got %r" %
@@ -147,8 +153,7 @@ def check_minimums(flag_values, minimums):
   """Raises ValueError for the first flag below its minimum.
 
   Args:
-    flag_values: an object with the flags as attributes (absl FLAGS or an
-      argparse namespace).
+    flag_values: the argparse namespace.
     minimums: {flag name: smallest allowed value}.
   """
   for name, minimum in minimums.items():
@@ -254,9 +259,8 @@ def child_command(script, flag_values, names, extra_args=()):
 
   Args:
     script: path of the bench script.
-    flag_values: absl FLAGS or an argparse namespace to copy flags from.
-    names: the flags to pass on with their current values (lists are joined
-      with commas, as absl's DEFINE_list expects them).
+    flag_values: the argparse namespace to copy flags from.
+    names: the flags to pass on with their current values.
     extra_args: further argv entries (the child-mode flags).
 
   Returns:
@@ -265,8 +269,6 @@ def child_command(script, flag_values, names, extra_args=()):
   command = [sys.executable, os.path.abspath(script)] + list(extra_args)
   for name in names:
     value = getattr(flag_values, name)
-    if isinstance(value, (list, tuple)):
-      value = ",".join(str(item) for item in value)
     command += ["--" + name, str(value)]
   return command
 
@@ -331,3 +333,66 @@ def run_logged(command, log_file, timeout, env=None, cwd=None):
   if completed.returncode != 0:
     return "failed (exit code %d)" % completed.returncode
   return "ok"
+
+
+def argument_parser(description):
+  """An ArgumentParser that shows `description` (a module docstring) as is."""
+  return argparse.ArgumentParser(
+      description=description,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_config_argument(parser, default=PUBLISHED_CONFIG):
+  """--bert_config_file: the model config; the weights are random."""
+  parser.add_argument(
+      "--bert_config_file", default=default,
+      help="The model's config; the weights are random (default: the "
+      "published MobileBERT OPT config).")
+
+
+def add_seq_lengths_argument(parser, default="128,384"):
+  """--seq_lengths: comma-separated sequence lengths (parse_seq_lengths)."""
+  parser.add_argument("--seq_lengths", default=default,
+                      help="Comma-separated sequence lengths (batch 1).")
+
+
+def add_timing_arguments(parser, runs=20, warmup_runs=5, timeout=1800):
+  """--runs, --warmup_runs, --num_threads and --timeout."""
+  parser.add_argument("--runs", type=int, default=runs,
+                      help="Timed calls per measurement (their median).")
+  parser.add_argument("--warmup_runs", type=int, default=warmup_runs,
+                      help="Untimed calls before timing.")
+  add_threads_argument(parser)
+  add_timeout_argument(parser, timeout)
+
+
+def add_threads_argument(parser):
+  """--num_threads, the thread count every runtime is held to."""
+  parser.add_argument("--num_threads", type=int, default=2,
+                      help="Threads of every runtime (intra-op threads, "
+                      "interpreter threads).")
+
+
+def add_timeout_argument(parser, default):
+  """--timeout: seconds one measurement may take."""
+  parser.add_argument("--timeout", type=int, default=default,
+                      help="Seconds one measurement may take before it is "
+                      "recorded as failed.")
+
+
+def add_output_arguments(parser, name, work_dir_name=None):
+  """--output_file (results/<name>.json), and --work_dir if `work_dir_name`.
+  """
+  parser.add_argument("--output_file",
+                      default=os.path.join(RESULTS_DIR, name + ".json"),
+                      help="Where the JSON result (read by run_all.py) goes.")
+  if work_dir_name:
+    parser.add_argument("--work_dir",
+                        default=os.path.join(RESULTS_DIR, work_dir_name),
+                        help="Where the random checkpoint and the exported "
+                        "or converted models go.")
+
+
+def add_result_file_argument(parser):
+  """--result_file: where a child measurement (run_child) writes; no help."""
+  parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)

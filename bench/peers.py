@@ -49,37 +49,19 @@ HF_NORMALIZATIONS = ("no_norm", "layer_norm")
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = ("start_logits", "end_logits")
 
-parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument(
-    "--bert_config_file",
-    default=os.path.join(REPO_ROOT, "config",
-                         "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-    help="Our JSON model config, translated to transformers' MobileBertConfig.")
-parser.add_argument("--seq_lengths", default="128,384",
-                    help="Comma-separated inference sequence lengths.")
-parser.add_argument("--runs", type=int, default=20,
-                    help="Timed inference calls per measurement (median).")
-parser.add_argument("--warmup_runs", type=int, default=5,
-                    help="Untimed calls before timing.")
-parser.add_argument("--num_threads", type=int, default=2,
-                    help="Intra-op threads for every runtime.")
+parser = bench_util.argument_parser(__doc__)
+bench_util.add_config_argument(parser)
+bench_util.add_seq_lengths_argument(parser)
+bench_util.add_timing_arguments(parser)
 parser.add_argument("--train_batch_size", type=int, default=8)
 parser.add_argument("--train_seq_length", type=int, default=384)
 parser.add_argument("--train_steps", type=int, default=10,
                     help="Timed fine-tuning steps (after 2 warm-up steps).")
-parser.add_argument("--timeout", type=int, default=1800,
-                    help="Seconds one measurement may take before it is "
-                    "recorded as failed.")
-parser.add_argument("--work_dir", default=os.path.join(BENCH_DIR, "results",
-                                                       "peers_work"),
-                    help="Where the ONNX files go.")
-parser.add_argument("--output_file",
-                    default=os.path.join(BENCH_DIR, "results", "peers.json"))
+bench_util.add_output_arguments(parser, "peers", "peers_work")
+bench_util.add_result_file_argument(parser)
 # One measurement in this process (used by the parent for each subprocess).
 parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)
 parser.add_argument("--seq_length", type=int, default=0, help=argparse.SUPPRESS)
-parser.add_argument("--result_file", default=None, help=argparse.SUPPRESS)
 
 
 def mobilebert_config_kwargs(config):

@@ -30,11 +30,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import modeling  # pylint: disable=g-import-not-at-top
 
-flags = tf.flags
-FLAGS = flags.FLAGS
-
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(BENCH_DIR)
+parser = bench_util.argument_parser(__doc__)
+bench_util.add_config_argument(parser)
+bench_util.add_seq_lengths_argument(parser)
+bench_util.add_threads_argument(parser)
+parser.add_argument("--matmul_size", type=int, default=2048,
+                    help="Side of the square float32 matrices multiplied to "
+                    "measure the peak rate.")
+parser.add_argument("--runs", type=int, default=10,
+                    help="Timed matmuls; the fastest one counts.")
+bench_util.add_output_arguments(parser, "physical_bound")
 
 
 def multiply_adds(bert_config, seq_length, include_squad_head=True):
@@ -165,27 +170,31 @@ def measure_tf_matmul_gflops(matmul_size, num_threads, runs):
   return 2.0 * matmul_size ** 3 / fastest / 1e9
 
 
-def main(_):
+def main():
+  args = parser.parse_args()
   tf.logging.set_verbosity(tf.logging.INFO)
-  bench_util.check_minimums(FLAGS, {"num_threads": 1, "runs": 1,
-                                    "matmul_size": 64})
-  bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
-  seq_lengths = bench_util.parse_seq_lengths(
-      FLAGS.seq_lengths, bert_config.max_position_embeddings,
-      FLAGS.bert_config_file)
+  try:
+    bench_util.check_minimums(args, {"num_threads": 1, "runs": 1,
+                                     "matmul_size": 64})
+    bert_config = modeling.BertConfig.from_json_file(args.bert_config_file)
+    seq_lengths = bench_util.parse_seq_lengths(
+        args.seq_lengths, bert_config.max_position_embeddings,
+        args.bert_config_file)
+  except ValueError as e:
+    parser.error(str(e))
 
-  tf_gflops = measure_tf_matmul_gflops(FLAGS.matmul_size, FLAGS.num_threads,
-                                       FLAGS.runs)
-  numpy_gflops = measure_numpy_matmul_gflops(FLAGS.matmul_size, FLAGS.runs)
+  tf_gflops = measure_tf_matmul_gflops(args.matmul_size, args.num_threads,
+                                       args.runs)
+  numpy_gflops = measure_numpy_matmul_gflops(args.matmul_size, args.runs)
   gflops = max(tf_gflops, numpy_gflops)
   tf.logging.info("peak float32 matmul (n=%d): TensorFlow %.1f GFLOP/s on %d "
                   "threads, numpy %.1f GFLOP/s (OPENBLAS_NUM_THREADS=%s)",
-                  FLAGS.matmul_size, tf_gflops, FLAGS.num_threads,
+                  args.matmul_size, tf_gflops, args.num_threads,
                   numpy_gflops, os.environ.get("OPENBLAS_NUM_THREADS", "unset"))
   result = {
-      "bert_config_file": os.path.abspath(FLAGS.bert_config_file),
-      "num_threads": FLAGS.num_threads,
-      "matmul_size": FLAGS.matmul_size,
+      "bert_config_file": os.path.abspath(args.bert_config_file),
+      "num_threads": args.num_threads,
+      "matmul_size": args.matmul_size,
       "peak_matmul_gflops": gflops,
       "tensorflow_matmul_gflops": tf_gflops,
       "numpy_matmul_gflops": numpy_gflops,
@@ -202,29 +211,8 @@ def main(_):
     }
     tf.logging.info("seq %d: %.3f G multiply-adds, bound %.2f ms", s,
                     counts["total"] / 1e9, bound_ms(counts["total"], gflops))
-  bench_util.write_json(FLAGS.output_file, result)
-
-
-def define_flags():
-  """Flags of the script; defined only when run as one, because tests import
-  this module beside scripts that define flags of the same names."""
-  flags.DEFINE_string(
-      "bert_config_file",
-      os.path.join(REPO_ROOT, "config",
-                   "uncased_L-24_H-128_B-512_A-4_F-4_OPT.json"),
-      "Model config whose multiply-adds are counted.")
-  flags.DEFINE_list("seq_lengths", ["128", "384"],
-                    "Sequence lengths (batch 1) to give a bound for.")
-  flags.DEFINE_integer("num_threads", 2, "Threads for the peak matmul.")
-  flags.DEFINE_integer("matmul_size", 2048,
-                       "Side of the square float32 matrices multiplied to "
-                       "measure the peak rate.")
-  flags.DEFINE_integer("runs", 10, "Timed matmuls; the fastest one counts.")
-  flags.DEFINE_string("output_file",
-                      os.path.join(BENCH_DIR, "results", "physical_bound.json"),
-                      "Where the JSON result goes.")
+  bench_util.write_json(args.output_file, result)
 
 
 if __name__ == "__main__":
-  define_flags()
-  tf.app.run()
+  main()

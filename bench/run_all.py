@@ -30,7 +30,6 @@ peer / ours ratio.
   .venv/tf2/bin/python bench/run_all.py --skip_runs  # re-tabulate results/
 """
 
-import argparse
 import collections
 import datetime
 import json
@@ -112,8 +111,7 @@ SCRIPTS = collections.OrderedDict([
     }),
 ])
 
-parser = argparse.ArgumentParser(
-    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = bench_util.argument_parser(__doc__)
 parser.add_argument("--results_dir", default=os.path.join(BENCH_DIR,
                                                           "results"))
 parser.add_argument("--tf_python", default=sys.executable,
@@ -122,8 +120,7 @@ parser.add_argument("--peer_python",
                     default=os.path.join(REPO_ROOT, ".venv", "bench", "bin",
                                          "python"),
                     help="Interpreter with bench/requirements.txt installed.")
-parser.add_argument("--num_threads", type=int, default=2,
-                    help="Thread count every benchmark is held to.")
+bench_util.add_threads_argument(parser)
 parser.add_argument("--only", default="",
                     help="Comma-separated subset of scripts to run (the "
                     "others' previous results are tabulated as they are).")

@@ -43,6 +43,7 @@ def run_script(script, args, timeout=900, expect_success=True):
 _MAIN_DRIVER = r"""
 import importlib, json, sys, traceback
 module = importlib.import_module(sys.argv[1])
+module.define_flags()
 for argv in json.loads(sys.argv[2]):
   module.FLAGS.unparse_flags()
   module.FLAGS([sys.argv[1] + ".py"] + argv)

@@ -105,7 +105,7 @@ def test_build_corpus_rejects_too_little_text():
 
 
 def test_write_corpus_is_the_create_pretraining_data_format(tmp_path):
-  import create_pretraining_data  # pylint: disable=g-import-not-at-top
+  import pretraining_data  # pylint: disable=g-import-not-at-top
 
   class WhitespaceTokenizer(object):
 
@@ -120,7 +120,7 @@ def test_write_corpus_is_the_create_pretraining_data_format(tmp_path):
     assert reader.read() == (
         "First document, first sentence.\nIts second sentence.\n\n"
         "Second document, one.\nTwo.\nThree.\n\n")
-  assert create_pretraining_data.read_documents(
+  assert pretraining_data.read_documents(
       [path], WhitespaceTokenizer()) == [
           [sentence.split() for sentence in document]
           for document in documents]

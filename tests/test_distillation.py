@@ -6,7 +6,9 @@ import numpy as np
 
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import distill_modeling
+import heads
 import modeling
 import numpy_mobilebert
 import optimization
@@ -165,12 +167,12 @@ def test_mlm_targets_loss_and_nsp_match_numpy():
                                                  ratio)
     hard = distill_modeling.masked_lm_targets(labels, vocab, teacher_probs,
                                               1.0)
-    loss, per_example, _ = distill_modeling.masked_lm_loss(logits, targets,
+    loss, per_example, _ = heads.masked_lm_loss(logits, targets,
                                                            weights)
     pooled = tf.constant(rng.randn(BATCH, 32).astype(np.float32))
     nsp_labels = tf.constant([[0], [1], [1]])
     cfg = modeling.BertConfig.from_dict(STUDENT)
-    nsp_loss, _, _ = distill_modeling.next_sentence_output(cfg, pooled,
+    nsp_loss, _, _ = heads.next_sentence_output(cfg, pooled,
                                                            nsp_labels)
     tvars = {v.op.name: v for v in tf.global_variables()}
     got = run([targets, hard, loss, per_example, nsp_loss, pooled,
@@ -216,10 +218,10 @@ def test_heads_names_shapes_and_logits_match_numpy():
         True)
     teacher_probs = distill_modeling.teacher_mlm_probabilities(
         teacher_cfg, teacher, positions, TEMPERATURE)
-    logits = distill_modeling.masked_lm_logits(
+    logits = heads.masked_lm_logits(
         cfg, student.get_sequence_output(), student.get_embedding_table(),
         positions)
-    distill_modeling.next_sentence_output(cfg, student.get_pooled_output(),
+    heads.next_sentence_output(cfg, student.get_pooled_output(),
                                           tf.zeros([BATCH, 1], tf.int32))
     distill_modeling.layer_wise_transfer_losses(
         teacher, student, tf.constant(1, tf.int64), 2,
@@ -296,9 +298,9 @@ def save_teacher_checkpoint(path):
   with tf.Graph().as_default():
     input_ids, input_mask, segment_ids, positions, _, _ = fixed_batch(rng)
     model = modeling.BertModel(cfg, False, input_ids, input_mask, segment_ids)
-    distill_modeling.masked_lm_logits(cfg, model.get_sequence_output(),
+    heads.masked_lm_logits(cfg, model.get_sequence_output(),
                                       model.get_embedding_table(), positions)
-    distill_modeling.next_sentence_output(cfg, model.get_pooled_output(),
+    heads.next_sentence_output(cfg, model.get_pooled_output(),
                                           tf.zeros([BATCH, 1], tf.int32))
     saver = tf.train.Saver()
     with tf.Session() as sess:
@@ -320,20 +322,20 @@ def test_warmup_gating_freezing_and_loss_decrease(tmp_path):
         True)
     distill_modeling.teacher_mlm_probabilities(teacher_cfg, teacher,
                                                positions, 1.0)
-    distill_modeling.masked_lm_logits(cfg, student.get_sequence_output(),
+    heads.masked_lm_logits(cfg, student.get_sequence_output(),
                                       student.get_embedding_table(), positions)
-    distill_modeling.next_sentence_output(cfg, student.get_pooled_output(),
+    heads.next_sentence_output(cfg, student.get_pooled_output(),
                                           tf.zeros([BATCH, 1], tf.int32))
     global_step = tf.train.get_or_create_global_step()
     losses = distill_modeling.layer_wise_transfer_losses(
         teacher, student, global_step, spp,
         distill_modeling.DistillFactors(1.0, 100.0, 5000.0, 5.0))
     loss = tf.add_n(list(losses.values()))
-    modeling.init_from_checkpoint(checkpoint, init_embedding=True)
-    modeling.init_from_checkpoint(checkpoint, init_from_teacher=True)
+    checkpoints.init_from_checkpoint(checkpoint, init_embedding=True)
+    checkpoints.init_from_checkpoint(checkpoint, init_from_teacher=True)
     train_op = optimization.create_optimizer(
         loss, 0.0015, steps, 0, False, optimizer="lamb", end_lr_rate=1.0,
-        use_layer_wise_warmup=True, total_warmup_phases=2)
+        steps_per_layer=steps // 2)
     variables = {v.op.name: v for v in tf.global_variables()}
     reader = tf.train.load_checkpoint(checkpoint)
     with tf.Session() as sess:
@@ -396,11 +398,11 @@ def test_phase2_distillation_lowers_mlm_loss_on_fixed_batch():
         teacher_cfg, teacher, positions, 1.0)
     targets = distill_modeling.masked_lm_targets(label_ids, 64, teacher_probs,
                                                  0.5)
-    logits = distill_modeling.masked_lm_logits(
+    logits = heads.masked_lm_logits(
         cfg, student.get_sequence_output(), student.get_embedding_table(),
         positions)
-    mlm_loss, _, _ = distill_modeling.masked_lm_loss(logits, targets, weights)
-    nsp_loss, _, _ = distill_modeling.next_sentence_output(
+    mlm_loss, _, _ = heads.masked_lm_loss(logits, targets, weights)
+    nsp_loss, _, _ = heads.next_sentence_output(
         cfg, student.get_pooled_output(), tf.constant([[0], [1], [0]]))
     train_op = optimization.create_optimizer(mlm_loss + nsp_loss, 0.01, 10, 0,
                                              False, optimizer="lamb")

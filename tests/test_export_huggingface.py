@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-import distill_modeling
 import export_huggingface
 import heads
 import modeling
@@ -92,12 +91,12 @@ def _graph(config_dict, scope, qat, inputs):
     positions = tf.tile(tf.range(SEQ)[None], [2, 1])
     outputs = {
         "sequence_output": model.get_sequence_output(),
-        "prediction_logits": tf.reshape(distill_modeling.masked_lm_logits(
+        "prediction_logits": tf.reshape(heads.masked_lm_logits(
             config, model.get_sequence_output(), model.get_embedding_table(),
             positions, use_einsum=False), [2, SEQ, -1])}
     if not scope:
       outputs["seq_relationship_log_probs"] = (
-          distill_modeling.next_sentence_output(
+          heads.next_sentence_output(
               config, model.get_pooled_output(), tf.zeros([2], tf.int32))[2])
       outputs["start_logits"], outputs["end_logits"] = heads.squad_head(model)
       outputs["logits"] = heads.classifier_head(model, False, NUM_LABELS)[0]

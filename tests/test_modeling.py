@@ -566,14 +566,14 @@ def _save_random_checkpoint(config, prefix, seed=0):
 
 
 def _variables_after_init_from_checkpoint(config, init_checkpoint):
-  """Builds BertModel, runs modeling.init_from_checkpoint, returns name -> value."""
+  """Builds BertModel, runs checkpoints.init_from_checkpoint; name -> value."""
   inputs = _example_inputs(config["vocab_size"], config["type_vocab_size"])
   with tf.Graph().as_default():
     modeling.BertModel(
         config=modeling.BertConfig.from_dict(config), is_training=False,
         input_ids=tf.constant(inputs[0]), input_mask=tf.constant(inputs[1]),
         token_type_ids=tf.constant(inputs[2]))
-    assert modeling.init_from_checkpoint(init_checkpoint) is None
+    assert checkpoints.init_from_checkpoint(init_checkpoint) is None
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
       variables = tf.global_variables()
@@ -625,7 +625,7 @@ def test_init_from_checkpoint_missing_file_is_a_clear_error(tmp_path):
   with tf.Graph().as_default():
     tf.get_variable("bert/embeddings/word_embeddings", [4, 2])
     with pytest.raises(ValueError, match="no_such_model.ckpt"):
-      modeling.init_from_checkpoint(missing + ".index")
+      checkpoints.init_from_checkpoint(missing + ".index")
 
 
 # A child process on the other runtime: loads this runtime's checkpoint and
@@ -638,6 +638,7 @@ import sys
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+import checkpoints
 import modeling
 
 config_path, inputs_path, load_prefix, save_prefix, result_path = sys.argv[1:]
@@ -658,7 +659,7 @@ def build():
 result = {"tf_version": tf.__version__}
 with tf.Graph().as_default():
   outputs = build()
-  modeling.init_from_checkpoint(load_prefix)
+  checkpoints.init_from_checkpoint(load_prefix)
   with tf.Session() as sess:
     sess.run(tf.global_variables_initializer())
     result["loaded_outputs"] = [o.tolist() for o in sess.run(outputs)]
@@ -698,7 +699,7 @@ def _local_outputs(config, inputs, init_checkpoint):
         config=modeling.BertConfig.from_dict(config), is_training=False,
         input_ids=tf.constant(inputs[0]), input_mask=tf.constant(inputs[1]),
         token_type_ids=tf.constant(inputs[2]))
-    modeling.init_from_checkpoint(init_checkpoint)
+    checkpoints.init_from_checkpoint(init_checkpoint)
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
       return sess.run(model.get_all_encoder_layers() +

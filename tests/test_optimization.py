@@ -119,7 +119,7 @@ def numpy_run(kind, steps, init_lr, total, warmup, end_rate, wd,
 
 
 def tf_run(kind, steps, init_lr, total, warmup, end_rate, wd,
-           layer_wise=False, phases=0):
+           spp=None):
   """Runs create_optimizer on the same loss; returns values after each step."""
   graph = tf.Graph()
   with graph.as_default():
@@ -138,7 +138,7 @@ def tf_run(kind, steps, init_lr, total, warmup, end_rate, wd,
     train_op = optimization.create_optimizer(
         loss, init_lr, total, warmup, use_tpu=False, optimizer=kind,
         weight_decay_rate=wd, end_lr_rate=end_rate,
-        use_layer_wise_warmup=layer_wise, total_warmup_phases=phases)
+        steps_per_layer=spp)
     slots = {v.op.name: v for v in tf.global_variables()
              if "adam_" in v.op.name}
     slot_names = sorted(slots)
@@ -211,7 +211,7 @@ def test_lamb_layer_wise_gating_and_moment_reset():
   # layer 0 at 0.1); step 3 is a stage boundary (background 0) -> reset.
   args = dict(steps=7, init_lr=0.01, total=6, warmup=0, end_rate=1.0, wd=0.01)
   expected, expected_m = numpy_run("lamb", layer_wise=True, spp=3, **args)
-  actual, _, _, moments = tf_run("lamb", layer_wise=True, phases=2, **args)
+  actual, _, _, moments = tf_run("lamb", spp=3, **args)
   assert_histories_close(expected, actual)
   start = initial_values()
   layer0 = "bert/encoder/layer_0/attention/self/query/kernel"
@@ -235,7 +235,7 @@ def test_lamb_layer_wise_gating_and_moment_reset():
 
 def test_moments_are_zero_right_after_a_stage_boundary():
   args = dict(steps=4, init_lr=0.01, total=6, warmup=0, end_rate=1.0, wd=0.01)
-  _, _, _, moments = tf_run("lamb", layer_wise=True, phases=2, **args)
+  _, _, _, moments = tf_run("lamb", spp=3, **args)
   # After steps 0..3 the last applied step was the boundary s=3.
   for name, value in moments.items():
     np.testing.assert_array_equal(value, 0.0, err_msg=name)
@@ -247,8 +247,7 @@ def test_layer_wise_warmup_needs_lamb():
     with pytest.raises(ValueError, match="lamb"):
       optimization.create_optimizer(tf.reduce_sum(w), 0.1, 10, 0, False,
                                     optimizer="adamw",
-                                    use_layer_wise_warmup=True,
-                                    total_warmup_phases=2)
+                                    steps_per_layer=5)
     with pytest.raises(ValueError, match="optimizer"):
       optimization.create_optimizer(tf.reduce_sum(w), 0.1, 10, 0, False,
                                     optimizer="sgd")
@@ -302,7 +301,7 @@ def train_op_for(loss):
   return optimization.create_optimizer(
       loss, 0.1, num_train_steps=8, num_warmup_steps=0, use_tpu=False,
       optimizer="adamw" if optimizer == "adamw" else "lamb",
-      use_layer_wise_warmup=layer_wise, total_warmup_phases=2)
+      steps_per_layer=4 if layer_wise else None)
 
 def run(num_replicas):
   config = tf.ConfigProto(device_count={"CPU": 2})

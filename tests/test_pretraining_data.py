@@ -8,7 +8,6 @@ import pytest
 
 import tensorflow.compat.v1 as tf
 
-import create_pretraining_data
 import pretraining_data
 import script_helpers
 import tokenization
@@ -131,7 +130,7 @@ def test_masking_rate_and_specials(generated):
 def test_whole_word_masking_masks_every_piece(tmp_path):
   vocab_file, corpus = write_corpus(tmp_path, num_docs=6, seed=3)
   tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
-  instances, num_docs = create_pretraining_data.create_training_instances(
+  instances, num_docs = pretraining_data.create_training_instances(
       [corpus], tokenizer, SEQ, 4, 0.1, 0.15, MAX_PRED, random.Random(1),
       do_whole_word_mask=True)
   assert num_docs == 6
@@ -155,9 +154,9 @@ def test_input_fn_batches(generated, tmp_path):
   examples, _, _, vocab_file, corpus = generated
   output = str(tmp_path / "again.tfrecord")
   tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
-  instances, _ = create_pretraining_data.create_training_instances(
+  instances, _ = pretraining_data.create_training_instances(
       [corpus], tokenizer, SEQ, 1, 0.1, 0.15, MAX_PRED, random.Random(2))
-  written = create_pretraining_data.write_instance_to_example_files(
+  written = pretraining_data.write_instance_to_example_files(
       instances, tokenizer, SEQ, MAX_PRED, [output])
   assert written == len(instances)
   with tf.Graph().as_default():

@@ -343,6 +343,7 @@ def test_invalid_flags_stop_before_any_graph(workdir, teacher_dir):
   script = textwrap.dedent("""
       import sys
       import run_pretraining
+      run_pretraining.define_flags()
       FLAGS = run_pretraining.FLAGS
       base = sys.argv[1:]
       cases = [
@@ -431,6 +432,7 @@ def test_mirrored_strategy_on_two_cpu_devices(workdir):
           cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
       from absl import app
       import run_pretraining
+      run_pretraining.define_flags()
       app.run(run_pretraining.main)
       """)
   launcher = ["-c", script] if tf_compat.IS_TF2 else ["run_pretraining.py"]

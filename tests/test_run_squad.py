@@ -326,6 +326,7 @@ def test_every_quantized_file_run_squad_writes_predicts(workspace, trained,
 _VALIDATION_DRIVER = r"""
 import json, sys
 import run_squad
+run_squad.define_flags()
 results = []
 for argv in json.loads(sys.argv[1]):
   run_squad.FLAGS.unparse_flags()
@@ -377,7 +378,8 @@ def test_flag_validation(workspace):
   # Independent problems are all reported, one "run_squad.py: ..." line each.
   cases.append((train + ["--max_seq_length=256", "--warmup_proportion=2",
                          "--doc_stride=0"],
-                "run_squad.py: Cannot use --max_seq_length=256"))
+                "run_squad.py: --max_seq_length=256 exceeds "
+                "max_position_embeddings=128"))
   argvs = [base + extra for extra, _ in cases]
   # The QAT config passes the QAT check.
   argvs.append(["--bert_config_file=" + TINY_QAT_CONFIG] + base[1:] + train +
