@@ -11,14 +11,14 @@ What `export(...)` writes to the export directory:
                                int8 weights, float activations.
   model_int8.tflite            --use_post_quantization --activation_quantization
                                on a float checkpoint: integer only, every
-                               activation range calibrated on representative
+                               activation range calibrated on the calibration
                                features (written beside the dynamic-range one).
   model_qat_int8.tflite        --use_quantized_training --use_post_quantization
                                on a QAT checkpoint: integer only, with the
                                ranges learned in training; the tensors the QAT
                                scheme learns no range for (dense outputs into
                                residual adds, the embeddings, the head) are
-                               calibrated on the representative features.
+                               calibrated on the calibration features.
   model_int8_float_softmax.tflite, model_qat_int8_float_softmax.tflite
                                --float_softmax beside an integer model: the
                                same model with each attention softmax in
@@ -144,7 +144,7 @@ def file_kinds(use_quantized_training=False, use_post_quantization=False,
   Args:
     use_quantized_training: the checkpoint was fine-tuned with fake-quant nodes.
     use_post_quantization: write a quantized TF-Lite model.
-    activation_quantization: calibrate activations on representative data.
+    activation_quantization: calibrate activations on calibration features.
     float_softmax: also write the integer model with float attention softmaxes.
 
   Returns:
@@ -191,7 +191,7 @@ def file_kinds(use_quantized_training=False, use_post_quantization=False,
 
 
 def calibration_inputs(features):
-  """`representative_features` for export() from featurised examples.
+  """`calibration_features` for export() from featurised examples.
 
   Args:
     features: objects with .input_ids, .input_mask and .segment_ids (SQuAD
@@ -205,7 +205,7 @@ def calibration_inputs(features):
 
 
 def needs_calibration(kinds):
-  """Whether writing `kinds` needs representative features.
+  """Whether writing `kinds` needs calibration features.
 
   An integer model does: a calibrated one takes all its activation ranges
   from them, a QAT one the ranges its fake-quant nodes do not learn.
@@ -215,7 +215,7 @@ def needs_calibration(kinds):
 
 def export(bert_config, checkpoint, export_dir, max_seq_length,
            kinds=("float",), task="squad", num_labels=None,
-           use_quantized_training=False, representative_features=None,
+           use_quantized_training=False, calibration_features=None,
            vocab_file=None, spm_model_file=None, do_lower_case=True):
   """Writes a SavedModel and TF-Lite models for one checkpoint.
 
@@ -230,7 +230,7 @@ def export(bert_config, checkpoint, export_dir, max_seq_length,
     use_quantized_training: build the graph with fake-quant nodes and read
       their ranges from the (QAT) checkpoint; "qat_int8" needs it, "int8"
       and "dynamic_range" refuse it.
-    representative_features: list of dicts with int lists "input_ids",
+    calibration_features: list of dicts with int lists "input_ids",
       "input_mask", "segment_ids" of length max_seq_length; the calibration
       set of the integer kinds (see needs_calibration).
     vocab_file: WordPiece vocabulary to embed as Task Library metadata.
@@ -246,7 +246,7 @@ def export(bert_config, checkpoint, export_dir, max_seq_length,
   """
   _check_kinds(kinds, use_quantized_training)
   integer_kinds = [kind for kind in kinds if kind in INTEGER_KINDS]
-  calibration_features = (representative_features if integer_kinds else None)
+  calibration_features = (calibration_features if integer_kinds else None)
   _validate_export_args(bert_config, max_seq_length, task, num_labels,
                         use_quantized_training, integer_kinds,
                         calibration_features, vocab_file, spm_model_file)
@@ -337,7 +337,7 @@ def _check_kinds(kinds, use_quantized_training):
 
 def _validate_export_args(bert_config, max_seq_length, task, num_labels,
                           use_quantized_training, integer_kinds,
-                          representative_features, vocab_file,
+                          calibration_features, vocab_file,
                           spm_model_file):
   """Raises ValueError for arguments that cannot give a useful export."""
   if task not in tflite_conversion.OUTPUT_NAMES:
@@ -358,17 +358,17 @@ def _validate_export_args(bert_config, max_seq_length, task, num_labels,
   for path in (vocab_file, spm_model_file):
     if path and not tf.gfile.Exists(path):
       raise ValueError("Tokenizer file %s does not exist." % path)
-  if integer_kinds and not representative_features:
+  if integer_kinds and not calibration_features:
     raise ValueError(
-        "An integer TF-Lite model needs representative_features (the "
+        "An integer TF-Lite model needs calibration_features (the "
         "calibration set): a float checkpoint has no activation ranges, and "
         "a QAT checkpoint has none for the tensors its fake-quant nodes do "
         "not cover.")
-  for index, feature in enumerate(representative_features or ()):
+  for index, feature in enumerate(calibration_features or ()):
     for name in tflite_runner.INPUT_NAMES:
       if len(feature.get(name, ())) != max_seq_length:
         raise ValueError(
-            "representative_features[%d][%r] must have length "
+            "calibration_features[%d][%r] must have length "
             "max_seq_length=%d (got %d)." %
             (index, name, max_seq_length, len(feature.get(name, ()))))
 
@@ -491,9 +491,9 @@ def main(_):
   flags_values = tf.flags.FLAGS
   bert_config, kinds = _validate_flags()
   with run_utils.one_line_errors("export_tflite.py"):  # IntegerExportError too.
-    representative = None
+    calibration = None
     if needs_calibration(kinds):
-      representative = read_representative_features(
+      calibration = read_representative_features(
           flags_values.representative_file, flags_values.max_seq_length,
           flags_values.num_representative_features)
     # export() logs each file it writes.
@@ -502,7 +502,7 @@ def main(_):
         flags_values.max_seq_length, kinds=kinds, task=flags_values.task,
         num_labels=flags_values.num_labels,
         use_quantized_training=flags_values.use_quantized_training,
-        representative_features=representative,
+        calibration_features=calibration,
         vocab_file=flags_values.vocab_file,
         spm_model_file=flags_values.spm_model_file,
         do_lower_case=flags_values.do_lower_case)

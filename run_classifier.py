@@ -177,7 +177,7 @@ def _uses_tf_model():
 def _check_data_files(problems, processor, export_kinds):
   """Every TSV this run reads must exist in --data_dir."""
   needed = []
-  if FLAGS.do_train or _needs_representative_set(export_kinds):
+  if FLAGS.do_train or _needs_calibration(export_kinds):
     needed.append("train")
   if FLAGS.do_eval:
     needed.extend(split for split, _ in processor.dev_splits)
@@ -198,11 +198,11 @@ def _check_data_files(problems, processor, export_kinds):
 def _purpose(split):
   if split == "train":
     return ("--do_train" if FLAGS.do_train else
-            "the integer TF-Lite model's representative set")
+            "the integer TF-Lite model's calibration")
   return "--do_eval" if split.startswith("dev") else "--do_predict"
 
 
-def _needs_representative_set(export_kinds):
+def _needs_calibration(export_kinds):
   return bool(export_kinds and export_tflite.needs_calibration(export_kinds))
 
 
@@ -289,7 +289,7 @@ def _eval_key_prefix(split):
   return "eval_%s_" % split[len("dev_"):]
 
 
-def representative_features(train_examples, label_list, tokenizer):
+def calibration_features(train_examples, label_list, tokenizer):
   """Features of the first train examples, to calibrate integer export."""
   return export_tflite.calibration_inputs(
       glue_data.convert_examples_to_features(
@@ -308,7 +308,7 @@ def read_examples(processor, export_kinds):
     ValueError: a malformed file, naming the file and line.
   """
   train_examples = None
-  if FLAGS.do_train or _needs_representative_set(export_kinds):
+  if FLAGS.do_train or _needs_calibration(export_kinds):
     train_examples = processor.get_train_examples(FLAGS.data_dir)
   dev_sets = []
   if FLAGS.do_eval:
@@ -402,10 +402,10 @@ def main(_):
     if FLAGS.export_dir:
       checkpoint = checkpoints.checkpoint_to_use(FLAGS.output_dir,
                                                  FLAGS.init_checkpoint)
-      rep_features = None
-      if _needs_representative_set(export_kinds):
-        rep_features = representative_features(train_examples, label_list,
-                                               tokenizer)
+      features_for_calibration = None
+      if _needs_calibration(export_kinds):
+        features_for_calibration = calibration_features(
+            train_examples, label_list, tokenizer)
       # export() logs each file it writes.
       export_tflite.export(
           bert_config=bert_config,
@@ -416,7 +416,7 @@ def main(_):
           task="classifier",
           num_labels=num_labels,
           use_quantized_training=FLAGS.use_quantized_training,
-          representative_features=rep_features,
+          calibration_features=features_for_calibration,
           vocab_file=FLAGS.vocab_file,
           spm_model_file=FLAGS.spm_model_file,
           do_lower_case=FLAGS.do_lower_case)

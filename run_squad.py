@@ -50,7 +50,7 @@ def define_flags():
   flags.DEFINE_string(
       "train_file", None,
       "SQuAD json for training, e.g. train-v1.1.json.  Also the source of "
-      "the representative dataset that calibrates integer TF-Lite exports.")
+      "the set that calibrates integer TF-Lite exports.")
   flags.DEFINE_string("predict_file", None,
                       "SQuAD json for predictions, e.g. dev-v1.1.json.")
   flags.DEFINE_string(
@@ -348,13 +348,13 @@ def export(bert_config, tokenizer, kinds):
   """Exports a SavedModel and the TF-Lite files `kinds` to --export_dir."""
   checkpoint = checkpoints.checkpoint_to_use(FLAGS.output_dir,
                                              FLAGS.init_checkpoint)
-  representative_features = None
+  calibration_features = None
   if export_tflite.needs_calibration(kinds):
     _, features = _featurise(FLAGS.train_file, tokenizer,
                              max_examples=export_tflite.CALIBRATION_EXAMPLES)
-    representative_features = export_tflite.calibration_inputs(features)
-    tf.logging.info("Representative dataset: %d features from the first %d "
-                    "questions of %s.", len(representative_features),
+    calibration_features = export_tflite.calibration_inputs(features)
+    tf.logging.info("Calibration set: %d features from the first %d "
+                    "questions of %s.", len(calibration_features),
                     export_tflite.CALIBRATION_EXAMPLES, FLAGS.train_file)
   tf.logging.info("Exporting %s to %s", checkpoint, FLAGS.export_dir)
   # export() logs each file it writes.
@@ -362,7 +362,7 @@ def export(bert_config, tokenizer, kinds):
       bert_config, checkpoint, FLAGS.export_dir, FLAGS.max_seq_length,
       kinds=kinds, task="squad",
       use_quantized_training=FLAGS.use_quantized_training,
-      representative_features=representative_features,
+      calibration_features=calibration_features,
       vocab_file=FLAGS.vocab_file, spm_model_file=FLAGS.spm_model_file,
       do_lower_case=FLAGS.do_lower_case)
 

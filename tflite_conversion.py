@@ -157,12 +157,12 @@ def float_models(session, inputs, outputs, kinds):
 
 
 def integer_model(kind, bert_config, prefix, max_seq_length, task, num_labels,
-                  use_quantized_training, representative_features,
+                  use_quantized_training, calibration_features,
                   masked_key_scores):
   """An integer-only TF-Lite model of the checkpoint.
 
   The converter is restricted to int8 builtins and calibrates every tensor on
-  the representative features; a QAT graph's fake-quant nodes keep their
+  the calibration features; a QAT graph's fake-quant nodes keep their
   learned ranges, so there calibration only fills in the tensors the QAT
   scheme leaves without one (dense outputs into residual adds, the
   embeddings, the head).  With the additive mask, masked keys get
@@ -185,7 +185,7 @@ def integer_model(kind, bert_config, prefix, max_seq_length, task, num_labels,
                     ", ".join("%.1f" % v for v in masked_key_scores))
   tf.logging.info("Converting the %s TF-Lite model (integer only, "
                   "calibrated on %d features).", kind,
-                  len(representative_features))
+                  len(calibration_features))
   graph = tf.Graph()
   with graph.as_default():
     inputs, outputs, _ = build_inference_graph(
@@ -198,7 +198,7 @@ def integer_model(kind, bert_config, prefix, max_seq_length, task, num_labels,
           list(outputs.values()))
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
   converter.representative_dataset = _representative_dataset(
-      representative_features)
+      calibration_features)
   # No float fallback: an op without an int8 kernel is a conversion error.
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   try:
@@ -267,7 +267,7 @@ def with_padding(features):
   kept = max(1, length // 2)
   padded = {name: list(first[name][:kept]) + [0] * (length - kept)
             for name in tflite_runner.INPUT_NAMES}
-  tf.logging.info("No representative feature has padding; calibrating on a "
+  tf.logging.info("No calibration feature has padding; calibrating on a "
                   "padded copy of the first one as well.")
   return list(features) + [padded]
 
@@ -282,11 +282,11 @@ MASKED_KEY_MARGIN = 16.0
 
 
 def calibrate_masked_key_scores(session, inputs, attention_maps,
-                                 representative_features):
+                                 calibration_features):
   """Per-layer scores for masked keys, from the model's real scores.
 
   For each layer: the smallest maximum over real keys of any real query row
-  of the representative features, minus MASKED_KEY_MARGIN.  Masked keys at
+  of the calibration features, minus MASKED_KEY_MARGIN.  Masked keys at
   that score keep a negligible weight, and the int8 range of the masked
   scores is the real scores' range widened by at most the margin.
 
@@ -294,13 +294,13 @@ def calibrate_masked_key_scores(session, inputs, attention_maps,
     session: holding the float export graph, weights restored.
     inputs: its input placeholders (`build_inference_graph`).
     attention_maps: its per-layer masked scores [1, heads, S, S].
-    representative_features: the calibration features.
+    calibration_features: the calibration features.
 
   Returns:
     List of one float per layer.
   """
   lowest = np.full([len(attention_maps)], np.inf)
-  for feature in representative_features:
+  for feature in calibration_features:
     scores = session.run(attention_maps, {
         placeholder: [feature[name]] for name, placeholder in inputs.items()})
     real = np.array(feature["input_mask"], dtype=bool)
@@ -401,16 +401,16 @@ def _share_chained_quantizer_ranges(nodes):
             tf.make_tensor_proto(np.float32(value)))
 
 
-def _representative_dataset(representative_features):
+def _representative_dataset(calibration_features):
   """A calibration generator yielding [input_ids, input_mask, segment_ids].
 
   Logs "Calibrating: feature N of total" progress lines as the converter
   draws them.
   """
   def generate():
-    progress = console.Progress("Calibrating", len(representative_features),
+    progress = console.Progress("Calibrating", len(calibration_features),
                                 unit="feature")
-    for index, feature in enumerate(representative_features):
+    for index, feature in enumerate(calibration_features):
       yield [np.array([feature[name]], dtype=np.int32) for name in tflite_runner.INPUT_NAMES]
       progress.update(index + 1)
   return generate

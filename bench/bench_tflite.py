@@ -174,7 +174,7 @@ def main():
             activation_quantization=tf_compat.IS_TF2,
             float_softmax=tf_compat.IS_TF2),
         task="squad",
-        representative_features=calibration_features(
+        calibration_features=calibration_features(
             bert_config.vocab_size, seq_length, args.calibration_features))
     for kind in ("float", "dynamic_range", "int8", "int8_float_softmax"):
       if kind not in paths:

@@ -1,7 +1,5 @@
 """Running the repository's scripts as a user does: in a subprocess, from the
 repository root, killed and restarted; reading what they write.
-
-The scripts define clashing absl flags, so each runs in its own process.
 """
 
 import json

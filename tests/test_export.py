@@ -259,7 +259,7 @@ def float_export(tmp_path_factory):
             use_post_quantization=True,
             activation_quantization=tf_compat.IS_TF2,
             float_softmax=tf_compat.IS_TF2),
-        representative_features=calibration)
+        calibration_features=calibration)
     path_after_export = os.environ["PATH"]
   finally:
     os.environ["PATH"] = saved_path
@@ -812,7 +812,7 @@ def test_integer_models_pick_the_float_models_answers(tmp_path):
         kinds=export_tflite.file_kinds(
             use_quantized_training=qat, use_post_quantization=True,
             activation_quantization=True, float_softmax=True),
-        use_quantized_training=qat, representative_features=calibration)
+        use_quantized_training=qat, calibration_features=calibration)
     for inputs, lengths in sorted(INPUT_SETS.items()):
       features = with_answer(_features(rng, 40, config_dict["vocab_size"],
                                        **lengths))
@@ -841,7 +841,7 @@ def test_export_stops_when_an_op_cannot_be_integer(tmp_path, monkeypatch):
     export_tflite.export(
         modeling.BertConfig.from_dict(config_dict), prefix, str(export_dir),
         SEQ, kinds=("float", "dynamic_range", "int8"),
-        representative_features=_features(rng, 4, config_dict["vocab_size"]))
+        calibration_features=_features(rng, 4, config_dict["vocab_size"]))
   assert os.listdir(str(export_dir)) == []
 
 
@@ -872,7 +872,7 @@ def qat_export(tmp_path_factory):
   paths = export_tflite.export(
       modeling.BertConfig.from_dict(config_dict), prefix, str(root / "export"),
       SEQ, kinds=("float", "qat_int8", "qat_int8_float_softmax"),
-      use_quantized_training=True, representative_features=calibration)
+      use_quantized_training=True, calibration_features=calibration)
   tests = _features(np.random.RandomState(3), 4, config_dict["vocab_size"])
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
@@ -1192,7 +1192,7 @@ def test_bad_export_arguments_fail_before_any_file(float_export, tmp_path):
     export_tflite.export(config, str(tmp_path / "missing.ckpt"),
                          str(tmp_path), SEQ)
   if tf_compat.IS_TF2:
-    with pytest.raises(ValueError, match="representative_features"):
+    with pytest.raises(ValueError, match="calibration_features"):
       export_tflite.export(config, prefix, str(tmp_path), SEQ,
                            kinds=("float", "dynamic_range", "int8"))
   assert not os.listdir(str(tmp_path))
@@ -1440,7 +1440,7 @@ def test_task_library_runs_every_exported_model(tmp_path):
         kinds=export_tflite.file_kinds(
             use_quantized_training=qat, use_post_quantization=True,
             activation_quantization=True, float_softmax=True),
-        use_quantized_training=qat, representative_features=calibration,
+        use_quantized_training=qat, calibration_features=calibration,
         vocab_file=vocab)
     for kind in (("qat_int8", "qat_int8_float_softmax") if qat else
                  ("float", "int8", "int8_float_softmax")):
@@ -1712,7 +1712,7 @@ def test_int8_export_with_dead_units_still_runs_on_xnnpack(tmp_path):
   paths = export_tflite.export(
       modeling.BertConfig.from_dict(config_dict), prefix, str(tmp_path / "x"),
       SEQ, kinds=("float", "dynamic_range", "int8"),
-      representative_features=calibration)
+      calibration_features=calibration)
   assert _xnnpack_ratio_violations(paths["int8"]) == []
   tests = _features(np.random.RandomState(6), 4, config_dict["vocab_size"])
   references = [numpy_squad_logits(config_dict, weights, f) for f in tests]

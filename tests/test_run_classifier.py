@@ -534,16 +534,25 @@ def _expected_metrics(task, predictions, targets):
   return metrics
 
 
+# The nine tasks differ in their data files and metrics, which are Python;
+# TF 1.15 trains the two whose TensorFlow side differs from the rest
+# (regression with its export, two dev sets), and TF 2.15 all nine.
+ALL_GLUE_TASKS = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI",
+                  "RTE", "WNLI"]
+
+
 def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
   rng = random.Random(11)
   vocab_file, vocab_size = _write_vocab(str(tmp_path))
   config_file = _write_config(str(tmp_path), vocab_size)
-  tasks = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE",
-           "WNLI"]
   targets, argvs = {}, []
+  for task in ALL_GLUE_TASKS:
+    data = _write_glue_task(str(tmp_path / task / "data"), task, rng)
+    if tf_compat.IS_TF2 or task in ("STS-B", "MNLI"):
+      targets[task] = data
+  tasks = list(targets)
   for task in tasks:
     data_dir = str(tmp_path / task / "data")
-    targets[task] = _write_glue_task(data_dir, task, rng)
     argvs.append([
         "--task_name=" + task, "--data_dir=" + data_dir,
         "--bert_config_file=" + config_file, "--vocab_file=" + vocab_file,

@@ -219,7 +219,7 @@ def test_resume_predict_and_export_in_one_run(trained, resumed):
   assert os.path.isdir(os.path.join(export_dir, "saved_model"))
   if tf_compat.IS_TF2:
     # Calibrated on the first 100 questions of --train_file (one window each).
-    assert "Representative dataset: 100 features" in resumed["log"]
+    assert "Calibration set: 100 features" in resumed["log"]
 
 
 def _numpy_references(workspace, trained, count=4):
