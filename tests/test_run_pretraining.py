@@ -20,6 +20,7 @@ import pytest
 
 import tensorflow.compat.v1 as tf
 
+import console
 import numpy_mobilebert
 import script_helpers
 import tf_compat
@@ -448,6 +449,15 @@ def test_mirrored_strategy_on_two_cpu_devices(workdir):
   assert code == 0, log[-5000:]
   assert "CPU:1" in log
   assert checkpoint_steps(output_dir)[-1] == 3
+  # The script splits --train_batch_size over the replicas: each takes 4
+  # examples, so a step is 8 examples, as on one device (and as
+  # test_optimization's two replicas, which equal one device, assume).  The
+  # progress line counts a replica's batch times the replicas; with the
+  # global batch on each replica it would say 16.
+  last = [console.parse_progress(line) for line in log.splitlines()
+          if console.parse_progress(line)][-1]
+  assert last["done"] == 3 and last["rate"], last
+  assert 6.0 < last["examples_per_second"] / last["rate"] < 10.0, last
   start, final = load(output_dir, 0), load(output_dir, 3)
   names = [n for n in final.get_variable_to_shape_map() if n != "global_step"]
   assert "bert/embeddings/word_embeddings/adam_m" in names
