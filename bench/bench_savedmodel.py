@@ -25,7 +25,6 @@ sys.path.insert(0, REPO_ROOT)
 import bench_tf_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
-import modeling  # pylint: disable=g-import-not-at-top
 import tflite_conversion  # pylint: disable=g-import-not-at-top
 
 parser = bench_util.argument_parser(__doc__)
@@ -65,23 +64,6 @@ def time_saved_model(saved_model_dir, vocab_size, num_threads, runs,
   return {"latency_ms": summary}
 
 
-def validate_flags(args):
-  """Checks the flags before any graph is built.
-
-  Returns:
-    (bert_config, [sequence lengths]).
-  """
-  bench_util.check_minimums(args, {"runs": 1, "num_threads": 1,
-                                    "timeout": 1, "warmup_runs": 0})
-  if args.measure_saved_model and not args.result_file:
-    raise ValueError("--measure_saved_model needs --result_file.")
-  bert_config = modeling.BertConfig.from_json_file(args.bert_config_file)
-  seq_lengths = bench_util.parse_seq_lengths(
-      args.seq_lengths, bert_config.max_position_embeddings,
-      args.bert_config_file)
-  return bert_config, seq_lengths
-
-
 def measure_in_subprocess(args, saved_model_dir, seq_length):
   """Times one SavedModel in a fresh interpreter (own peak RSS)."""
   result_file = os.path.join(args.work_dir, "latency_seq%d.json" % seq_length)
@@ -97,7 +79,8 @@ def main():
   args = parser.parse_args()
   tf.logging.set_verbosity(tf.logging.INFO)
   try:
-    bert_config, seq_lengths = validate_flags(args)
+    bert_config, seq_lengths = bench_tf_util.latency_settings(
+        args, "measure_saved_model")
   except ValueError as e:
     parser.error(str(e))
   if args.measure_saved_model:
@@ -110,12 +93,7 @@ def main():
   tf.gfile.MakeDirs(args.work_dir)
   checkpoint = bench_tf_util.write_random_checkpoint(
       bert_config, os.path.join(args.work_dir, "random", "model.ckpt"))
-  result = {"tensorflow_version": tf.__version__,
-            "bert_config_file": os.path.abspath(args.bert_config_file),
-            "num_threads": args.num_threads,
-            "runs": args.runs,
-            "warmup_runs": args.warmup_runs,
-            "seq_lengths": {}}
+  result = dict(bench_tf_util.latency_result(args), seq_lengths={})
   for seq_length in seq_lengths:
     export_dir = os.path.join(args.work_dir, "export_seq%d" % seq_length)
     paths = export_tflite.export(bert_config, checkpoint, export_dir,

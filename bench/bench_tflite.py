@@ -35,7 +35,6 @@ sys.path.insert(0, REPO_ROOT)
 import bench_tf_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import bench_util  # pylint: disable=g-import-not-at-top,g-bad-import-order
 import export_tflite  # pylint: disable=g-import-not-at-top
-import modeling  # pylint: disable=g-import-not-at-top
 import tf_compat  # pylint: disable=g-import-not-at-top
 import tflite_runner  # pylint: disable=g-import-not-at-top
 
@@ -55,24 +54,6 @@ parser.add_argument("--calibration_features", type=int,
                     help="Random features calibrating the int8 model.")
 # Child mode: time one TF-Lite model in this process.
 parser.add_argument("--measure_model", default=None, help=argparse.SUPPRESS)
-
-
-def validate_flags(args):
-  """Checks the flags before any graph is built.
-
-  Returns:
-    (bert_config, [sequence lengths]).
-  """
-  bench_util.check_minimums(args, {"runs": 1, "num_threads": 1,
-                                    "timeout": 1, "calibration_features": 1,
-                                    "warmup_runs": 0})
-  if args.measure_model and not args.result_file:
-    raise ValueError("--measure_model needs --result_file.")
-  bert_config = modeling.BertConfig.from_json_file(args.bert_config_file)
-  seq_lengths = bench_util.parse_seq_lengths(
-      args.seq_lengths, bert_config.max_position_embeddings,
-      args.bert_config_file)
-  return bert_config, seq_lengths
 
 
 def calibration_features(vocab_size, seq_length, count):
@@ -144,7 +125,8 @@ def main():
   args = parser.parse_args()
   tf.logging.set_verbosity(tf.logging.INFO)
   try:
-    bert_config, seq_lengths = validate_flags(args)
+    bert_config, seq_lengths = bench_tf_util.latency_settings(
+        args, "measure_model", {"calibration_features": 1})
   except ValueError as e:
     parser.error(str(e))
   if args.measure_model:
@@ -157,14 +139,7 @@ def main():
   tf.gfile.MakeDirs(args.work_dir)
   checkpoint = bench_tf_util.write_random_checkpoint(
       bert_config, os.path.join(args.work_dir, "random", "model.ckpt"))
-  result = {"tensorflow_version": tf.__version__,
-            "bert_config_file": os.path.abspath(args.bert_config_file),
-            "num_threads": args.num_threads,
-            "runs": args.runs,
-            "warmup_runs": args.warmup_runs,
-            # Other processes on the cores inflate latencies; keep the context.
-            "load_average_at_start": os.getloadavg(),
-            "models": {}}
+  result = dict(bench_tf_util.latency_result(args), models={})
   for seq_length in seq_lengths:
     export_dir = os.path.join(args.work_dir, "export_seq%d" % seq_length)
     paths = export_tflite.export(
