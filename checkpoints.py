@@ -42,10 +42,16 @@ def resolve_checkpoint_path(path):
   return prefix
 
 
-def has_variables_under(checkpoint, scope):
-  """Whether `checkpoint` (a prefix) holds any variable named `scope`/...."""
-  return any(name.startswith(scope + "/")
-             for name, _ in tf.train.list_variables(checkpoint))
+def holds_teacher_variables(path):
+  """Whether the checkpoint at `path` holds a distillation teacher.
+
+  A distillation run's checkpoints carry the teacher under
+  modeling.TEACHER_SCOPE; a model's own checkpoint (a trained teacher's,
+  say) has no such variable.  `path`: what resolve_checkpoint_path accepts.
+  """
+  prefix = resolve_checkpoint_path(path)
+  return any(name.startswith(modeling.TEACHER_SCOPE + "/")
+             for name, _ in tf.train.list_variables(prefix))
 
 
 def latest_checkpoint(model_dir):
@@ -132,7 +138,7 @@ def set_aside_damaged(model_dir):
 
 
 def shape_mismatch(checkpoint, checkpoint_name, checkpoint_shape, graph_name,
-                    graph_shape):
+                   graph_shape):
   return ValueError(
       "Checkpoint %s does not match the model: variable %s has shape %s in "
       "the checkpoint but %s has shape %s in the graph. Check that "
@@ -169,8 +175,8 @@ def check_checkpoint(path, config=None, scope=modeling.MODEL_SCOPE):
     raise ValueError("Checkpoint %s is damaged: %s." % (prefix, damage))
   shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
   if config is not None:
-    for name, graph_shape in sorted(modeling.encoder_variable_shapes(config,
-                                                            scope).items()):
+    graph_shapes = modeling.encoder_variable_shapes(config, scope)
+    for name, graph_shape in sorted(graph_shapes.items()):
       if name in shapes and list(shapes[name]) != graph_shape:
         raise shape_mismatch(prefix, name, shapes[name], name, graph_shape)
   return prefix
@@ -255,13 +261,14 @@ def get_assignment_map_from_checkpoint(tvars, checkpoint,
 
 
 def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
-                         init_from_teacher=False, init_embedding=False,
-                         model_dir=None):
+                         from_teacher=False, model_dir=None):
   """Initializes graph variables from a checkpoint and logs what was loaded.
 
-  Call inside a model_fn after the graph is built.  Several calls may be made
-  with different modes (e.g. a student's embeddings and the whole teacher from
-  one teacher checkpoint); each logs its own report.
+  Call inside a model_fn after the graph is built.  Names map to themselves,
+  or, with `from_teacher`, a trained teacher's own checkpoint starts a
+  distillation graph: the teacher gets every variable (`teacher/X` <- X) and
+  the student its embeddings and heads (docs/distillation.md, section 2).
+  One loading report covers what was loaded.
 
   What a new run takes from a checkpoint (docs/differences.md): the trainable
   variables and the quantizers' state (ranges and their moving averages,
@@ -274,8 +281,7 @@ def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
       quantizer state (quantization.range_variables()).
     use_tpu: if True, return a scaffold_fn that does the initialization (TPU
       needs it inside the scaffold); otherwise initialize directly.
-    init_from_teacher: see get_assignment_map_from_checkpoint.
-    init_embedding: see get_assignment_map_from_checkpoint.
+    from_teacher: the distillation mapping above.
     model_dir: the estimator's directory.  When it holds a checkpoint the
       estimator restores every variable from it (resuming training, or
       predicting after it), so `init_checkpoint` is not read and the report
@@ -293,15 +299,27 @@ def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
   if tvars is None:
     tvars = tf.trainable_variables() + quantization.range_variables()
   checkpoint = resolve_checkpoint_path(init_checkpoint)
-  assignment_map, initialized = get_assignment_map_from_checkpoint(
-      tvars, checkpoint, init_from_teacher=init_from_teacher,
-      init_embedding=init_embedding)
-  log_loading_report(tvars, checkpoint, initialized)
-  if not assignment_map:
+  # The student's and the teacher's maps share checkpoint names, so each is
+  # a map of its own.
+  mappings = ([dict(init_embedding=True), dict(init_from_teacher=True)]
+              if from_teacher else [{}])
+  assignment_maps, initialized = [], collections.OrderedDict()
+  for mapping in mappings:
+    assignment_map, loaded = get_assignment_map_from_checkpoint(
+        tvars, checkpoint, **mapping)
+    if assignment_map:
+      assignment_maps.append(assignment_map)
+    initialized.update(loaded)
+  log_loading_report(
+      tvars, checkpoint, initialized,
+      fresh_by_design=(modeling.MODEL_SCOPE + "/encoder/" if from_teacher
+                       else None))
+  if not assignment_maps:
     return None
 
   def _init():
-    tf.train.init_from_checkpoint(checkpoint, assignment_map)
+    for assignment_map in assignment_maps:
+      tf.train.init_from_checkpoint(checkpoint, assignment_map)
 
   if use_tpu:
     def scaffold_fn():
@@ -312,10 +330,13 @@ def init_from_checkpoint(init_checkpoint, tvars=None, use_tpu=False,
   return None
 
 
-def log_loading_report(tvars, checkpoint, initialized_variable_names):
+def log_loading_report(tvars, checkpoint, initialized_variable_names,
+                       fresh_by_design=None):
   """Logs which variables were loaded from `checkpoint` and which were not.
 
-  Weights are listed by name when they keep their initial values; the
+  Weights are listed by name when they keep their initial values, except
+  those under the name prefix `fresh_by_design` (the student's encoder when
+  distillation starts from a teacher), which are counted in one line; the
   quantizer state (hundreds of scalars in a QAT graph) is reported as counts.
   """
   names = [var.op.name for var in tvars]
@@ -326,6 +347,12 @@ def log_loading_report(tvars, checkpoint, initialized_variable_names):
              if name not in initialized_variable_names]
   tf.logging.info("Loaded %d of %d variables from %s.",
                   len(weights) - len(missing), len(weights), checkpoint)
+  if fresh_by_design:
+    fresh = [name for name in missing if name.startswith(fresh_by_design)]
+    missing = [name for name in missing if name not in fresh]
+    tf.logging.info("%d variables under %s start from their initializers, "
+                    "as they should: this run trains them.", len(fresh),
+                    fresh_by_design)
   if missing:
     tf.logging.info("%d variables keep their initial values (not in the "
                     "checkpoint under this mapping):", len(missing))

@@ -28,6 +28,22 @@ FineTuningSettings = collections.namedtuple(
      "use_quantized_training"])  # bool: fake-quant nodes in the encoder.
 
 
+def settings_from_flags(flags_values, num_train_steps=0, num_warmup_steps=0):
+  """FineTuningSettings from a fine-tuning script's flags.
+
+  flags_values needs init_checkpoint, output_dir, learning_rate, use_tpu,
+  use_einsum and use_quantized_training; the step counts default to a
+  prediction-only model_fn's.
+  """
+  return FineTuningSettings(
+      init_checkpoint=flags_values.init_checkpoint,
+      output_dir=flags_values.output_dir,
+      learning_rate=flags_values.learning_rate,
+      num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
+      use_tpu=flags_values.use_tpu, use_einsum=flags_values.use_einsum,
+      use_quantized_training=flags_values.use_quantized_training)
+
+
 def squad_model_fn_builder(bert_config, settings):
   """The model_fn of run_squad.py.
 

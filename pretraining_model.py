@@ -52,9 +52,10 @@ PretrainingConfig = collections.namedtuple(
      "distill_ground_truth_ratio",  # float: one-hot weight of MLM targets.
      "fix_stat_distill",            # bool: per-layer mean/variance stats.
      "summary_dir",                 # str or None: no scalars.
-     "use_host_call"])              # bool: scalars via a TPU host_call.
-PretrainingConfig.__new__.__defaults__ = (
-    "adamw", 0.01, False, True, False, None, 1.0, 1.0, False, None, True)
+     "use_host_call"],              # bool: scalars via a TPU host_call.
+    # From `optimizer` on, the flags' defaults (phase 2, no summaries).
+    defaults=("adamw", 0.01, False, True, False, None, 1.0, 1.0, False, None,
+              True))
 
 
 def end_lr_rate(layer_wise_warmup):
@@ -92,7 +93,6 @@ class PretrainingModel(object):
     # Created here, before the heads, so that a seeded run draws the same
     # initial values as it always has (op seeds follow creation order).
     global_step = tf.train.get_or_create_global_step()
-    self.teacher_present = teacher is not None
     teacher_probs = None
     if teacher is not None:
       teacher_probs = distill_modeling.teacher_mlm_probabilities(
@@ -146,11 +146,10 @@ def model_fn_builder(config):
 
   Reads `config.init_checkpoint`'s variable names once, here.
   """
-  init_from_teacher = (
+  init_from_teacher = bool(
       config.teacher_config is not None and config.init_checkpoint and
-      (config.layer_wise_warmup or not checkpoints.has_variables_under(
-          checkpoints.resolve_checkpoint_path(config.init_checkpoint),
-          modeling.TEACHER_SCOPE)))
+      (config.layer_wise_warmup or
+       not checkpoints.holds_teacher_variables(config.init_checkpoint)))
 
   def model_fn(features, labels, mode, params):
     """The spec of TRAIN or EVAL."""
@@ -163,9 +162,11 @@ def model_fn_builder(config):
       tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
     model = PretrainingModel(config, features,
                              mode == tf.estimator.ModeKeys.TRAIN)
-    scaffold_fn = initialize_variables(config.init_checkpoint, config.use_tpu,
-                                       model.teacher_present,
-                                       init_from_teacher)
+    scaffold_fn = None
+    if config.init_checkpoint:
+      scaffold_fn = checkpoints.init_from_checkpoint(
+          config.init_checkpoint, use_tpu=config.use_tpu,
+          from_teacher=init_from_teacher)
     student_vars = [v for v in tf.trainable_variables() if not v.op.name
                     .startswith(modeling.TEACHER_SCOPE)]
     tf.logging.info("Trainable student parameters: %d",
@@ -213,42 +214,6 @@ def _summaries(config, model):
   for name, value in scalars.items():
     tf.summary.scalar(name, value)
   return None
-
-
-def initialize_variables(init_checkpoint, use_tpu, teacher_present,
-                         init_from_teacher):
-  """Sets up variable initialisation from `init_checkpoint`.
-
-  docs/distillation.md, section 2, gives the rules.
-
-  From a teacher checkpoint the teacher gets every variable (`teacher/X` <-
-  X) and the student its embeddings and heads (everything outside
-  bert/encoder); otherwise names map to themselves.
-
-  Returns:
-    scaffold_fn for TPUEstimatorSpec, or None.
-  """
-  if not init_checkpoint:
-    return None
-  if teacher_present and init_from_teacher:
-    scaffold_fns = [
-        checkpoints.init_from_checkpoint(init_checkpoint, use_tpu=use_tpu,
-                                      init_embedding=True),
-        checkpoints.init_from_checkpoint(init_checkpoint, use_tpu=use_tpu,
-                                      init_from_teacher=True)]
-  else:
-    scaffold_fns = [checkpoints.init_from_checkpoint(init_checkpoint,
-                                                  use_tpu=use_tpu)]
-  scaffold_fns = [fn for fn in scaffold_fns if fn is not None]
-  if not scaffold_fns:
-    return None
-
-  def scaffold_fn():
-    for fn in scaffold_fns:
-      fn()
-    return tf.train.Scaffold()
-
-  return scaffold_fn
 
 
 def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids,

@@ -346,13 +346,8 @@ def main(_):
           FLAGS.warmup_proportion)
 
     model_fn = fine_tuning_model.classifier_model_fn_builder(
-        bert_config, num_labels, fine_tuning_model.FineTuningSettings(
-            init_checkpoint=FLAGS.init_checkpoint,
-            output_dir=FLAGS.output_dir, learning_rate=FLAGS.learning_rate,
-            num_train_steps=num_train_steps,
-            num_warmup_steps=num_warmup_steps, use_tpu=FLAGS.use_tpu,
-            use_einsum=FLAGS.use_einsum,
-            use_quantized_training=FLAGS.use_quantized_training))
+        bert_config, num_labels, fine_tuning_model.settings_from_flags(
+            FLAGS, num_train_steps, num_warmup_steps))
 
     if FLAGS.do_train:
       train_file = _record_file("train")

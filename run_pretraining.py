@@ -34,7 +34,6 @@ import estimator_utils
 import feature_records
 import file_checks
 import layer_schedule
-import modeling
 import optimization
 import pretraining_data
 import pretraining_model
@@ -284,9 +283,8 @@ def _check_checkpoints(problems, bert_config, teacher_config):
   """
   if FLAGS.init_checkpoint:
     init_config = bert_config
-    if teacher_config is not None and not checkpoints.has_variables_under(
-        checkpoints.resolve_checkpoint_path(FLAGS.init_checkpoint),
-        modeling.TEACHER_SCOPE):
+    if teacher_config is not None and not checkpoints.holds_teacher_variables(
+        FLAGS.init_checkpoint):
       init_config = teacher_config
     problems.call(checkpoints.check_checkpoint, FLAGS.init_checkpoint,
                   init_config, prefix="--init_checkpoint: ")

@@ -193,12 +193,8 @@ def validate_flags():
 def _make_estimator(bert_config, num_train_steps=0, num_warmup_steps=0):
   """The TPUEstimator of the SQuAD model; no training steps to predict."""
   model_fn = fine_tuning_model.squad_model_fn_builder(
-      bert_config, fine_tuning_model.FineTuningSettings(
-          init_checkpoint=FLAGS.init_checkpoint, output_dir=FLAGS.output_dir,
-          learning_rate=FLAGS.learning_rate, num_train_steps=num_train_steps,
-          num_warmup_steps=num_warmup_steps, use_tpu=FLAGS.use_tpu,
-          use_einsum=FLAGS.use_einsum,
-          use_quantized_training=FLAGS.use_quantized_training))
+      bert_config, fine_tuning_model.settings_from_flags(
+          FLAGS, num_train_steps, num_warmup_steps))
   return estimator_utils.make_estimator_from_flags(
       model_fn, FLAGS, predict_batch_size=FLAGS.predict_batch_size)
 

@@ -331,8 +331,7 @@ def test_warmup_gating_freezing_and_loss_decrease(tmp_path):
         teacher, student, global_step, spp,
         distill_modeling.DistillFactors(1.0, 100.0, 5000.0, 5.0))
     loss = tf.add_n(list(losses.values()))
-    checkpoints.init_from_checkpoint(checkpoint, init_embedding=True)
-    checkpoints.init_from_checkpoint(checkpoint, init_from_teacher=True)
+    checkpoints.init_from_checkpoint(checkpoint, from_teacher=True)
     train_op = optimization.create_optimizer(
         loss, 0.0015, steps, 0, False, optimizer="lamb", end_lr_rate=1.0,
         steps_per_layer=steps // 2)
