@@ -16,8 +16,6 @@ import pytest
 import script_helpers
 import toy_tasks
 
-REPO_ROOT = script_helpers.REPO_ROOT
-TINY_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
 DISK_FULL = ("the disk is full (", "No space left on device).",
              "What was written before is kept whole")
 
@@ -71,6 +69,11 @@ def _digests(directory):
 def fixture_workspace(tmp_path_factory):
   root = tmp_path_factory.mktemp("disk_full")
   return {"root": root,
+          # One layer of one FFN: these runs need a model, not its depth.
+          "config": script_helpers.write_json(
+              root / "bert_config.json", script_helpers.cut_config(
+                  "tiny_mobilebert.json", num_hidden_layers=1,
+                  num_feedforward_networks=1)),
           "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
           "train": toy_tasks.make_colour_squad_file(root / "train.json", 64,
                                                     1)}
@@ -78,7 +81,8 @@ def fixture_workspace(tmp_path_factory):
 
 def _squad(workspace, output_dir, data_dir, *extra, **kwargs):
   return script_helpers.run_script("run_squad.py", [
-      "--bert_config_file=" + TINY_CONFIG, "--vocab_file=" + workspace["vocab"],
+      "--bert_config_file=" + workspace["config"],
+      "--vocab_file=" + workspace["vocab"],
       "--output_dir=" + output_dir, "--data_dir=" + data_dir,
       "--train_file=" + workspace["train"], "--max_seq_length=32",
       "--max_query_length=12", "--doc_stride=16", "--train_batch_size=16",

@@ -47,12 +47,10 @@ def _small_config(qat=False):
   Each keeps its default attention mask: additive (-10000) for the float
   config, as the released checkpoint, and -6 under QAT.
   """
-  name = "tiny_mobilebert_qat.json" if qat else "tiny_mobilebert.json"
-  with open(os.path.join(ROOT, "config", name)) as f:
-    config = json.load(f)
-  config.update(num_hidden_layers=2, num_feedforward_networks=2,
-                max_position_embeddings=64)
-  return config
+  return script_helpers.cut_config(
+      "tiny_mobilebert_qat.json" if qat else "tiny_mobilebert.json",
+      num_hidden_layers=2, num_feedforward_networks=2,
+      max_position_embeddings=64)
 
 
 def _random_value(name, shape, rng):

@@ -65,9 +65,8 @@ def _not_loaded(log):
 
 
 def _cut_config(name, root):
-  with open(os.path.join(REPO_ROOT, "config", name)) as f:
-    config = dict(json.load(f), **CUT)
-  return script_helpers.write_json(os.path.join(str(root), name), config)
+  return script_helpers.write_json(os.path.join(str(root), name),
+                                   script_helpers.cut_config(name, **CUT))
 
 
 @pytest.fixture(scope="module")

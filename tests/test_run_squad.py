@@ -23,6 +23,7 @@ import tf_compat
 import toy_tasks
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The shipped configs, for runs that stop at flag validation.
 TINY_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
 TINY_QAT_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert_qat.json")
 
@@ -52,6 +53,11 @@ def fixture_workspace(tmp_path_factory):
   root = tmp_path_factory.mktemp("squad")
   return {
       "root": root,
+      # Training runs use the tiny config cut to 2 layers of 2 FFNs.
+      "config": script_helpers.write_json(
+          root / "bert_config.json", script_helpers.cut_config(
+              "tiny_mobilebert.json", num_hidden_layers=2,
+              num_feedforward_networks=2)),
       "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
       "train": toy_tasks.make_colour_squad_file(root / "train.json",
                                                 TRAIN_QUESTIONS, 1),
@@ -63,7 +69,7 @@ RANDOM_SEED = 7
 
 
 def _common_flags(workspace, output_dir):
-  return ["--bert_config_file=" + TINY_CONFIG,
+  return ["--bert_config_file=" + workspace["config"],
           "--vocab_file=" + workspace["vocab"],
           "--output_dir=" + output_dir,
           "--data_dir=" + str(workspace["root"] / "data_cache"),
@@ -237,7 +243,7 @@ def _numpy_references(workspace, trained, count=4):
   weights = {name: reader.get_tensor(name)
              for name in reader.get_variable_to_shape_map()
              if "adam_" not in name and name != "global_step"}
-  with open(TINY_CONFIG) as f:
+  with open(workspace["config"]) as f:
     config = json.load(f)
   references = []
   for feature in features:
@@ -561,7 +567,8 @@ def test_bad_input_ends_in_one_line(workspace, trained, resumed, monkeypatch):
   bad_index = script_helpers.copy_checkpoint(checkpoint,
                                              str(root / "bad_index"))
   script_helpers.damage_file(bad_index + ".index", offset_from_end=3)
-  wide = json.load(open(TINY_CONFIG))
+  config_file = workspace["config"]
+  wide = json.load(open(config_file))
   wide["intermediate_size"] = 96
   wide_config = str(root / "wide.json")
   json.dump(wide, open(wide_config, "w"))
@@ -574,7 +581,7 @@ def test_bad_input_ends_in_one_line(workspace, trained, resumed, monkeypatch):
   with open(big_vocab, "w") as f:
     f.write("\n".join(toy_tasks.SPECIAL_TOKENS +
                       ["w%d" % i for i in range(1100)]) + "\n")
-  big_model = dict(json.load(open(TINY_CONFIG)), vocab_size=2048)
+  big_model = dict(json.load(open(config_file)), vocab_size=2048)
   big_model_config = str(root / "big_model.json")
   json.dump(big_model, open(big_model_config, "w"))
   exported = os.path.join(resumed["export_dir"], "model_float.tflite")
@@ -601,7 +608,7 @@ def test_bad_input_ends_in_one_line(workspace, trained, resumed, monkeypatch):
        ["is damaged", "cannot be read from its .data file", bad_data]),
       (flags("o2", "--init_checkpoint=" + bad_index, *predict),
        ["is damaged", ".index file cannot be read", bad_index]),
-      ([a.replace(TINY_CONFIG, wide_config)
+      ([a.replace(config_file, wide_config)
         for a in flags("o3", "--init_checkpoint=" + checkpoint, *train)],
        ["bert/encoder/layer_0/ffn_layer_0/intermediate/dense/bias", "[64]",
         "[96]"]),
@@ -614,7 +621,7 @@ def test_bad_input_ends_in_one_line(workspace, trained, resumed, monkeypatch):
        ["--vocab_file=" + big_vocab, "1105 tokens", "vocab_size", "1024"]),
       # A vocabulary (1105 tokens) beyond the file's embedding table (1024
       # rows) under a config that claims 2048: refused before any GATHER.
-      ([a.replace(workspace["vocab"], big_vocab).replace(TINY_CONFIG,
+      ([a.replace(workspace["vocab"], big_vocab).replace(config_file,
                                                          big_model_config)
         for a in flags("o10", "--lite_model_path=" + exported, *predict)],
        ["--lite_model_path=" + exported, "--bert_config_file=" +

@@ -12,8 +12,6 @@ import pytest
 import script_helpers
 import toy_tasks
 
-REPO_ROOT = script_helpers.REPO_ROOT
-TINY_CONFIG = os.path.join(REPO_ROOT, "config", "tiny_mobilebert.json")
 LATIN1 = b"caf\xe9 au lait\n"
 
 
@@ -26,6 +24,11 @@ def fixture_files(tmp_path_factory):
   (root / "train.tsv").write_bytes(b"sentence\tlabel\ngood\t1\n" + LATIN1)
   (root / "text.tfrecord").write_bytes(b"plain text, not records\n")
   return {"root": root, "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
+          # One layer of one FFN: the runs that build a graph need no depth.
+          "config": script_helpers.write_json(
+              root / "bert_config.json", script_helpers.cut_config(
+                  "tiny_mobilebert.json", num_hidden_layers=1,
+                  num_feedforward_networks=1)),
           "latin1": str(root / "latin1.txt"),
           "latin1_json": str(root / "latin1.json"),
           "latin1_squad": str(root / "latin1_squad.json"),
@@ -53,11 +56,11 @@ def test_run_squad_names_the_file_and_line(files):
         "--vocab_file=" + files["vocab"]] + common + train,
        "--bert_config_file: %s line 1 is not UTF-8 text (byte 0xe9 at "
        "column 21)." % files["latin1_json"]),
-      (["--bert_config_file=" + TINY_CONFIG,
+      (["--bert_config_file=" + files["config"],
         "--vocab_file=" + files["latin1"]] + common + train,
        "--vocab_file=%s: %s line 3 is not UTF-8 text (byte 0xe9 at column "
        "4)." % (files["latin1"], files["latin1"])),
-      (["--bert_config_file=" + TINY_CONFIG,
+      (["--bert_config_file=" + files["config"],
         "--vocab_file=" + files["vocab"]] + common + train,
        "SQuAD file %s is not valid JSON" % files["latin1_squad"]),
   ]
@@ -66,7 +69,7 @@ def test_run_squad_names_the_file_and_line(files):
 
 
 def test_run_classifier_names_the_tsv_line(files):
-  cases = [(["--task_name=sst-2", "--bert_config_file=" + TINY_CONFIG,
+  cases = [(["--task_name=sst-2", "--bert_config_file=" + files["config"],
              "--vocab_file=" + files["vocab"],
              "--data_dir=" + files["data_dir"],
              "--output_dir=" + str(files["root"] / "glue_out"), "--do_train",
@@ -78,7 +81,7 @@ def test_run_classifier_names_the_tsv_line(files):
 
 
 def test_pretraining_scripts_name_the_file(files):
-  cases = [(["--bert_config_file=" + TINY_CONFIG,
+  cases = [(["--bert_config_file=" + files["config"],
              "--input_file=" + files["text_tfrecord"],
              "--output_dir=" + str(files["root"] / "pretrain_out"),
              "--do_train", "--max_seq_length=32",
@@ -119,10 +122,10 @@ def test_exporters_name_the_file(files, tmp_path):
       "  modeling.BertModel(config, False, tf.zeros([1, 4], tf.int32))\n"
       "  with tf.Session() as s:\n"
       "    s.run(tf.global_variables_initializer())\n"
-      "    tf.train.Saver().save(s, %r)\n") % (TINY_CONFIG, checkpoint)])
+      "    tf.train.Saver().save(s, %r)\n") % (files["config"], checkpoint)])
   assert code == 0, output[-2000:]
   code, output = script_helpers.run_script("export_huggingface.py", [
-      "--bert_config_file=" + TINY_CONFIG, "--init_checkpoint=" + checkpoint,
+      "--bert_config_file=" + files["config"], "--init_checkpoint=" + checkpoint,
       "--vocab_file=" + files["latin1"],
       "--output_dir=" + str(tmp_path / "hf")], expect_success=False)
   assert code == 1 and "Traceback" not in output
@@ -130,7 +133,7 @@ def test_exporters_name_the_file(files, tmp_path):
       "export_huggingface.py: %s line 3 is not UTF-8 text (byte 0xe9 at "
       "column 4)." % files["latin1"])
   code, output = script_helpers.run_script("export_tflite.py", [
-      "--bert_config_file=" + TINY_CONFIG, "--init_checkpoint=" + checkpoint,
+      "--bert_config_file=" + files["config"], "--init_checkpoint=" + checkpoint,
       "--export_dir=" + str(tmp_path / "export"), "--max_seq_length=32",
       "--task=squad", "--use_post_quantization", "--activation_quantization",
       "--representative_file=" + files["text_tfrecord"]],
