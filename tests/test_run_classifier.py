@@ -544,7 +544,12 @@ ALL_GLUE_TASKS = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI",
 def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
   rng = random.Random(11)
   vocab_file, vocab_size = _write_vocab(str(tmp_path))
-  config_file = _write_config(str(tmp_path), vocab_size)
+  # One layer of one FFN: the nine differ in data and metrics, not in the
+  # model.  Each trains from scratch for 30 epochs, which leaves MNLI (the
+  # hardest, three classes) above 0.79 on seeds 1, 3 and 4 (20 epochs gave
+  # 0.67-1.0 over seeds, also with 2 layers of 2 FFNs).
+  config_file = _write_config(str(tmp_path), vocab_size, num_hidden_layers=1,
+                              num_feedforward_networks=1)
   targets, argvs = {}, []
   for task in ALL_GLUE_TASKS:
     data = _write_glue_task(str(tmp_path / task / "data"), task, rng)
@@ -559,7 +564,7 @@ def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
         "--output_dir=" + str(tmp_path / task / "out"), "--do_train",
         "--do_eval", "--do_predict", "--max_seq_length=16",
         "--train_batch_size=16", "--learning_rate=3e-3",
-        "--num_train_epochs=20", "--save_checkpoints_steps=1000",
+        "--num_train_epochs=30", "--save_checkpoints_steps=1000",
         "--random_seed=1"] + (
             # The regression task's export (one output per example).
             ["--export_dir=" + str(tmp_path / task / "export"),
@@ -570,7 +575,7 @@ def test_all_nine_glue_tasks_train_evaluate_and_predict(tmp_path):
   for task in tasks:
     output_dir = str(tmp_path / task / "out")
     scores = _read_eval_results(os.path.join(output_dir, "eval_results.txt"))
-    assert scores["global_step"] == 120  # int(96 / 16 * 20)
+    assert scores["global_step"] == 180  # int(96 / 16 * 30)
     submissions = ((("dev_matched", "MNLI-m"), ("dev_mismatched", "MNLI-mm"))
                    if task == "MNLI" else (("dev", task),))
     for split, submission in submissions:
