@@ -296,6 +296,7 @@ def save_teacher_checkpoint(path):
   cfg = modeling.BertConfig.from_dict(TEACHER)
   rng = np.random.RandomState(4)
   with tf.Graph().as_default():
+    tf.set_random_seed(4)
     input_ids, input_mask, segment_ids, positions, _, _ = fixed_batch(rng)
     model = modeling.BertModel(cfg, False, input_ids, input_mask, segment_ids)
     heads.masked_lm_logits(cfg, model.get_sequence_output(),
@@ -315,6 +316,12 @@ def test_warmup_gating_freezing_and_loss_decrease(tmp_path):
   teacher_cfg = modeling.BertConfig.from_dict(TEACHER)
   spp, steps = 4, 8
   with tf.Graph().as_default():
+    # Seeded, as the teacher is: the student's encoder starts from its
+    # initializers, and the loss-decrease margin below holds for one
+    # initialisation, not for every one (unseeded, a run gave a ratio of
+    # 0.906).  Seeded, the ratio is 0.78 on TF 1.15 and 0.55 on TF 2.15, the
+    # same with oneDNN on, off or capped at AVX2.
+    tf.set_random_seed(1)
     input_ids, input_mask, segment_ids, positions, _, _ = fixed_batch(
         np.random.RandomState(5))
     student, teacher = distill_modeling.build_models(
@@ -388,6 +395,7 @@ def test_phase2_distillation_lowers_mlm_loss_on_fixed_batch():
   cfg = modeling.BertConfig.from_dict(STUDENT)
   teacher_cfg = modeling.BertConfig.from_dict(TEACHER)
   with tf.Graph().as_default():
+    tf.set_random_seed(6)  # Initializers and dropout: the margin is per run.
     (input_ids, input_mask, segment_ids, positions, label_ids,
      weights) = fixed_batch(np.random.RandomState(6))
     student, teacher = distill_modeling.build_models(
