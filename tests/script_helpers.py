@@ -70,12 +70,8 @@ def run_main_per_argv(module, argvs, timeout=900):
 def cut_config(name, **overrides):
   """config/<name> as a dict, with `overrides` (e.g. fewer layers).
 
-  The graph's size, not the step count, sets a tiny run's time: building,
-  grappler's passes (once per distinct fetch set) and writing graph.pbtxt.
-  The shipped 4-layer, 4-FFN tiny config takes about 30 s for a 4-step
-  run_squad.py on TF 1.15 and 17 s on TF 2.15; 2 layers of 2 FFNs about
-  10 s and 8 s; 1 layer of 1 FFN about 6 s and 5.5 s (Intel Xeon, AVX-512
-  VNNI).  Tests that do not need the depth cut it.
+  A tiny run's time is its graph's size, not its steps (DEVELOPERS.md,
+  "Tests"): tests that do not need the shipped depth cut it.
   """
   with open(os.path.join(REPO_ROOT, "config", name)) as f:
     return dict(json.load(f), **overrides)
