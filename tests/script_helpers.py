@@ -77,6 +77,11 @@ def cut_config(name, **overrides):
     return dict(json.load(f), **overrides)
 
 
+def write_cut_config(path, name, **overrides):
+  """Writes cut_config(name, **overrides) to `path`; returns the path."""
+  return write_json(path, cut_config(name, **overrides))
+
+
 def write_json(path, obj):
   """Writes `obj` as JSON to `path`; returns the path as a string."""
   with open(str(path), "w") as f:

@@ -70,10 +70,9 @@ def fixture_workspace(tmp_path_factory):
   root = tmp_path_factory.mktemp("disk_full")
   return {"root": root,
           # One layer of one FFN: these runs need a model, not its depth.
-          "config": script_helpers.write_json(
-              root / "bert_config.json", script_helpers.cut_config(
-                  "tiny_mobilebert.json", num_hidden_layers=1,
-                  num_feedforward_networks=1)),
+          "config": script_helpers.write_cut_config(
+              root / "bert_config.json", "tiny_mobilebert.json",
+              num_hidden_layers=1, num_feedforward_networks=1),
           "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
           "train": toy_tasks.make_colour_squad_file(root / "train.json", 64,
                                                     1)}

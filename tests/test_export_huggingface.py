@@ -28,10 +28,9 @@ SEQ, NUM_LABELS = 12, 3
 
 
 def _config(name, **overrides):
-  with open(os.path.join(ROOT, "config", name)) as f:
-    config = json.load(f)
-  config.update(dict({"num_hidden_layers": 2}, **overrides))
-  return config
+  """config/<name> cut to 2 layers, with `overrides`."""
+  return script_helpers.cut_config(
+      name, **dict({"num_hidden_layers": 2}, **overrides))
 
 
 TINY = _config("tiny_mobilebert.json")

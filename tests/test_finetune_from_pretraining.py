@@ -65,17 +65,13 @@ def _not_loaded(log):
   return set(names)
 
 
-def _cut_config(name, root):
-  return script_helpers.write_json(os.path.join(str(root), name),
-                                   script_helpers.cut_config(name, **CUT))
-
-
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
   """SentencePiece model, pretraining records and a pretrained checkpoint."""
   root = tmp_path_factory.mktemp("spm_chain")
-  float_config = _cut_config("tiny_mobilebert.json", root)
-  qat_config = _cut_config("tiny_mobilebert_qat.json", root)
+  float_config, qat_config = (
+      script_helpers.write_cut_config(root / name, name, **CUT)
+      for name in ("tiny_mobilebert.json", "tiny_mobilebert_qat.json"))
   rng = random.Random(3)
   lines = []
   for paragraph in toy_tasks.colour_paragraphs(200, seed=11):

@@ -54,10 +54,9 @@ def fixture_workspace(tmp_path_factory):
   return {
       "root": root,
       # Training runs use the tiny config cut to 2 layers of 2 FFNs.
-      "config": script_helpers.write_json(
-          root / "bert_config.json", script_helpers.cut_config(
-              "tiny_mobilebert.json", num_hidden_layers=2,
-              num_feedforward_networks=2)),
+      "config": script_helpers.write_cut_config(
+          root / "bert_config.json", "tiny_mobilebert.json",
+          num_hidden_layers=2, num_feedforward_networks=2),
       "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
       "train": toy_tasks.make_colour_squad_file(root / "train.json",
                                                 TRAIN_QUESTIONS, 1),

@@ -25,10 +25,9 @@ def fixture_files(tmp_path_factory):
   (root / "text.tfrecord").write_bytes(b"plain text, not records\n")
   return {"root": root, "vocab": toy_tasks.write_vocab(root / "vocab.txt"),
           # One layer of one FFN: the runs that build a graph need no depth.
-          "config": script_helpers.write_json(
-              root / "bert_config.json", script_helpers.cut_config(
-                  "tiny_mobilebert.json", num_hidden_layers=1,
-                  num_feedforward_networks=1)),
+          "config": script_helpers.write_cut_config(
+              root / "bert_config.json", "tiny_mobilebert.json",
+              num_hidden_layers=1, num_feedforward_networks=1),
           "latin1": str(root / "latin1.txt"),
           "latin1_json": str(root / "latin1.json"),
           "latin1_squad": str(root / "latin1_squad.json"),
