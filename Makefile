@@ -1,5 +1,5 @@
 # Entry points.  `make test` and `make demo` set up their runtimes themselves.
-.PHONY: test test-tf2 test-tf1 venvs demo bench clean
+.PHONY: test venvs demo bench clean
 
 test:
 	@scripts/run_tests.sh $(PYTEST_ARGS)
@@ -22,7 +22,8 @@ bench:
 	bench/setup_peer_venv.sh >/dev/null || echo "make bench: peer packages not installed; their columns will say so" >&2; \
 	"$$tf2_python" bench/run_all.py $(BENCH_ARGS)
 
-# The whole pipeline at tiny scale on the TF 2.15 runtime (about 8 minutes on
-# 2 CPU cores); outputs under demo_out/.  Extra flags: make demo DEMO_ARGS=...
+# The whole pipeline at tiny scale on the TF 2.15 runtime (under 15 minutes on
+# 2 CPU cores; DEMO_ARGS=--quick, about 2); outputs under demo_out/.  Extra
+# flags: make demo DEMO_ARGS=...
 demo:
 	@python="$$(scripts/setup_venv.sh tf2)" && TF_CPP_MIN_LOG_LEVEL=2 "$$python" demo.py $(DEMO_ARGS)

@@ -28,11 +28,12 @@ Every script is called with flags; each command is printed before it runs,
 ready to copy (run it from the repository root), and its output streams to
 the console and to a log beside the stage's results.  A stage is finished
 when its stage_done.json exists; a re-run reuses finished stages whose
-settings are unchanged and whose inputs were not rebuilt, and restarts any
-other stage from an empty directory.  The closing table lists each stage's
-wall time and results.
+settings (flags and configs) are unchanged and whose inputs were not rebuilt,
+and restarts any other stage from an empty directory.  The closing table
+lists each stage's wall time and results.
 
   python3 demo.py --output_dir=demo_out
+  python3 demo.py --output_dir=demo_out --quick   # every stage at its smallest
 """
 
 import collections
@@ -53,6 +54,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import atomic_files
 import checkpoints
 import common_flags
 import console
@@ -108,14 +110,43 @@ def define_flags():
                      "Peak AdamW learning rate of SQuAD fine-tuning.")
   flags.DEFINE_float("qat_epochs", 2.0,
                      "Quantization-aware fine-tuning epochs.")
+  flags.DEFINE_bool(
+      "quick", False,
+      "Every stage at its smallest: the settings in QUICK_SETTINGS for each "
+      "of those flags not given on the command line, and the three configs "
+      "cut to QUICK_CONFIG_CUT (one layer of one feed-forward network), "
+      "written to <output_dir>/configs.  About two minutes; a check that "
+      "the whole pipeline runs here (the tests run it), not a model worth "
+      "evaluating.")
   # --helpshort lists the shared flags with the script's own.
   tf.flags.adopt_module_key_flags(common_flags)
 
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
-TEACHER_CONFIG = "config/tiny_teacher.json"
-STUDENT_CONFIG = "config/tiny_mobilebert.json"
-QAT_CONFIG = "config/tiny_mobilebert_qat.json"
+# The demo's models, by role; --quick writes cut copies of these files.
+CONFIG_FILES = collections.OrderedDict([
+    ("teacher", "config/tiny_teacher.json"),
+    ("student", "config/tiny_mobilebert.json"),
+    ("qat", "config/tiny_mobilebert_qat.json"),
+])
+# --quick: each flag's value unless the command line gives one, and the keys
+# every config is cut to.  Graph size, not step count, sets a tiny run's time,
+# hence one layer.  The one-layer teacher needs its 600 steps to get past
+# predicting the commonest word (MLM accuracy 0.039 at 300 steps, 0.094 at
+# 600); the student trained from scratch for 120 steps is still there, the
+# distilled one is not.
+QUICK_SETTINGS = collections.OrderedDict([
+    ("teacher_steps", 600),
+    ("transfer_steps", 40),
+    ("distill_steps", 80),
+    ("squad_train_questions", 200),
+    ("squad_dev_questions", 30),
+    ("squad_epochs", 2.0),
+    ("qat_epochs", 1.0),
+    ("dupe_factor", 1),
+    ("max_seq_length", 64),
+])
+QUICK_CONFIG_CUT = {"num_hidden_layers": 1, "num_feedforward_networks": 1}
 STAGE_DONE_FILE = "stage_done.json"
 EVAL_BATCH_SIZE = 32
 # The held-out pretraining data is small; more passes give it more masks.
@@ -223,10 +254,15 @@ Stage = collections.namedtuple(
 
 
 class StageContext(object):
-  """Paths and helpers shared by the stage functions."""
+  """Paths and helpers shared by the stage functions.
 
-  def __init__(self, output_dir):
+  `configs` maps each role of CONFIG_FILES to the config file the stage
+  commands name.
+  """
+
+  def __init__(self, output_dir, configs):
     self.output_dir = output_dir
+    self.configs = configs
 
   def stage_dir(self, name):
     return os.path.join(self.output_dir, name)
@@ -327,6 +363,38 @@ def load_config(path):
   return modeling.BertConfig.from_json_file(os.path.join(REPO_DIR, path))
 
 
+def demo_configs():
+  """Role -> the BertConfig the demo trains: CONFIG_FILES, cut by --quick."""
+  configs = collections.OrderedDict()
+  for role, path in CONFIG_FILES.items():
+    if FLAGS.quick:
+      configs[role] = modeling.BertConfig.from_dict(
+          dict(read_json(os.path.join(REPO_DIR, path)), **QUICK_CONFIG_CUT),
+          source="%s cut by --quick" % path)
+    else:
+      configs[role] = load_config(path)
+  return configs
+
+
+def write_config_files(configs, output_dir):
+  """Role -> the config file the stage commands name.
+
+  The shipped files, or under --quick the cut configs written whole to
+  <output_dir>/configs.
+  """
+  if not FLAGS.quick:
+    return collections.OrderedDict(CONFIG_FILES)
+  paths = collections.OrderedDict()
+  for role, config in configs.items():
+    path = os.path.join(output_dir, "configs",
+                        os.path.basename(CONFIG_FILES[role]))
+    with open(atomic_files.partial_path(path), "w") as writer:
+      writer.write(config.to_json_string())
+    atomic_files.commit_partial(path)
+    paths[role] = display_path(path)
+  return paths
+
+
 def latest_checkpoint(model_dir):
   """The newest checkpoint prefix in `model_dir`; DemoError if none."""
   checkpoint = checkpoints.latest_checkpoint(model_dir)
@@ -417,7 +485,7 @@ class DataPaths(object):
 
 def run_data(context, paths, log_path):
   """Corpus, vocabulary, pretraining records and the question set."""
-  student_config = load_config(STUDENT_CONFIG)
+  student_config = load_config(context.configs["student"])
   train_documents, eval_documents = demo_data.build_corpus(
       demo_data.python_documentation_texts())
   corpus_train = context.data_file("corpus_train.txt")
@@ -485,14 +553,15 @@ def run_teacher(context, paths, log_path):
   """Pretrains the IB-BERT-style teacher (MLM + NSP)."""
   model_dir = context.stage_dir("teacher")
   run_command(script_command("run_pretraining.py", [
-      ("bert_config_file", TEACHER_CONFIG),
+      ("bert_config_file", context.configs["teacher"]),
       ("output_dir", display_path(model_dir)),
       ("do_train", True),
       ("learning_rate", FLAGS.teacher_learning_rate),
       ("num_train_steps", FLAGS.teacher_steps),
       ("num_warmup_steps", FLAGS.teacher_steps // 10),
   ] + pretraining_flags(paths)), log_path)
-  results = evaluate_mlm(context, TEACHER_CONFIG, model_dir, log_path)
+  results = evaluate_mlm(context, context.configs["teacher"], model_dir,
+                         log_path)
   return {"masked_lm_accuracy": results["masked_lm_accuracy"],
           "next_sentence_accuracy": results["next_sentence_accuracy"]}
 
@@ -507,14 +576,15 @@ def run_scratch(context, paths, log_path):
   model_dir = context.stage_dir("scratch")
   num_steps = FLAGS.transfer_steps + FLAGS.distill_steps
   run_command(script_command("run_pretraining.py", [
-      ("bert_config_file", STUDENT_CONFIG),
+      ("bert_config_file", context.configs["student"]),
       ("output_dir", display_path(model_dir)),
       ("do_train", True),
       ("learning_rate", FLAGS.scratch_learning_rate),
       ("num_train_steps", num_steps),
       ("num_warmup_steps", num_steps // 10),
   ] + pretraining_flags(paths)), log_path)
-  results = evaluate_mlm(context, STUDENT_CONFIG, model_dir, log_path)
+  results = evaluate_mlm(context, context.configs["student"], model_dir,
+                         log_path)
   return {"masked_lm_accuracy": results["masked_lm_accuracy"],
           "next_sentence_accuracy": results["next_sentence_accuracy"],
           "steps": num_steps}
@@ -525,8 +595,8 @@ def run_distill(context, paths, log_path):
   model_dir = context.stage_dir("distill")
   teacher_checkpoint = latest_checkpoint(context.stage_dir("teacher"))
   run_command(script_command("run_pretraining.py", [
-      ("bert_config_file", STUDENT_CONFIG),
-      ("bert_teacher_config_file", TEACHER_CONFIG),
+      ("bert_config_file", context.configs["student"]),
+      ("bert_teacher_config_file", context.configs["teacher"]),
       ("init_checkpoint", display_path(teacher_checkpoint)),
       ("output_dir", display_path(model_dir)),
       ("do_train", True),
@@ -537,9 +607,10 @@ def run_distill(context, paths, log_path):
       ("learning_rate", FLAGS.distill_learning_rate),
       ("use_summary", True),
   ] + list(DISTILL_FLAGS) + pretraining_flags(paths)), log_path)
-  results = evaluate_mlm(context, STUDENT_CONFIG, model_dir, log_path)
+  results = evaluate_mlm(context, context.configs["student"], model_dir,
+                         log_path)
 
-  num_layers = load_config(STUDENT_CONFIG).num_hidden_layers
+  num_layers = load_config(context.configs["student"]).num_hidden_layers
   last_phase_start = layer_schedule.stage_start(
       num_layers - 1,
       layer_schedule.steps_per_layer(FLAGS.transfer_steps, num_layers))
@@ -665,14 +736,14 @@ def run_squad(context, paths, log_path):
   export_dir = os.path.join(output_dir, "export")
   run_command(script_command(
       "run_squad.py",
-      squad_flags(paths, STUDENT_CONFIG, output_dir) +
+      squad_flags(paths, context.configs["student"], output_dir) +
       squad_training_flags(paths, FLAGS.squad_epochs,
                            latest_checkpoint(context.stage_dir("distill"))) +
       [("export_dir", display_path(export_dir))] + list(EXPORT_FLAGS)),
               log_path)
   metrics = squad_scores(output_dir)
-  metrics["tflite"] = evaluate_tflite_files(paths, STUDENT_CONFIG, output_dir,
-                                            export_dir, log_path)
+  metrics["tflite"] = evaluate_tflite_files(
+      paths, context.configs["student"], output_dir, export_dir, log_path)
   return metrics
 
 
@@ -687,15 +758,15 @@ def run_qat(context, paths, log_path):
   export_dir = os.path.join(output_dir, "export")
   run_command(script_command(
       "run_squad.py",
-      squad_flags(paths, QAT_CONFIG, output_dir) +
+      squad_flags(paths, context.configs["qat"], output_dir) +
       squad_training_flags(paths, FLAGS.qat_epochs,
                            latest_checkpoint(context.stage_dir("distill"))) +
       [("use_quantized_training", True),
        ("export_dir", display_path(export_dir))] + list(EXPORT_FLAGS)),
               log_path)
   return {"tf": squad_scores(output_dir),
-          "tflite": evaluate_tflite_files(paths, QAT_CONFIG, output_dir,
-                                          export_dir, log_path)}
+          "tflite": evaluate_tflite_files(paths, context.configs["qat"],
+                                          output_dir, export_dir, log_path)}
 
 
 def describe_qat(metrics):
@@ -714,8 +785,14 @@ DESCRIBE = {
 }
 
 
-def make_stages():
-  """The stages in running order, with the flags each one depends on."""
+def make_stages(configs):
+  """The stages in running order, with the settings each one depends on.
+
+  Args:
+    configs: role -> BertConfig, from demo_configs(); a stage's settings
+      hold the configs it trains, so an edited config file reruns it.
+  """
+  config = {role: value.to_dict() for role, value in configs.items()}
   pretraining = dict(max_seq_length=FLAGS.max_seq_length,
                      max_predictions_per_seq=FLAGS.max_predictions_per_seq,
                      batch_size=FLAGS.pretrain_batch_size)
@@ -727,29 +804,31 @@ def make_stages():
             dict(seed=FLAGS.seed, dupe_factor=FLAGS.dupe_factor,
                  squad_train_questions=FLAGS.squad_train_questions,
                  squad_dev_questions=FLAGS.squad_dev_questions,
+                 vocab_size=configs["student"].vocab_size,
                  **pretraining), ()),
       Stage("teacher", "pretrain the IB-BERT-style teacher", run_teacher,
-            dict(steps=FLAGS.teacher_steps,
+            dict(steps=FLAGS.teacher_steps, config=config["teacher"],
                  learning_rate=FLAGS.teacher_learning_rate, **pretraining),
             ("data",)),
       Stage("scratch", "pretrain the student from scratch (baseline)",
             run_scratch,
             dict(steps=FLAGS.transfer_steps + FLAGS.distill_steps,
+                 config=config["student"],
                  learning_rate=FLAGS.scratch_learning_rate, **pretraining),
             ("data",)),
       Stage("distill", "layer-wise transfer + pretraining distillation",
             run_distill,
             dict(transfer_steps=FLAGS.transfer_steps,
-                 distill_steps=FLAGS.distill_steps,
+                 distill_steps=FLAGS.distill_steps, config=config["student"],
                  learning_rate=FLAGS.distill_learning_rate, **pretraining),
             ("data", "teacher")),
       Stage("squad", "SQuAD fine-tuning, TF-Lite export and evaluation",
             run_squad,
             dict(epochs=FLAGS.squad_epochs, export=dict(EXPORT_FLAGS),
-                 **squad), ("data", "distill")),
+                 config=config["student"], **squad), ("data", "distill")),
       Stage("qat", "QAT fine-tuning, TF-Lite export and evaluation", run_qat,
-            dict(epochs=FLAGS.qat_epochs, export=dict(EXPORT_FLAGS), **squad),
-            ("data", "distill")),
+            dict(epochs=FLAGS.qat_epochs, export=dict(EXPORT_FLAGS),
+                 config=config["qat"], **squad), ("data", "distill")),
   ]
 
 
@@ -777,8 +856,18 @@ def print_summary(rows, output_dir):
     print(line % (widths[0], name, widths[1], wall_time, result))
 
 
-def validate_flags():
-  """Checks the flags; every problem is reported, then the demo exits."""
+def apply_quick_settings():
+  """Under --quick, QUICK_SETTINGS for each flag the command line left out."""
+  if not FLAGS.quick:
+    return
+  for name, value in QUICK_SETTINGS.items():
+    if not FLAGS[name].present:
+      setattr(FLAGS, name, value)
+
+
+def validate_flags(configs):
+  """Checks the flags against each other and `configs` (role -> BertConfig);
+  every problem is reported, then the demo exits."""
   problems = run_utils.FlagProblems("demo.py")
   problems.positive(FLAGS, "max_seq_length", "max_predictions_per_seq",
                     "dupe_factor", "pretrain_batch_size", "teacher_steps",
@@ -795,9 +884,8 @@ def validate_flags():
   problems.check(os.access(FLAGS.python, os.X_OK),
                  "--python=%s is not an executable interpreter." %
                  FLAGS.python)
-  configs = [load_config(path)
-             for path in (TEACHER_CONFIG, STUDENT_CONFIG, QAT_CONFIG)]
-  max_positions = min(config.max_position_embeddings for config in configs)
+  max_positions = min(config.max_position_embeddings
+                      for config in configs.values())
   problems.check(FLAGS.max_seq_length <= max_positions,
                  "--max_seq_length=%d exceeds max_position_embeddings=%d of "
                  "the demo configs." % (FLAGS.max_seq_length, max_positions))
@@ -805,11 +893,22 @@ def validate_flags():
                  "--max_seq_length=%d leaves no room for a SQuAD context "
                  "after a %d-token question." % (FLAGS.max_seq_length,
                                                   SQUAD_MAX_QUERY_LENGTH))
-  num_layers = configs[1].num_hidden_layers
+  num_layers = configs["student"].num_hidden_layers
   problems.check(not FLAGS.transfer_steps % num_layers,
                  "--transfer_steps=%d must be a multiple of the student's %d "
                  "layers (one transfer phase per layer)." %
                  (FLAGS.transfer_steps, num_layers))
+  # run_squad.py counts its steps from the questions, and refuses a run
+  # without one; checked here rather than after the pretraining stages.
+  for flag in ("squad_epochs", "qat_epochs"):
+    problems.check(
+        FLAGS.squad_batch_size <= 0 or
+        int(FLAGS.squad_train_questions / FLAGS.squad_batch_size *
+            FLAGS[flag].value) >= 1,
+        "--squad_train_questions=%d / --squad_batch_size=%d * --%s=%g gives "
+        "no fine-tuning step." % (FLAGS.squad_train_questions,
+                                  FLAGS.squad_batch_size, flag,
+                                  FLAGS[flag].value))
   problems.exit_if_any()
 
 
@@ -817,17 +916,19 @@ def main(_):
   # This process only reads records and event files; its deprecation
   # warnings would interleave with the stage scripts' output.
   tf.logging.set_verbosity(tf.logging.ERROR)
-  validate_flags()
+  apply_quick_settings()
+  configs = demo_configs()
+  validate_flags(configs)
 
   output_dir = os.path.abspath(FLAGS.output_dir)
-  context = StageContext(output_dir)
+  context = StageContext(output_dir, write_config_files(configs, output_dir))
   paths = DataPaths(context)
   print("MobileBERT demo: every stage's commands run from %s; outputs go to "
         "%s." % (REPO_DIR, output_dir), flush=True)
   demo_start = time.time()
   rebuilt = set()
   rows = []
-  stages = make_stages()
+  stages = make_stages(configs)
   records = {}
   for index, stage in enumerate(stages):
     stage_dir = context.stage_dir(stage.name)
@@ -854,8 +955,11 @@ def main(_):
         sys.exit("demo.py: stage %s failed: %s" % (stage.name, error))
       record = {"settings": stage.settings, "metrics": metrics,
                 "seconds": time.time() - stage_start}
-      with open(os.path.join(stage_dir, STAGE_DONE_FILE), "w") as writer:
+      # Whole or not at all: a demo killed here reruns the stage.
+      done_path = os.path.join(stage_dir, STAGE_DONE_FILE)
+      with open(atomic_files.partial_path(done_path), "w") as writer:
         json.dump(record, writer, indent=2)
+      atomic_files.commit_partial(done_path)
       rebuilt.add(stage.name)
       reused = ""
     records[stage.name] = record

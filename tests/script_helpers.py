@@ -16,13 +16,15 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
 
 
-def run_script(script, args, timeout=900, expect_success=True):
+def run_script(script, args, timeout=900, expect_success=True,
+               python=sys.executable):
   """Runs `python3 <script> <args>`; returns (exit code, stdout + stderr).
 
   script None runs `python3 <args>` (e.g. ["-c", code, ...]).  With
   expect_success, a non-zero exit fails the test with the output's end.
+  `python` is the interpreter, by default this test's.
   """
-  command = [sys.executable] + (
+  command = [python] + (
       [os.path.join(REPO_ROOT, script)] if script else [])
   process = subprocess.run(
       command + list(args),
@@ -40,11 +42,12 @@ def run_script(script, args, timeout=900, expect_success=True):
 # other exception.  One process instead of one per case saves TF's start-up.
 _MAIN_DRIVER = r"""
 import importlib, json, sys, traceback
+from absl import flags
 module = importlib.import_module(sys.argv[1])
 module.define_flags()
 for argv in json.loads(sys.argv[2]):
-  module.FLAGS.unparse_flags()
-  module.FLAGS([sys.argv[1] + ".py"] + argv)
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS([sys.argv[1] + ".py"] + argv)
   try:
     module.main(None)
     result = {"exit": 0}
@@ -65,6 +68,25 @@ def run_main_per_argv(module, argvs, timeout=900):
              for line in output.splitlines() if line.startswith("RESULT=")]
   assert len(results) == len(argvs), output[-6000:]
   return results
+
+
+def check_refusals(module, cases):
+  """Runs `module`'s main once per case (run_main_per_argv): each must end
+  with exit status 1 and one `<module>.py: ` line holding every wanted part.
+
+  Args:
+    module: a script's module name, e.g. "export_tflite".
+    cases: [(argv, wanted)]; wanted is a string or a list of strings.
+  """
+  results = run_main_per_argv(module, [argv for argv, _ in cases])
+  for (argv, wanted), result in zip(cases, results):
+    assert "traceback" not in result, result["traceback"]
+    assert result["exit"] == 1, argv
+    message = result["message"]
+    assert "\n" not in message and message.startswith(module + ".py: "), (
+        message)
+    for part in [wanted] if isinstance(wanted, str) else wanted:
+      assert part in message, (part, message)
 
 
 def cut_config(name, **overrides):

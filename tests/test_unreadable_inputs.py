@@ -34,17 +34,6 @@ def fixture_files(tmp_path_factory):
           "data_dir": str(root), "text_tfrecord": str(root / "text.tfrecord")}
 
 
-def _check(results, cases, module):
-  assert len(results) == len(cases), results
-  for (argv, wanted), result in zip(cases, results):
-    assert "traceback" not in result, result["traceback"]
-    assert result["exit"] == 1, argv
-    message = result["message"]
-    assert "\n" not in message and message.startswith(module + ".py: "), (
-        message)
-    assert wanted in message, (wanted, message)
-
-
 def test_run_squad_names_the_file_and_line(files):
   out = str(files["root"] / "squad_out")
   common = ["--output_dir=" + out, "--max_seq_length=32",
@@ -63,8 +52,7 @@ def test_run_squad_names_the_file_and_line(files):
         "--vocab_file=" + files["vocab"]] + common + train,
        "SQuAD file %s is not valid JSON" % files["latin1_squad"]),
   ]
-  _check(script_helpers.run_main_per_argv(
-      "run_squad", [argv for argv, _ in cases]), cases, "run_squad")
+  script_helpers.check_refusals("run_squad", cases)
 
 
 def test_run_classifier_names_the_tsv_line(files):
@@ -75,8 +63,7 @@ def test_run_classifier_names_the_tsv_line(files):
              "--max_seq_length=16"],
             "%s line 3 is not UTF-8 text (byte 0xe9 at column 4)." %
             os.path.join(files["data_dir"], "train.tsv"))]
-  _check(script_helpers.run_main_per_argv(
-      "run_classifier", [argv for argv, _ in cases]), cases, "run_classifier")
+  script_helpers.check_refusals("run_classifier", cases)
 
 
 def test_pretraining_scripts_name_the_file(files):
@@ -88,15 +75,12 @@ def test_pretraining_scripts_name_the_file(files):
              "--num_train_steps=2", "--num_warmup_steps=1"],
             "%s is not a TFRecord file, or is damaged from its first record "
             "(corrupted record at 0" % files["text_tfrecord"])]
-  _check(script_helpers.run_main_per_argv(
-      "run_pretraining", [argv for argv, _ in cases]), cases,
-         "run_pretraining")
+  script_helpers.check_refusals("run_pretraining", cases)
   cases = [(["--input_file=" + files["latin1"],
              "--output_file=" + str(files["root"] / "vocab_out.txt")],
             "%s line 3 is not UTF-8 text (byte 0xe9 at column 4)." %
             files["latin1"])]
-  _check(script_helpers.run_main_per_argv(
-      "build_vocab", [argv for argv, _ in cases]), cases, "build_vocab")
+  script_helpers.check_refusals("build_vocab", cases)
   cases = [(["--input_file=" + files["latin1"],
              "--output_file=" + str(files["root"] / "out.tfrecord"),
              "--vocab_file=" + files["vocab"]],
@@ -107,9 +91,7 @@ def test_pretraining_scripts_name_the_file(files):
              "--vocab_file=" + files["latin1"]],
             "%s line 3 is not UTF-8 text (byte 0xe9 at column 4)." %
             files["latin1"])]
-  _check(script_helpers.run_main_per_argv(
-      "create_pretraining_data", [argv for argv, _ in cases]), cases,
-         "create_pretraining_data")
+  script_helpers.check_refusals("create_pretraining_data", cases)
 
 
 def test_exporters_name_the_file(files, tmp_path):
