@@ -256,13 +256,14 @@ Stage = collections.namedtuple(
 class StageContext(object):
   """Paths and helpers shared by the stage functions.
 
-  `configs` maps each role of CONFIG_FILES to the config file the stage
-  commands name.
+  `configs` maps each role of CONFIG_FILES to its BertConfig, and
+  `config_files` to the file the stage commands name.
   """
 
-  def __init__(self, output_dir, configs):
+  def __init__(self, output_dir, configs, config_files):
     self.output_dir = output_dir
     self.configs = configs
+    self.config_files = config_files
 
   def stage_dir(self, name):
     return os.path.join(self.output_dir, name)
@@ -485,7 +486,7 @@ class DataPaths(object):
 
 def run_data(context, paths, log_path):
   """Corpus, vocabulary, pretraining records and the question set."""
-  student_config = load_config(context.configs["student"])
+  student_config = context.configs["student"]
   train_documents, eval_documents = demo_data.build_corpus(
       demo_data.python_documentation_texts())
   corpus_train = context.data_file("corpus_train.txt")
@@ -553,14 +554,14 @@ def run_teacher(context, paths, log_path):
   """Pretrains the IB-BERT-style teacher (MLM + NSP)."""
   model_dir = context.stage_dir("teacher")
   run_command(script_command("run_pretraining.py", [
-      ("bert_config_file", context.configs["teacher"]),
+      ("bert_config_file", context.config_files["teacher"]),
       ("output_dir", display_path(model_dir)),
       ("do_train", True),
       ("learning_rate", FLAGS.teacher_learning_rate),
       ("num_train_steps", FLAGS.teacher_steps),
       ("num_warmup_steps", FLAGS.teacher_steps // 10),
   ] + pretraining_flags(paths)), log_path)
-  results = evaluate_mlm(context, context.configs["teacher"], model_dir,
+  results = evaluate_mlm(context, context.config_files["teacher"], model_dir,
                          log_path)
   return {"masked_lm_accuracy": results["masked_lm_accuracy"],
           "next_sentence_accuracy": results["next_sentence_accuracy"]}
@@ -576,14 +577,14 @@ def run_scratch(context, paths, log_path):
   model_dir = context.stage_dir("scratch")
   num_steps = FLAGS.transfer_steps + FLAGS.distill_steps
   run_command(script_command("run_pretraining.py", [
-      ("bert_config_file", context.configs["student"]),
+      ("bert_config_file", context.config_files["student"]),
       ("output_dir", display_path(model_dir)),
       ("do_train", True),
       ("learning_rate", FLAGS.scratch_learning_rate),
       ("num_train_steps", num_steps),
       ("num_warmup_steps", num_steps // 10),
   ] + pretraining_flags(paths)), log_path)
-  results = evaluate_mlm(context, context.configs["student"], model_dir,
+  results = evaluate_mlm(context, context.config_files["student"], model_dir,
                          log_path)
   return {"masked_lm_accuracy": results["masked_lm_accuracy"],
           "next_sentence_accuracy": results["next_sentence_accuracy"],
@@ -595,8 +596,8 @@ def run_distill(context, paths, log_path):
   model_dir = context.stage_dir("distill")
   teacher_checkpoint = latest_checkpoint(context.stage_dir("teacher"))
   run_command(script_command("run_pretraining.py", [
-      ("bert_config_file", context.configs["student"]),
-      ("bert_teacher_config_file", context.configs["teacher"]),
+      ("bert_config_file", context.config_files["student"]),
+      ("bert_teacher_config_file", context.config_files["teacher"]),
       ("init_checkpoint", display_path(teacher_checkpoint)),
       ("output_dir", display_path(model_dir)),
       ("do_train", True),
@@ -607,10 +608,10 @@ def run_distill(context, paths, log_path):
       ("learning_rate", FLAGS.distill_learning_rate),
       ("use_summary", True),
   ] + list(DISTILL_FLAGS) + pretraining_flags(paths)), log_path)
-  results = evaluate_mlm(context, context.configs["student"], model_dir,
+  results = evaluate_mlm(context, context.config_files["student"], model_dir,
                          log_path)
 
-  num_layers = load_config(context.configs["student"]).num_hidden_layers
+  num_layers = context.configs["student"].num_hidden_layers
   last_phase_start = layer_schedule.stage_start(
       num_layers - 1,
       layer_schedule.steps_per_layer(FLAGS.transfer_steps, num_layers))
@@ -736,14 +737,14 @@ def run_squad(context, paths, log_path):
   export_dir = os.path.join(output_dir, "export")
   run_command(script_command(
       "run_squad.py",
-      squad_flags(paths, context.configs["student"], output_dir) +
+      squad_flags(paths, context.config_files["student"], output_dir) +
       squad_training_flags(paths, FLAGS.squad_epochs,
                            latest_checkpoint(context.stage_dir("distill"))) +
       [("export_dir", display_path(export_dir))] + list(EXPORT_FLAGS)),
               log_path)
   metrics = squad_scores(output_dir)
   metrics["tflite"] = evaluate_tflite_files(
-      paths, context.configs["student"], output_dir, export_dir, log_path)
+      paths, context.config_files["student"], output_dir, export_dir, log_path)
   return metrics
 
 
@@ -758,14 +759,14 @@ def run_qat(context, paths, log_path):
   export_dir = os.path.join(output_dir, "export")
   run_command(script_command(
       "run_squad.py",
-      squad_flags(paths, context.configs["qat"], output_dir) +
+      squad_flags(paths, context.config_files["qat"], output_dir) +
       squad_training_flags(paths, FLAGS.qat_epochs,
                            latest_checkpoint(context.stage_dir("distill"))) +
       [("use_quantized_training", True),
        ("export_dir", display_path(export_dir))] + list(EXPORT_FLAGS)),
               log_path)
   return {"tf": squad_scores(output_dir),
-          "tflite": evaluate_tflite_files(paths, context.configs["qat"],
+          "tflite": evaluate_tflite_files(paths, context.config_files["qat"],
                                           output_dir, export_dir, log_path)}
 
 
@@ -898,17 +899,16 @@ def validate_flags(configs):
                  "--transfer_steps=%d must be a multiple of the student's %d "
                  "layers (one transfer phase per layer)." %
                  (FLAGS.transfer_steps, num_layers))
-  # run_squad.py counts its steps from the questions, and refuses a run
-  # without one; checked here rather than after the pretraining stages.
-  for flag in ("squad_epochs", "qat_epochs"):
-    problems.check(
-        FLAGS.squad_batch_size <= 0 or
-        int(FLAGS.squad_train_questions / FLAGS.squad_batch_size *
-            FLAGS[flag].value) >= 1,
-        "--squad_train_questions=%d / --squad_batch_size=%d * --%s=%g gives "
-        "no fine-tuning step." % (FLAGS.squad_train_questions,
-                                  FLAGS.squad_batch_size, flag,
-                                  FLAGS[flag].value))
+  # run_squad.py refuses a run without a step; its count, checked here
+  # rather than after the pretraining stages.
+  if FLAGS.squad_batch_size > 0:
+    for stage, flag in (("squad", "squad_epochs"), ("qat", "qat_epochs")):
+      problems.call(run_utils.train_steps, FLAGS.squad_train_questions,
+                    FLAGS.squad_batch_size, FLAGS[flag].value, 0.0,
+                    unit="questions",
+                    prefix="the %s stage's run_squad.py (--squad_train_"
+                    "questions, --squad_batch_size, --%s) would stop: " % (
+                        stage, flag))
   problems.exit_if_any()
 
 
@@ -921,7 +921,8 @@ def main(_):
   validate_flags(configs)
 
   output_dir = os.path.abspath(FLAGS.output_dir)
-  context = StageContext(output_dir, write_config_files(configs, output_dir))
+  context = StageContext(output_dir, configs,
+                         write_config_files(configs, output_dir))
   paths = DataPaths(context)
   print("MobileBERT demo: every stage's commands run from %s; outputs go to "
         "%s." % (REPO_DIR, output_dir), flush=True)

@@ -332,9 +332,12 @@ def test_flags_that_cannot_work_stop_before_any_stage(tmp_path):
   assert [r["exit"] for r in results] == [1, 1], results
   # 20 / 32 * 1.5 = 0.94 steps, 20 / 32 * 1 = 0.63.
   assert results[0]["message"].splitlines() == [no_python] + [
-      "demo.py: --squad_train_questions=20 / --squad_batch_size=32 * "
-      "--%s gives no fine-tuning step." % flag
-      for flag in ("squad_epochs=1.5", "qat_epochs=1")]
+      "demo.py: the %s stage's run_squad.py (--squad_train_questions, "
+      "--squad_batch_size, --%s) would stop: No training step: 20 questions "
+      "/ --train_batch_size=32 * --num_train_epochs=%s is below 1." % (
+          stage, flag, epochs)
+      for stage, flag, epochs in (("squad", "squad_epochs", "1.5"),
+                                  ("qat", "qat_epochs", "1"))]
   assert results[1]["message"].splitlines() == [
       no_python, "demo.py: --max_seq_length=30 leaves no room for a SQuAD "
       "context after a 32-token question."]

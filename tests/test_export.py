@@ -153,6 +153,17 @@ def numpy_squad_logits(config_dict, weights, feature):
   return {"start_logits": start[0], "end_logits": end[0]}
 
 
+def _interpreter_without_delegates(path):
+  """TF 2.15's interpreter on TF-Lite's own kernels, tensors allocated: every
+  op of the file listed as written (no delegate takes a partition)."""
+  interpreter = tf.lite.Interpreter(
+      model_path=path,
+      experimental_op_resolver_type=(
+          tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+  interpreter.allocate_tensors()
+  return interpreter
+
+
 def _ops(path):
   """The ops of a model as TF 2.15's interpreter reads them from the file.
 
@@ -164,11 +175,7 @@ def _ops(path):
     (output tensor names), "sizes" (input element counts), "zero_points"
     (of the inputs), "model_outputs" (whether each output is a model output).
   """
-  interpreter = tf.lite.Interpreter(
-      model_path=path,
-      experimental_op_resolver_type=(
-          tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-  interpreter.allocate_tensors()
+  interpreter = _interpreter_without_delegates(path)
   tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
   model_outputs = {d["index"] for d in interpreter.get_output_details()}
   ops = []
@@ -406,12 +413,9 @@ def test_dynamic_range_model_matches_numpy_up_to_its_roundings(
   """
   config = modeling.BertConfig.from_dict(float_export["config"])
   path = float_export["paths"]["dynamic_range"]
-  interpreter = tf.lite.Interpreter(
-      model_path=path,
-      experimental_op_resolver_type=(
-          tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-  interpreter.allocate_tensors()
+  interpreter = _interpreter_without_delegates(path)
   tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+  file_ops = interpreter._get_ops_details()  # pylint: disable=protected-access
 
   def step(tensor):
     scales = tensor["quantization_parameters"]["scales"]
@@ -423,7 +427,7 @@ def test_dynamic_range_model_matches_numpy_up_to_its_roundings(
     placeholders = [tf.placeholder(tf.int32, [copies, SEQ]) for _ in range(3)]
     logits = tf.concat(heads.squad_logits(config, False, *placeholders), 1)
     dense_layers, lookups, looked_up = [], [], set()
-    for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+    for op in file_ops:
       inputs = [tensors[i] for i in op["inputs"] if i >= 0]
       if not any(t["dtype"] == np.int8 for t in inputs):
         continue
@@ -519,11 +523,7 @@ def test_integer_dense_biases_are_in_the_units_kernels_add_them_in(kind,
   must agree (docs/quantization_and_export.md, section 5).  TF-Lite's own
   kernels, which refuse a bias far from that unit, must load the file."""
   path = _integer_model_paths(request)[kind]
-  interpreter = tf.lite.Interpreter(
-      model_path=path,
-      experimental_op_resolver_type=(
-          tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-  interpreter.allocate_tensors()
+  interpreter = _interpreter_without_delegates(path)
   tensors = interpreter.get_tensor_details()
   checked = 0
   for op in interpreter._get_ops_details():  # pylint: disable=protected-access
