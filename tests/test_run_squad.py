@@ -171,24 +171,17 @@ def _checkpoint_values(prefix):
           for name in reader.get_variable_to_shape_map()}
 
 
-def test_random_seed_makes_a_run_repeatable(workspace, trained):
+def test_random_seed_makes_a_run_repeatable(workspace, trained, diverged):
   """The README's --random_seed: the fixture's training command run again
   with the same seed gives the same weights and predictions; another seed
-  starts from other initial weights."""
-  def train(output_dir, seed, epochs):
-    flags = [f for f in _common_flags(workspace, output_dir)
-             if not f.startswith("--random_seed=")]
-    _run_squad(flags + [
-        "--random_seed=%d" % seed, "--do_train",
-        "--train_file=" + workspace["train"],
-        "--train_batch_size=%d" % TRAIN_BATCH,
-        "--num_train_epochs=%s" % epochs, "--learning_rate=1e-3",
-        "--warmup_proportion=0.1", "--save_checkpoints_steps=1000"] + (
-            ["--do_predict", "--predict_file=" + workspace["dev"]]
-            if seed == RANDOM_SEED else []))
-
+  (the diverged run's) starts from other initial weights."""
   again = str(workspace["root"] / "seeded_again")
-  train(again, RANDOM_SEED, TRAIN_EPOCHS)
+  _run_squad(_common_flags(workspace, again) + [
+      "--do_train", "--train_file=" + workspace["train"],
+      "--train_batch_size=%d" % TRAIN_BATCH,
+      "--num_train_epochs=%s" % TRAIN_EPOCHS, "--learning_rate=1e-3",
+      "--warmup_proportion=0.1", "--save_checkpoints_steps=1000",
+      "--do_predict", "--predict_file=" + workspace["dev"]])
   first = _checkpoint_values(trained["checkpoint"])
   second = _checkpoint_values(tf.train.latest_checkpoint(again))
   assert sorted(first) == sorted(second)
@@ -198,11 +191,8 @@ def test_random_seed_makes_a_run_repeatable(workspace, trained):
                                err_msg=name)
   assert _load_json(os.path.join(again, "predictions.json")) == (
       trained["predictions"])
-  # One step with another seed: its initial checkpoint already differs.
-  other = str(workspace["root"] / "other_seed")
-  train(other, RANDOM_SEED + 1, 1.0 / 12)
   initial = os.path.join(trained["output_dir"], "model.ckpt-0")
-  other_initial = os.path.join(other, "model.ckpt-0")
+  other_initial = os.path.join(diverged["output_dir"], "model.ckpt-0")
   assert not np.allclose(
       _checkpoint_values(other_initial)[PROBE_VARIABLE],
       _checkpoint_values(initial)[PROBE_VARIABLE])
@@ -662,21 +652,34 @@ def test_bad_input_ends_in_one_line(workspace, trained, resumed, monkeypatch):
   assert not os.path.exists(str(root / "o1"))  # refused before writing
 
 
-def test_diverged_training_ends_in_one_line_and_keeps_checkpoints(workspace):
+@pytest.fixture(scope="module")
+def diverged(workspace):
+  """Training at a learning rate of 1e12 (it diverges from any start), with
+  another seed than the other runs: the seed test reads its initial
+  checkpoint."""
   output_dir = str(workspace["root"] / "diverged")
-  # A learning rate of 1e12 takes the weights to inf in the first update;
-  # three steps (400 / 32 * 0.25) reach the NaN loss.
+  flags = [flag for flag in _common_flags(workspace, output_dir)
+           if not flag.startswith("--random_seed=")]
+  # 1e12 takes the weights to inf in the first update; three steps
+  # (400 / 32 * 0.25) reach the NaN loss.
   code, log = script_helpers.run_script(
-      "run_squad.py", _common_flags(workspace, output_dir) + [
-          "--do_train", "--train_file=" + workspace["train"],
+      "run_squad.py", flags + [
+          "--random_seed=%d" % (RANDOM_SEED + 1), "--do_train",
+          "--train_file=" + workspace["train"],
           "--train_batch_size=%d" % TRAIN_BATCH, "--num_train_epochs=0.25",
           "--learning_rate=1e12", "--warmup_proportion=0"],
       expect_success=False)
-  assert code == 1
+  return dict(output_dir=output_dir, code=code, log=log)
+
+
+def test_diverged_training_ends_in_one_line_and_keeps_checkpoints(diverged):
+  log = diverged["log"]
+  assert diverged["code"] == 1
   assert script_helpers.last_line(log).startswith(
       "run_squad.py: training diverged: the loss became NaN."), log[-2000:]
   assert "Traceback" not in log
-  assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-0")
+  assert tf.train.latest_checkpoint(diverged["output_dir"]).endswith(
+      "model.ckpt-0")
 
 
 def test_no_flags_at_all_lists_what_is_missing():
