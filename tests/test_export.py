@@ -24,6 +24,7 @@ import export_tflite
 import heads
 import modeling
 import numpy_mobilebert
+import rounding_model
 import script_helpers
 import tf_compat
 import tflite_conversion
@@ -379,7 +380,8 @@ def _last_in_dataflow(graph, names, skip_types=()):
   ops = [graph.get_operation_by_name(name) for name in names if name in known]
   ops = [op for op in ops if op.outputs and op.type not in (
       ("Const", "VarHandleOp", "VariableV2") + tuple(skip_types))]
-  last = [op for op in ops if all(_reads_any(op, {other}) for other in ops)]
+  last = [op for op in ops
+          if all(rounding_model.reads_any(op, {other}) for other in ops)]
   assert len(last) == 1, names
   return last[0].outputs[0]
 
@@ -484,7 +486,7 @@ def test_dynamic_range_model_matches_numpy_up_to_its_roundings(
         expected = np.concatenate([reference["start_logits"],
                                    reference["end_logits"]])
         deviation = np.abs(got - expected) / np.sqrt(variance)
-        assert np.all(deviation < ROUNDING_SIGMAS), deviation
+        assert np.all(deviation < rounding_model.ROUNDING_SIGMAS), deviation
 
 
 @NEEDS_TF2
@@ -997,10 +999,9 @@ def qat_export(tmp_path_factory):
       SEQ, kinds=("float", "qat_int8", "qat_int8_float_softmax"),
       use_quantized_training=True, calibration_features=calibration)
   tests = _features(np.random.RandomState(3), 4, config_dict["vocab_size"])
-  references = [numpy_squad_logits(config_dict, weights, f) for f in tests]
   return {"paths": paths, "prefix": prefix, "config": config_dict,
-          "weights": weights, "features": tests, "references": references,
-          "root": root, "calibration": calibration}
+          "weights": weights, "features": tests, "root": root,
+          "calibration": calibration}
 
 
 def test_command_line_classifier_export(float_export, tmp_path):
@@ -1185,11 +1186,6 @@ def test_qat_integer_model_keeps_the_learned_ranges(qat_export):
       qat_export["prefix"], layer + "/MobileBertActFakeQuantWithMinMaxVars"))
   scale = _dense_input_scale(qat_export["paths"]["qat_int8"], layer)
   assert abs(scale - expected) < 1e-3 * expected
-  # Against the float model without fake quant (the ranges come from one
-  # batch, so quantization error is larger than after real QAT).
-  worst = _max_abs_diff(tflite_runner.LiteModel(qat_export["paths"][
-      "qat_int8"]), qat_export["features"], qat_export["references"])
-  assert worst < 0.15 * _logit_scale(qat_export["references"])
 
 
 @NEEDS_TF2
@@ -1208,109 +1204,25 @@ def test_qat_integer_context_clips_where_the_output_layer_learned(qat_export):
       1e-3 * _fake_quant_scale(dense_input))
 
 
-def _int8_steps_by_op_name(path):
-  """{TF op name: quantization step} of a .tflite file's int8 tensors (a
-  tensor the converter fused carries its ops' names joined by ";")."""
-  steps = {}
-  for tensor in tf.lite.Interpreter(model_path=path).get_tensor_details():
-    scale = tensor["quantization"][0]
-    if tensor["dtype"] == np.int8 and scale > 0:
-      for name in tensor["name"].split(";"):
-        steps.setdefault(name, scale)
-  return steps
-
-
-def _reads_any(op, sources):
-  """Whether `op` depends on any of the ops `sources` in its graph."""
-  seen, pending = {op}, [op]
-  while pending:
-    current = pending.pop()
-    if current in sources:
-      return True
-    for tensor in current.inputs:
-      if tensor.op not in seen:
-        seen.add(tensor.op)
-        pending.append(tensor.op)
-  return False
-
-
-# A logit of the integer file may differ from the fake-quant graph's by this
-# many standard deviations of the rounding model below.  The largest of the
-# 4 x 64 logits compared is about 3 of them for Gaussian deviations; 5 or more
-# has a chance of about 1e-4.
-ROUNDING_SIGMAS = 5.0
-
-
 @NEEDS_TF2
 def test_qat_integer_model_matches_its_fake_quant_graph(qat_export):
-  """The integer file computes the fake-quant graph up to its own roundings.
-
-  Each tensor the file holds in int8 is rounded to its grid: an error uniform
-  in +-s/2 (s its step, read from the file), independent between elements.
-  Carried to a logit to first order, these errors give it a standard
-  deviation sigma = sqrt(sum over tensors t and elements i of
-  (d logit / d t_i)^2 s_t^2 / 12), with the gradients of the fake-quant graph
-  (straight through its quantizers) and the file's tensors matched to the
-  graph's by op name.  Every logit lies within ROUNDING_SIGMAS sigma of the
-  graph's.  (Measured: at most 3.0 sigma, sigma at most 0.023 for logits up
-  to 1.8; Intel Xeon, AVX-512 VNNI.  NoNorm constants written 5% off give
-  7 sigma, where 10% of the largest logit, the bound this replaced, held.)
-
-  One backward pass gives every logit's gradients: the graph runs a batch of
-  2 * SEQ copies of the feature, and row j's logit j is differentiated (the
-  rows do not interact, and every rounded tensor is batch-major).
-  """
-  config = modeling.BertConfig.from_dict(qat_export["config"])
-  steps = _int8_steps_by_op_name(qat_export["paths"]["qat_int8"])
-  copies = 2 * SEQ
-  with tf.Graph().as_default() as graph:
-    placeholders = [tf.placeholder(tf.int32, [copies, SEQ]) for _ in range(3)]
-    logits = tf.concat(heads.squad_logits(
-        config, False, *placeholders, use_quantized_training=True), 1)
-    rounded = [op for op in graph.get_operations()
-               if op.name in steps and op.outputs and
-               op.outputs[0].dtype == tf.float32 and
-               op.type not in ("Const", "VariableV2", "Identity")]
-    # Every quantizer of an activation (not of a variable, as the weights'
-    # and the NoNorm scales' are) is an int8 tensor of the file, named after
-    # the quantizer or after the op it quantizes.
-    matched = {op.name for op in rounded}
-    activation_quantizers = [
-        op for op in graph.get_operations()
-        if op.type == "FakeQuantWithMinMaxVars" and op.inputs[0].op.type not in
-        ("ReadVariableOp", "Identity", "VariableV2")]
-    assert activation_quantizers
-    for op in activation_quantizers:
-      assert op.name in matched or op.inputs[0].op.name in matched, op.name
-    # A tensor without the batch dimension would sum the rows' gradients.
-    # Those are functions of the weights alone (the NoNorm scales and
-    # offsets, the position-embedding slice, the head's kernel rows): left
-    # out, as the kernels' own rounding is.
-    tensors = [op.outputs[0] for op in rounded
-               if op.outputs[0].shape[0] in (copies, copies * SEQ)]
-    inputs = {placeholder.op for placeholder in placeholders}
-    for op in set(rounded) - {tensor.op for tensor in tensors}:
-      assert not _reads_any(op, inputs), op.name
-    gradients = tf.gradients(tf.linalg.diag_part(logits), tensors)
-    reached = [(g, steps[t.op.name]) for g, t in zip(gradients, tensors)
-               if g is not None]
-    model = tflite_runner.LiteModel(qat_export["paths"]["qat_int8"])
-    with tf.Session() as session:
-      tf.train.Saver().restore(session, qat_export["prefix"])
-      for feature in qat_export["features"]:
-        expected, values = session.run(
-            [logits[0], [g for g, _ in reached]],
-            dict(zip(placeholders, [[feature[name]] * copies for name in
-                                    tflite_runner.INPUT_NAMES])))
-        variance = sum(
-            np.sum(np.reshape(value, [copies, -1]) ** 2, axis=1) * step ** 2
-            for value, (_, step) in zip(values, reached)) / 12.0
-        got = model.run(feature["input_ids"], feature["input_mask"],
-                        feature["segment_ids"])
-        got = np.concatenate([got["start_logits"][0], got["end_logits"][0]])
-        assert np.all(np.abs(got - expected) <
-                      ROUNDING_SIGMAS * np.sqrt(variance)), (
-                          np.abs(got - expected) / np.sqrt(variance))
+  """The integer file computes the fake-quant graph up to its own roundings:
+  every logit within ROUNDING_SIGMAS sigma of the rounding model of
+  tests/rounding_model.py.  (Measured: at most 3.0 sigma, sigma at most
+  0.023 for logits up to 1.8; Intel Xeon, AVX-512 VNNI.  NoNorm constants
+  written 5% off give 7 sigma, where 10% of the largest logit, the bound
+  this replaced, held.)"""
+  path = qat_export["paths"]["qat_int8"]
+  model = tflite_runner.LiteModel(path)
+  for feature, (expected, sigma, _) in zip(
+      qat_export["features"], rounding_model.qat_squad_logits_and_bounds(
+          qat_export["config"], qat_export["prefix"], qat_export["features"],
+          SEQ, tflite_path=path)):
+    got = model.run(feature["input_ids"], feature["input_mask"],
+                    feature["segment_ids"])
+    got = np.concatenate([got["start_logits"][0], got["end_logits"][0]])
+    deviation = np.abs(got - expected) / sigma
+    assert np.all(deviation < rounding_model.ROUNDING_SIGMAS), deviation
 
 
 def test_qat_export_of_a_float_checkpoint_names_the_problem(float_export,
