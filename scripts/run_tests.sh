@@ -12,31 +12,36 @@ cd "$root"
 
 # The three runtimes are built side by side: from nothing, each is mostly pip
 # unpacking wheels on one core, and together they take the time of the
-# slowest instead of the sum.
+# slowest instead of the sum.  The suites start as soon as the two
+# TensorFlow runtimes are ready; the transformers venv (the slowest, and
+# needed only by test_export_huggingface.py, minutes into a suite) goes on
+# building beside them.
 venvs="$(mktemp -d)"
-for runtime in tf2 tf1 hf; do
-  { scripts/setup_venv.sh "$runtime" > "$venvs/$runtime.python"; echo $? > "$venvs/$runtime.status"; } &
-done
-wait
+build_venv() {
+  scripts/setup_venv.sh "$1" > "$venvs/$1.python"
+  echo $? > "$venvs/$1.status"
+}
+build_venv tf2 & tf2_build=$!
+build_venv tf1 & tf1_build=$!
+# The interpreter's path lands in hf.ready whole when the build ends (empty
+# if it failed); the tests wait for that file.
+{ build_venv hf; { [ "$(cat "$venvs/hf.status")" = 0 ] && cat "$venvs/hf.python"; } > "$venvs/hf.partial"; mv "$venvs/hf.partial" "$venvs/hf.ready"; } & hf_build=$!
+wait "$tf2_build" "$tf1_build"
 venv_python() { [ "$(cat "$venvs/$1.status")" = 0 ] && cat "$venvs/$1.python"; }
+finish() { wait "$hf_build"; rm -rf "$venvs"; }
 
-tf2_python="$(venv_python tf2)" || { echo "make test: could not set up the TF 2.15 runtime" >&2; rm -rf "$venvs"; exit 1; }
+tf2_python="$(venv_python tf2)" || { echo "make test: could not set up the TF 2.15 runtime" >&2; finish; exit 1; }
 if ! tf1_python="$(venv_python tf1)"; then
   if [ "${CI:-}" = "true" ]; then
-    echo "make test: the TF 1.15 runtime (Python 3.7) is required under CI" >&2; rm -rf "$venvs"; exit 1
+    echo "make test: the TF 1.15 runtime (Python 3.7) is required under CI" >&2; finish; exit 1
   fi
   echo "make test: no Python 3.7 on this machine, running the TF 2.15 suite only" >&2
   tf1_python=""
 fi
 
 # The transformers consumer of export_huggingface.py (its tests skip, or fail
-# under CI, when it cannot be built).
-hf_python="$(venv_python hf)" || {
-  echo "make test: could not set up the transformers venv (.venv/hf); its tests will say so" >&2
-  hf_python=""
-}
-rm -rf "$venvs"
-export MOBILEBERT_HF_PYTHON="$hf_python"
+# under CI, when it could not be built).
+export MOBILEBERT_HF_PYTHON_FILE="$venvs/hf.ready"
 
 # The two suites run side by side (most of their time is single-threaded
 # graph building), each in its own temporary directory; their output is
@@ -55,12 +60,12 @@ run_suite() {
 }
 
 suites=(tf2)
-run_suite tf2 "$tf2_python" "$tf1_python" "$@" &
+run_suite tf2 "$tf2_python" "$tf1_python" "$@" & suite_runs=($!)
 if [ -n "$tf1_python" ]; then
   suites+=(tf1)
-  run_suite tf1 "$tf1_python" "$tf2_python" "$@" &
+  run_suite tf1 "$tf1_python" "$tf2_python" "$@" & suite_runs+=($!)
 fi
-wait
+wait "${suite_runs[@]}"
 
 status=0
 for name in "${suites[@]}"; do
@@ -72,4 +77,5 @@ for name in "${suites[@]}"; do
   fi
 done
 rm -rf "$logs"
+finish
 exit $status

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ import script_helpers
 import tf_compat
 
 ROOT = script_helpers.REPO_ROOT
+# A transformers venv's interpreter, to run this module by hand.
 HF_PYTHON = os.environ.get("MOBILEBERT_HF_PYTHON", "")
 SEQ, NUM_LABELS = 12, 3
 
@@ -44,9 +46,29 @@ TEACHER = _config("tiny_mobilebert.json", hidden_act="gelu",
                   classifier_activation=True)
 
 
-def _hf_python_or_skip():
-  if HF_PYTHON and os.path.exists(HF_PYTHON):
+# make test builds .venv/hf beside the running suites and names the file its
+# interpreter's path lands in when the build ends (empty if it failed).
+HF_PYTHON_FILE = os.environ.get("MOBILEBERT_HF_PYTHON_FILE", "")
+HF_BUILD_WAIT_SECS = 900
+
+
+def _hf_python():
+  if not HF_PYTHON_FILE:
     return HF_PYTHON
+  deadline = time.time() + HF_BUILD_WAIT_SECS
+  while not os.path.exists(HF_PYTHON_FILE) and time.time() < deadline:
+    time.sleep(1)
+  try:
+    with open(HF_PYTHON_FILE) as f:
+      return f.read().strip()
+  except OSError:  # the build has not ended in time
+    return ""
+
+
+def _hf_python_or_skip():
+  hf_python = _hf_python()
+  if hf_python and os.path.exists(hf_python):
+    return hf_python
   reason = ("the transformers venv (.venv/hf, requirements-huggingface.txt) "
             "is not available; make test builds it")
   if os.environ.get("CI") == "true":
