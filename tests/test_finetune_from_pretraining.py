@@ -389,7 +389,7 @@ def _dev_features(pretrained):
 # The dev features whose every logit is checked against the rounding bound
 # (each costs a backward pass over 2 * SEQ rows); the features of a question
 # a file answers otherwise than the graph are checked too.
-CHECKED_FEATURES = 16
+CHECKED_FEATURES = 8
 
 
 def _check_answers_within_rounding(pretrained, qat_run, path, predictions):
