@@ -393,9 +393,10 @@ CHECKED_FEATURES = 8
 
 
 def _check_answers_within_rounding(pretrained, qat_run, path, predictions):
-  """Each answer of the file at `path` is the QAT graph's, or one whose score
-  the graph puts within what the file's roundings may move the two scores
-  by; every logit of the file on the checked features is within that bound.
+  """Every logit of the file at `path` on the checked features lies within
+  the one-step bound of the QAT graph's, and each answer of the file's run is
+  the graph's or one the graph ranks lower by less than the file's logits
+  on that question's features can account for.
 
   The bound is the one-step bound of tests/rounding_model.py on this chain's
   trained QAT weights, over the integer file's int8 tensors or, for the float
@@ -431,12 +432,14 @@ def _check_answers_within_rounding(pretrained, qat_run, path, predictions):
     got = model.run(values["input_ids"], values["input_mask"],
                     values["segment_ids"])
     got = np.concatenate([got["start_logits"][0], got["end_logits"][0]])
-    assert np.all(np.abs(got - expected) <= one_step), (
-        np.abs(got - expected) / one_step)
-    # A score is a start plus an end logit, and both answers' scores move.
+    change = np.abs(got - expected)
+    assert np.all(change <= one_step), change / one_step
+    # A score is a start plus an end logit, and both answers' scores move:
+    # the file can only prefer an answer the graph ranks lower by less than
+    # twice its largest start and end logit changes.
     qid = examples[feature.example_index].qas_id
     allowed[qid] = max(allowed[qid],
-                       2 * (one_step[:SEQ].max() + one_step[SEQ:].max()))
+                       2 * (change[:SEQ].max() + change[SEQ:].max()))
   for qid in differing:
     scores = {entry["text"]: entry["start_logit"] + entry["end_logit"]
               for entry in graph_nbest[qid]}
