@@ -183,7 +183,7 @@ def model_fn_builder(config):
         steps_per_layer=steps_per_layer(config))
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode, loss=model.total_loss, train_op=train_op,
-        host_call=_summaries(config, model),
+        host_call=_summaries(config, model, train_op),
         training_hooks=estimator_utils.progress_hooks(
             model.total_loss, config.use_tpu, config.num_train_steps,
             features["input_ids"]),
@@ -192,7 +192,7 @@ def model_fn_builder(config):
   return model_fn
 
 
-def _summaries(config, model):
+def _summaries(config, model, train_op):
   """Writes the phase's scalars when config.summary_dir is set.
 
   Returns:
@@ -205,12 +205,16 @@ def _summaries(config, model):
   if not config.layer_wise_warmup:
     scalars.update(model.accuracies())
   scalars["loss"] = model.total_loss
-  global_step = tf.train.get_or_create_global_step()
+  # The step the update was for: read after the update's increment and less
+  # one.  Read beside the update, in the same session.run, the value would
+  # be either side of the increment, as the scheduler happens to order them.
+  with tf.control_dependencies([train_op]):
+    step = tf.identity(tf.train.get_or_create_global_step()) - 1
   scalars["learning_rate"] = optimization.learning_rate_schedule(
-      global_step, config.learning_rate, config.num_train_steps,
+      step, config.learning_rate, config.num_train_steps,
       config.num_warmup_steps, end_lr_rate(config.layer_wise_warmup))
   if config.use_host_call:
-    return make_host_call(config.summary_dir, global_step, scalars)
+    return make_host_call(config.summary_dir, step, scalars)
   for name, value in scalars.items():
     tf.summary.scalar(name, value)
   return None
@@ -273,7 +277,7 @@ def make_host_call(summary_dir, global_step, scalars):
 
   Args:
     summary_dir: TensorBoard log directory.
-    global_step: the global step variable.
+    global_step: scalar integer tensor, the step the scalars are written at.
     scalars: OrderedDict name -> scalar tensor.
 
   Returns:
