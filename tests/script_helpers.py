@@ -1,10 +1,20 @@
 """Running the repository's scripts as a user does: in a subprocess, from the
 repository root, killed and restarted; reading what they write.
+
+Scripts run in forks of a fork server (forkserver.py), one per interpreter,
+which has imported TensorFlow once: a fresh interpreter would spend most of
+a tiny run importing it.  `run_script(..., fresh_process=True)` starts a new
+interpreter instead, for the tests of what a script prints while TensorFlow
+is imported.
 """
 
+import atexit
 import json
 import os
+import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,24 +26,146 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
 
 
+FORKSERVER = os.path.join(REPO_ROOT, "tests", "forkserver.py")
+_SERVER_START_SECS = 300
+
+
+class _ForkServer(object):
+  """forkserver.py running under one interpreter."""
+
+  def __init__(self, python):
+    self._directory = tempfile.mkdtemp(prefix="forkserver-")
+    self.socket_path = os.path.join(self._directory, "socket")
+    log_path = os.path.join(self._directory, "log")
+    with open(log_path, "w") as log:
+      self._process = subprocess.Popen(
+          [python, FORKSERVER, self.socket_path], cwd=REPO_ROOT,
+          env=SCRIPT_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+          stderr=log)
+    atexit.register(self.close)
+    ready = select.select([self._process.stdout], [], [],
+                          _SERVER_START_SECS)[0]
+    line = self._process.stdout.readline() if ready else b""
+    self._process.stdout.close()
+    if line != b"ready\n":
+      with open(log_path) as log:
+        raise AssertionError("the fork server of %s did not start:\n%s" % (
+            python, log.read()[-3000:]))
+
+  def close(self):
+    self._process.kill()
+    self._process.wait()
+    shutil.rmtree(self._directory, ignore_errors=True)
+
+
+_servers = {}
+
+
+def _server(python):
+  if python not in _servers:
+    _servers[python] = _ForkServer(python)
+  return _servers[python]
+
+
+class ScriptProcess(object):
+  """A run in a fork of the fork server, with Popen's pid, returncode,
+  poll, wait, send_signal and kill."""
+
+  def __init__(self, python, argv, output_path, env):
+    self.args = list(argv)
+    self._connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    self._connection.connect(_server(python).socket_path)
+    self._connection.sendall((json.dumps(
+        {"argv": self.args, "cwd": REPO_ROOT, "env": env,
+         "output": output_path}) + "\n").encode())
+    self._received = b""
+    self.pid = self._reply(None)["pid"]
+    self.returncode = None
+
+  def _reply(self, timeout):
+    """The next reply, or None if none came within `timeout` seconds."""
+    deadline = None if timeout is None else time.time() + timeout
+    while b"\n" not in self._received:
+      left = None if deadline is None else max(0.0, deadline - time.time())
+      if not select.select([self._connection], [], [], left)[0]:
+        return None
+      data = self._connection.recv(4096)
+      assert data, "the fork server lost the run of %s" % self.args[:1]
+      self._received += data
+    line, self._received = self._received.split(b"\n", 1)
+    return json.loads(line.decode())
+
+  def poll(self):
+    return self.wait(0, raise_on_timeout=False)
+
+  def wait(self, timeout=None, raise_on_timeout=True):
+    if self.returncode is None:
+      reply = self._reply(timeout)
+      if reply is not None:
+        self.returncode = reply["returncode"]
+        self._connection.close()
+      elif raise_on_timeout:
+        raise subprocess.TimeoutExpired(self.args, timeout)
+    return self.returncode
+
+  def send_signal(self, signal_number):
+    if self.poll() is None:
+      try:
+        os.kill(self.pid, signal_number)
+      except ProcessLookupError:  # It ended after the poll.
+        pass
+
+  def kill(self):
+    self.send_signal(signal.SIGKILL)
+
+
+def start_script(script, args, output_path, python=sys.executable,
+                 extra_env=None):
+  """Starts `python3 <script> <args>` (script None: `python3 <args>`) with
+  stdout and stderr appended to `output_path`; returns its ScriptProcess.
+
+  extra_env: variables to add to SCRIPT_ENV, read by the run after
+  TensorFlow's import (the fork server imported it with SCRIPT_ENV).
+  """
+  argv = ([os.path.join(REPO_ROOT, script)] if script else []) + list(args)
+  return ScriptProcess(python, argv, output_path,
+                       dict(SCRIPT_ENV, **(extra_env or {})))
+
+
+def _read_text(path):
+  with open(path, encoding="utf-8", errors="replace") as f:
+    return f.read()
+
+
 def run_script(script, args, timeout=900, expect_success=True,
-               python=sys.executable):
+               python=sys.executable, fresh_process=False):
   """Runs `python3 <script> <args>`; returns (exit code, stdout + stderr).
 
   script None runs `python3 <args>` (e.g. ["-c", code, ...]).  With
   expect_success, a non-zero exit fails the test with the output's end.
-  `python` is the interpreter, by default this test's.
+  `python` is the interpreter, by default this test's; fresh_process starts
+  a new one rather than forking the fork server.
   """
-  command = [python] + (
-      [os.path.join(REPO_ROOT, script)] if script else [])
-  process = subprocess.run(
-      command + list(args),
-      cwd=REPO_ROOT, env=SCRIPT_ENV, stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+  if fresh_process:
+    process = subprocess.run(
+        [python] + ([os.path.join(REPO_ROOT, script)] if script else []) +
+        list(args), cwd=REPO_ROOT, env=SCRIPT_ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+    returncode, output = process.returncode, process.stdout
+  else:
+    with tempfile.TemporaryDirectory() as directory:
+      output_path = os.path.join(directory, "output")
+      process = start_script(script, args, output_path, python=python)
+      try:
+        returncode = process.wait(timeout)
+      except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+      output = _read_text(output_path)
   if expect_success:
-    assert process.returncode == 0, "%s failed:\n%s" % (
-        script, process.stdout[-6000:])
-  return process.returncode, process.stdout
+    assert returncode == 0, "%s failed:\n%s" % (script, output[-6000:])
+  return returncode, output
 
 
 # Runs <module>.main once per argv in one process, as tf.app.run would (absl
@@ -131,20 +263,17 @@ def run_and_kill(script, args, model_dir, at_step, timeout=400):
     (the recorded step at the kill, the run's output so far).  Fails the
     test if the run ended first.
   """
-  with tempfile.TemporaryFile(mode="w+") as log:
-    process = subprocess.Popen(
-        [sys.executable, os.path.join(REPO_ROOT, script)] + list(args),
-        cwd=REPO_ROOT, env=SCRIPT_ENV, stdout=log, stderr=subprocess.STDOUT,
-        universal_newlines=True)
+  with tempfile.TemporaryDirectory() as directory:
+    output_path = os.path.join(directory, "output")
+    process = start_script(script, args, output_path)
     deadline = time.time() + timeout
     while (time.time() < deadline and process.poll() is None and
            recorded_step(model_dir) < at_step):
       time.sleep(0.02)
     finished = process.poll() is not None
-    process.send_signal(signal.SIGKILL)
+    process.kill()
     process.wait()
-    log.seek(0)
-    output = log.read()
+    output = _read_text(output_path)
   assert not finished, "%s finished before it could be killed:\n%s" % (
       script, output[-3000:])
   return recorded_step(model_dir), output

@@ -1012,18 +1012,13 @@ def test_command_line_classifier_export(float_export, tmp_path):
   prefix, weights = _write_checkpoint(config_dict, str(tmp_path),
                                       np.random.RandomState(6), num_labels=3)
   export_dir = str(tmp_path / "export")
-  process = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "export_tflite.py"),
-       "--bert_config_file=" + config_file,
-       "--init_checkpoint=" + prefix + ".index", "--export_dir=" + export_dir,
-       "--max_seq_length=%d" % SEQ, "--task=classifier", "--num_labels=3"],
-      cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-      check=False)
-  assert process.returncode == 0, process.stderr[-4000:]
+  _, output = script_helpers.run_script("export_tflite.py", [
+      "--bert_config_file=" + config_file,
+      "--init_checkpoint=" + prefix + ".index", "--export_dir=" + export_dir,
+      "--max_seq_length=%d" % SEQ, "--task=classifier", "--num_labels=3"])
   # No --vocab_file: the log says why the file has no metadata.
   assert ("TF-Lite metadata skipped: no vocab_file or spm_model_file to "
-          "embed.") in process.stderr
+          "embed.") in output
   assert sorted(os.listdir(export_dir)) == ["model_float.tflite",
                                             "saved_model"]
   lite_model = tflite_runner.LiteModel(

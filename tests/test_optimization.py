@@ -1,5 +1,6 @@
 """create_optimizer, AdamW and LAMB against numpy re-implementations."""
 
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow.compat.v1 as tf
 
 import layer_schedule
 import optimization
+import script_helpers
 
 B1, B2, EPS = 0.9, 0.999, 1e-6
 EXCLUDED = ("teacher", "LayerNorm", "layer_norm", "bias", "FakeLayerNorm")
@@ -342,10 +344,6 @@ def test_two_mirrored_replicas_take_the_one_device_step(optimizer):
   with the gradient clipping active (targets make the norm about 60) and
   the halves' gradients far apart (clipping each by its own norm would
   change the step)."""
-  import json  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   names = ["bert/encoder/layer_0/attention/self/query/kernel",
            "bert/encoder/layer_1/intermediate/dense/kernel",
            "bert/encoder/layer_1/output/FakeLayerNorm/gamma"]
@@ -356,15 +354,10 @@ def test_two_mirrored_replicas_take_the_one_device_step(optimizer):
       float(np.sum(((1.0 + i) * (start[i] - np.mean(targets))) ** 2))
       for i in range(len(names))))
   assert gradient_norm > 20.0
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  output = subprocess.run(
-      [sys.executable, "-c", _REPLICA_SCRIPT, optimizer, json.dumps(names),
-       json.dumps(targets)],
-      cwd=repo, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=repo),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-      timeout=300)
-  assert output.returncode == 0, output.stderr[-4000:]
-  line = [l for l in output.stdout.splitlines() if l.startswith("RESULT=")][0]
+  _, output = script_helpers.run_script(
+      None, ["-c", _REPLICA_SCRIPT, optimizer, json.dumps(names),
+             json.dumps(targets)], timeout=300)
+  line = [l for l in output.splitlines() if l.startswith("RESULT=")][0]
   one_device, two_replicas = json.loads(line[len("RESULT="):])
   moved = 0
   for name in names:

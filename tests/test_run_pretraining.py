@@ -10,8 +10,7 @@ import os
 import random
 import re
 import socket
-import subprocess
-import sys
+import tempfile
 import textwrap
 import time
 
@@ -487,16 +486,20 @@ WORKER_TIMEOUT_SECS = 6
 
 
 def _start_workers(workdir, output_dir, num_train_steps):
-  """Two run_pretraining.py workers on this machine, TF_CONFIG on localhost."""
+  """Two run_pretraining.py workers on this machine, TF_CONFIG on localhost.
+
+  Returns:
+    [(ScriptProcess, the path of its output)] per worker.
+  """
   cluster = {"worker": ["localhost:%d" % p for p in _free_ports(2)]}
-  processes = []
+  workers = []
   for index in range(2):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-               MOBILEBERT_PROGRESS_SECONDS="0", TF_CONFIG=json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-    processes.append(subprocess.Popen(
-        [sys.executable, "run_pretraining.py",
-         "--bert_config_file=%s" % (workdir / "one_layer_student.json"),
+    descriptor, log_path = tempfile.mkstemp(
+        prefix="worker_%d_" % index, suffix=".log", dir=str(workdir))
+    os.close(descriptor)
+    workers.append((script_helpers.start_script(
+        "run_pretraining.py",
+        ["--bert_config_file=%s" % (workdir / "one_layer_student.json"),
          "--input_file=%s" % (workdir / "data.tfrecord"),
          "--output_dir=" + output_dir, "--do_train",
          "--max_seq_length=%d" % SEQ, "--max_predictions_per_seq=%d" % PREDS,
@@ -504,10 +507,16 @@ def _start_workers(workdir, output_dir, num_train_steps):
          "--num_train_steps=%d" % num_train_steps, "--num_warmup_steps=0",
          "--save_checkpoints_steps=1000", "--log_step_count_steps=1",
          "--distribution_strategy=multi_worker",
-         "--worker_timeout_secs=%d" % WORKER_TIMEOUT_SECS],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        universal_newlines=True))
-  return processes
+         "--worker_timeout_secs=%d" % WORKER_TIMEOUT_SECS], log_path,
+        extra_env={"MOBILEBERT_PROGRESS_SECONDS": "0", "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}),
+                    log_path))
+  return workers
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
 
 
 def test_multi_worker_training_and_a_lost_worker(workdir):
@@ -516,8 +525,10 @@ def test_multi_worker_training_and_a_lost_worker(workdir):
   worker killed mid-run stops the other with one line instead of a hang."""
   output_dir = str(workdir / "multi_worker")
   workers = _start_workers(workdir, output_dir, 4)
-  outputs = [w.communicate(timeout=300)[0] for w in workers]
-  for worker, output in zip(workers, outputs):
+  for worker, log_path in workers:
+    worker.wait(timeout=300)
+  for worker, log_path in workers:
+    output = _read(log_path)
     assert worker.returncode == 0, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
   assert script_helpers.recorded_step(output_dir) == 4
@@ -534,19 +545,19 @@ def test_multi_worker_training_and_a_lost_worker(workdir):
                                   other.get_tensor(name), name)
 
   # Resume the same run for many more steps and kill worker 1 mid-way.
-  workers = _start_workers(workdir, output_dir, 100000)
-  lines = []
+  (survivor, survivor_log), (lost, lost_log) = _start_workers(
+      workdir, output_dir, 100000)
   deadline = time.time() + 300
-  for line in workers[1].stdout:
-    lines.append(line)
-    if "Training: step 20 of" in line or time.time() > deadline:
-      break
-  assert any("Training: step 20 of" in line for line in lines), "".join(lines)
-  workers[1].kill()
-  workers[1].communicate()
+  while ("Training: step 20 of" not in _read(lost_log) and
+         lost.poll() is None and time.time() < deadline):
+    time.sleep(0.05)
+  assert "Training: step 20 of" in _read(lost_log), _read(lost_log)[-4000:]
+  lost.kill()
+  lost.wait()
   killed = time.time()
-  output = workers[0].communicate(timeout=240)[0]
-  assert workers[0].returncode == 1
+  survivor.wait(timeout=240)
+  output = _read(survivor_log)
+  assert survivor.returncode == 1
   assert time.time() - killed < 120
   last = [l for l in output.splitlines() if l.strip()][-1]
   assert last.startswith(
@@ -610,10 +621,7 @@ def test_second_run_into_a_live_runs_output_dir_is_refused(workdir):
   (SIGKILL), the same command resumes from its last checkpoint."""
   output_dir = str(workdir / "shared_dir")
   args = _student_args(workdir, output_dir, workdir / "data.tfrecord", 100000)
-  first = subprocess.Popen(
-      [sys.executable, "run_pretraining.py"] + args, cwd=REPO,
-      env=script_helpers.SCRIPT_ENV, stdout=subprocess.DEVNULL,
-      stderr=subprocess.DEVNULL)
+  first = script_helpers.start_script("run_pretraining.py", args, os.devnull)
   try:
     deadline = time.time() + 300
     while (script_helpers.recorded_step(output_dir) < 1 and

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import string
-import subprocess
 import sys
 
 import numpy as np
@@ -39,8 +38,9 @@ V2_STEPS = 150
 PROBE_VARIABLE = "bert/encoder/layer_0/attention/self/query/kernel"
 
 
-def _run_squad(args, timeout=900):
-  return script_helpers.run_script("run_squad.py", args, timeout)[1]
+def _run_squad(args, timeout=900, fresh_process=False):
+  return script_helpers.run_script("run_squad.py", args, timeout,
+                                   fresh_process=fresh_process)[1]
 
 
 def _load_json(path):
@@ -86,6 +86,7 @@ def _common_flags(workspace, output_dir):
 @pytest.fixture(scope="module", name="trained")
 def fixture_trained(workspace):
   output_dir = str(workspace["root"] / "out")
+  # A fresh interpreter: its console is checked, TensorFlow's import included.
   log = _run_squad(_common_flags(workspace, output_dir) + [
       "--do_train", "--do_predict",
       "--train_file=" + workspace["train"],
@@ -94,7 +95,7 @@ def fixture_trained(workspace):
       "--num_train_epochs=%s" % TRAIN_EPOCHS,
       "--learning_rate=1e-3",
       "--warmup_proportion=0.1",
-      "--save_checkpoints_steps=1000"])
+      "--save_checkpoints_steps=1000"], fresh_process=True)
   checkpoint = tf.train.latest_checkpoint(output_dir)
   return {
       "output_dir": output_dir,
@@ -380,13 +381,9 @@ def test_flag_validation(workspace):
   argvs.append(["--bert_config_file=" + TINY_QAT_CONFIG] + base[1:] + train +
                ["--use_quantized_training"])
   expected = [message for _, message in cases] + [None]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run(
-      [sys.executable, "-c", _VALIDATION_DRIVER, json.dumps(argvs)],
-      cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      universal_newlines=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  line = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS=")][0]
+  _, output = script_helpers.run_script(
+      None, ["-c", _VALIDATION_DRIVER, json.dumps(argvs)], timeout=300)
+  line = [l for l in output.splitlines() if l.startswith("RESULTS=")][0]
   results = json.loads(line[len("RESULTS="):])
   for argv, want, got in zip(argvs, expected, results):
     if want is None:
