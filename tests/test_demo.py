@@ -12,7 +12,6 @@ import json
 import os
 import re
 import string
-import sys
 
 import numpy as np
 import pytest
@@ -131,28 +130,10 @@ def _checkpoint_steps(model_dir):
                 if re.match(r"model\.ckpt-\d+\.index$", name))
 
 
-def _quick_demo_python():
-  """The TF 2.15 interpreter the quick demo runs on here, or None.
-
-  `make test` runs the quick demo once.  The demo needs TF 2.15, but the TF
-  1.15 suite ends about a minute before the TF 2.15 one, so it runs there,
-  with the TF 2.15 interpreter (MOBILEBERT_PEER_PYTHON); the TF 2.15 suite
-  runs it when no TF 1.15 suite runs beside it.
-  """
-  peer = os.environ.get("MOBILEBERT_PEER_PYTHON", "")
-  if tf_compat.IS_TF2:
-    return None if peer else sys.executable
-  return peer or None
-
-
+@NEEDS_TF2
 def test_quick_demo_runs_every_stage_then_reuses_them(tmp_path):
-  python = _quick_demo_python()
-  if python is None:
-    pytest.skip("make test runs the quick demo in the TF 1.15 suite" if
-                tf_compat.IS_TF2 else "no TF 2.15 interpreter to run the "
-                "demo with (MOBILEBERT_PEER_PYTHON)")
   output_dir = str(tmp_path / "quick")
-  exit_code, output = _quick_demo(python, output_dir)
+  exit_code, output = _quick_demo(output_dir)
   records = {name: _read_json(os.path.join(output_dir, name,
                                            "stage_done.json"))
              for name in METRICS}
@@ -240,7 +221,7 @@ def test_quick_demo_runs_every_stage_then_reuses_them(tmp_path):
   # A second run with the same flags reuses every stage and runs nothing.
   done_times = {name: os.path.getmtime(os.path.join(
       output_dir, name, "stage_done.json")) for name in METRICS}
-  again_code, again = _quick_demo(python, output_dir)
+  again_code, again = _quick_demo(output_dir)
   assert again_code == 0, again[-3000:]
   assert again.count("finished earlier, reusing") == 6, again[-3000:]
   assert "$ " not in again
@@ -250,10 +231,10 @@ def test_quick_demo_runs_every_stage_then_reuses_them(tmp_path):
         output_dir, name, "stage_done.json")) == mtime, name
 
 
-def _quick_demo(python, output_dir):
+def _quick_demo(output_dir):
   return script_helpers.run_script(
       "demo.py", ["--output_dir=" + output_dir, "--quick"], timeout=1200,
-      expect_success=False, python=python)
+      expect_success=False)
 
 
 @NEEDS_TF2
