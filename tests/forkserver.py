@@ -69,8 +69,8 @@ def _run(request):
   if argv[0] == "-c":
     sys.argv = ["-c"] + argv[2:]
     sys.path[0] = ""
-    code = _exit_code(lambda: exec(compile(argv[1], "<string>", "exec"),  # pylint: disable=exec-used
-                                   main.__dict__))
+    program = compile(argv[1], "<string>", "exec")
+    code = _exit_code(lambda: exec(program, main.__dict__))  # pylint: disable=exec-used
   else:
     script = os.path.abspath(argv[0])
     sys.argv = list(argv)

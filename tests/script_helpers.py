@@ -1,11 +1,11 @@
 """Running the repository's scripts as a user does: in a subprocess, from the
 repository root, killed and restarted; reading what they write.
 
-Scripts run in forks of a fork server (forkserver.py), one per interpreter,
-which has imported TensorFlow once: a fresh interpreter would spend most of
-a tiny run importing it.  `run_script(..., fresh_process=True)` starts a new
-interpreter instead, for the tests of what a script prints while TensorFlow
-is imported.
+Scripts run in forks of a fork server (forkserver.py) of this test's
+interpreter, which has imported TensorFlow once: a fresh interpreter would
+spend most of a tiny run importing it.  `run_script(..., fresh_process=True)`
+starts a new interpreter instead, for the tests of what a script prints
+while TensorFlow is imported.
 """
 
 import atexit
@@ -31,15 +31,15 @@ _SERVER_START_SECS = 300
 
 
 class _ForkServer(object):
-  """forkserver.py running under one interpreter."""
+  """forkserver.py running under this test's interpreter."""
 
-  def __init__(self, python):
+  def __init__(self):
     self._directory = tempfile.mkdtemp(prefix="forkserver-")
     self.socket_path = os.path.join(self._directory, "socket")
-    log_path = os.path.join(self._directory, "log")
-    with open(log_path, "w") as log:
+    self._log_path = os.path.join(self._directory, "log")
+    with open(self._log_path, "w") as log:
       self._process = subprocess.Popen(
-          [python, FORKSERVER, self.socket_path], cwd=REPO_ROOT,
+          [sys.executable, FORKSERVER, self.socket_path], cwd=REPO_ROOT,
           env=SCRIPT_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
           stderr=log)
     atexit.register(self.close)
@@ -48,9 +48,12 @@ class _ForkServer(object):
     line = self._process.stdout.readline() if ready else b""
     self._process.stdout.close()
     if line != b"ready\n":
-      with open(log_path) as log:
-        raise AssertionError("the fork server of %s did not start:\n%s" % (
-            python, log.read()[-3000:]))
+      raise AssertionError("the fork server did not start:\n" +
+                           self.log_tail())
+
+  def log_tail(self):
+    """The end of what the server wrote (its own errors, not the runs')."""
+    return _read_text(self._log_path)[-3000:]
 
   def close(self):
     self._process.kill()
@@ -58,23 +61,29 @@ class _ForkServer(object):
     shutil.rmtree(self._directory, ignore_errors=True)
 
 
-_servers = {}
+_servers = []
 
 
-def _server(python):
-  if python not in _servers:
-    _servers[python] = _ForkServer(python)
-  return _servers[python]
+def _server():
+  """The session's fork server, started on first use."""
+  if not _servers:
+    _servers.append(_ForkServer())
+  return _servers[0]
 
 
 class ScriptProcess(object):
   """A run in a fork of the fork server, with Popen's pid, returncode,
   poll, wait, send_signal and kill."""
 
-  def __init__(self, python, argv, output_path, env):
+  def __init__(self, argv, output_path, env):
     self.args = list(argv)
     self._connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    self._connection.connect(_server(python).socket_path)
+    server = _server()
+    try:
+      self._connection.connect(server.socket_path)
+    except OSError as error:
+      raise AssertionError("the fork server does not answer (%s):\n%s" % (
+          error, server.log_tail()))
     self._connection.sendall((json.dumps(
         {"argv": self.args, "cwd": REPO_ROOT, "env": env,
          "output": output_path}) + "\n").encode())
@@ -119,16 +128,19 @@ class ScriptProcess(object):
     self.send_signal(signal.SIGKILL)
 
 
-def start_script(script, args, output_path, python=sys.executable,
-                 extra_env=None):
+def _argv(script, args):
+  """What follows `python3` on the command line."""
+  return ([os.path.join(REPO_ROOT, script)] if script else []) + list(args)
+
+
+def start_script(script, args, output_path, extra_env=None):
   """Starts `python3 <script> <args>` (script None: `python3 <args>`) with
   stdout and stderr appended to `output_path`; returns its ScriptProcess.
 
   extra_env: variables to add to SCRIPT_ENV, read by the run after
   TensorFlow's import (the fork server imported it with SCRIPT_ENV).
   """
-  argv = ([os.path.join(REPO_ROOT, script)] if script else []) + list(args)
-  return ScriptProcess(python, argv, output_path,
+  return ScriptProcess(_argv(script, args), output_path,
                        dict(SCRIPT_ENV, **(extra_env or {})))
 
 
@@ -138,24 +150,24 @@ def _read_text(path):
 
 
 def run_script(script, args, timeout=900, expect_success=True,
-               python=sys.executable, fresh_process=False):
+               fresh_process=False):
   """Runs `python3 <script> <args>`; returns (exit code, stdout + stderr).
 
   script None runs `python3 <args>` (e.g. ["-c", code, ...]).  With
   expect_success, a non-zero exit fails the test with the output's end.
-  `python` is the interpreter, by default this test's; fresh_process starts
-  a new one rather than forking the fork server.
+  The interpreter is this test's; fresh_process starts a new one rather
+  than forking the fork server.
   """
   if fresh_process:
     process = subprocess.run(
-        [python] + ([os.path.join(REPO_ROOT, script)] if script else []) +
-        list(args), cwd=REPO_ROOT, env=SCRIPT_ENV, stdout=subprocess.PIPE,
+        [sys.executable] + _argv(script, args), cwd=REPO_ROOT,
+        env=SCRIPT_ENV, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
     returncode, output = process.returncode, process.stdout
   else:
     with tempfile.TemporaryDirectory() as directory:
       output_path = os.path.join(directory, "output")
-      process = start_script(script, args, output_path, python=python)
+      process = start_script(script, args, output_path)
       try:
         returncode = process.wait(timeout)
       except subprocess.TimeoutExpired:

@@ -34,6 +34,10 @@ REPO_ROOT = script_helpers.REPO_ROOT
 # depth (every run here still reaches F1 100 / accuracy 1.0).
 CUT = {"num_hidden_layers": 1, "num_feedforward_networks": 2}
 SEQ = 32
+# The query and document spans of every run_squad.py run here (and of the
+# features the tests compute themselves).
+SQUAD_SPANS = ["--max_query_length=%d" % toy_tasks.MAX_QUERY_LENGTH,
+               "--doc_stride=%d" % toy_tasks.DOC_STRIDE]
 PRETRAIN_STEPS = 10
 SQUAD_QUESTIONS, SQUAD_BATCH, SQUAD_EPOCHS = 400, 32, 12.0
 SQUAD_STEPS = 150  # int(400 / 32 * 12)
@@ -113,14 +117,13 @@ def _squad_flags(pretrained, config, output_dir, learning_rate=1e-3):
           "--output_dir=" + output_dir,
           "--data_dir=" + str(pretrained["root"] / "squad_cache"),
           "--do_lower_case", "--max_seq_length=%d" % SEQ,
-          "--max_query_length=12", "--doc_stride=16",
           "--train_file=" + pretrained["train"],
           "--predict_file=" + pretrained["dev"],
           "--train_batch_size=%d" % SQUAD_BATCH,
           "--num_train_epochs=%s" % SQUAD_EPOCHS,
           "--learning_rate=%g" % learning_rate,
           "--warmup_proportion=0.1", "--do_train", "--do_predict",
-          "--random_seed=1"]
+          "--random_seed=1"] + SQUAD_SPANS
 
 
 @pytest.fixture(scope="module")
@@ -300,9 +303,8 @@ def _predict_only_flags(pretrained, init_checkpoint, output_dir):
           "--spm_model_file=" + pretrained["spm_model"],
           "--init_checkpoint=" + init_checkpoint,
           "--output_dir=" + output_dir, "--do_lower_case",
-          "--max_seq_length=%d" % SEQ, "--max_query_length=12",
-          "--doc_stride=16", "--predict_file=" + pretrained["dev"],
-          "--do_predict", "--use_quantized_training=true"]
+          "--max_seq_length=%d" % SEQ, "--predict_file=" + pretrained["dev"],
+          "--do_predict", "--use_quantized_training=true"] + SQUAD_SPANS
 
 
 def test_qat_checkpoint_as_init_checkpoint_predicts_as_its_run(pretrained,
@@ -358,8 +360,8 @@ def qat_export(pretrained, qat_run):
             "--spm_model_file=" + pretrained["spm_model"],
             "--bert_config_file=" + pretrained["qat_config"],
             "--train_file=" + pretrained["train"],
-            "--max_seq_length=%d" % SEQ, "--max_query_length=12",
-            "--doc_stride=16", "--export_dir=" + export_dir]
+            "--max_seq_length=%d" % SEQ,
+            "--export_dir=" + export_dir] + SQUAD_SPANS
   readme = ["--use_post_quantization=true", "--activation_quantization=true"]
   code, log = script_helpers.run_script("run_squad.py", readme + common,
                                         expect_success=tf_compat.IS_TF2)
@@ -374,16 +376,11 @@ def qat_export(pretrained, qat_run):
 def _dev_features(pretrained):
   """The dev file's questions and prediction features, as run_squad.py
   makes them."""
-  import squad_data  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
-  examples, _ = squad_data.read_squad_examples(
-      pretrained["dev"], is_training=False, version_2_with_negative=False)
-  features = []
-  squad_data.convert_examples_to_features(
-      examples, tokenization.create_tokenizer(
-          spm_model_file=pretrained["spm_model"]),
-      SEQ, 16, 12, is_training=False, output_fn=features.append)
-  return examples, features
+  return toy_tasks.prediction_features(
+      pretrained["dev"],
+      tokenization.create_tokenizer(spm_model_file=pretrained["spm_model"]),
+      SEQ)
 
 
 # The dev features whose every logit is checked against the rounding bound
@@ -465,8 +462,7 @@ def test_every_exported_file_predicts_like_the_graph(pretrained, qat_run,
         "--spm_model_file=" + pretrained["spm_model"],
         "--output_dir=" + output_dir, "--do_predict",
         "--predict_file=" + pretrained["dev"], "--max_seq_length=%d" % SEQ,
-        "--max_query_length=12", "--doc_stride=16",
-        "--lite_model_path=" + path])
+        "--lite_model_path=" + path] + SQUAD_SPANS)
     _check_answers_within_rounding(
         pretrained, qat_run, path,
         _read_json(os.path.join(output_dir, "predictions.json")))

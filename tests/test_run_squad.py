@@ -74,8 +74,8 @@ def _common_flags(workspace, output_dir):
           "--data_dir=" + str(workspace["root"] / "data_cache"),
           "--do_lower_case",
           "--max_seq_length=%d" % MAX_SEQ_LENGTH,
-          "--max_query_length=12",
-          "--doc_stride=16",
+          "--max_query_length=%d" % toy_tasks.MAX_QUERY_LENGTH,
+          "--doc_stride=%d" % toy_tasks.DOC_STRIDE,
           "--max_answer_length=30",
           "--n_best_size=20",
           # Seeded: the thresholds below hold for one record order and
@@ -221,18 +221,11 @@ def test_resume_predict_and_export_in_one_run(trained, resumed):
 def _numpy_references(workspace, trained, count=4):
   """(features, [(start, end) logits]) of the first `count` dev questions,
   from the numpy MobileBERT on the trained checkpoint's weights."""
-  import squad_data  # pylint: disable=g-import-not-at-top
   import tokenization  # pylint: disable=g-import-not-at-top
-  examples, _ = squad_data.read_squad_examples(workspace["dev"], False, False,
-                                               max_examples=count)
-  features = []
-  squad_data.convert_examples_to_features(
-      examples, tokenization.FullTokenizer(workspace["vocab"]),
-      MAX_SEQ_LENGTH, 16, 12, is_training=False, output_fn=features.append)
-  reader = tf.train.load_checkpoint(trained["checkpoint"])
-  weights = {name: reader.get_tensor(name)
-             for name in reader.get_variable_to_shape_map()
-             if "adam_" not in name and name != "global_step"}
+  _, features = toy_tasks.prediction_features(
+      workspace["dev"], tokenization.FullTokenizer(workspace["vocab"]),
+      MAX_SEQ_LENGTH, max_examples=count)
+  weights = script_helpers.checkpoint_values(trained["checkpoint"])
   with open(workspace["config"]) as f:
     config = json.load(f)
   references = []

@@ -33,6 +33,25 @@ def write_vocab(path):
   return str(path)
 
 
+# How the tests run run_squad.py on colour questions.
+DOC_STRIDE, MAX_QUERY_LENGTH = 16, 12
+
+
+def prediction_features(squad_file, tokenizer, max_seq_length,
+                        max_examples=None):
+  """(examples, features) of a SQuAD file as run_squad.py predicts on them
+  with --doc_stride=DOC_STRIDE --max_query_length=MAX_QUERY_LENGTH."""
+  import squad_data  # pylint: disable=g-import-not-at-top
+  examples, _ = squad_data.read_squad_examples(
+      squad_file, is_training=False, version_2_with_negative=False,
+      max_examples=max_examples)
+  features = []
+  squad_data.convert_examples_to_features(
+      examples, tokenizer, max_seq_length, DOC_STRIDE, MAX_QUERY_LENGTH,
+      is_training=False, output_fn=features.append)
+  return examples, features
+
+
 def colour_paragraphs(num_questions, seed, unanswerable_every=0):
   """SQuAD paragraphs of colour questions.
 
