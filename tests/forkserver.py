@@ -55,7 +55,8 @@ def _run(request):
   os.chdir(request["cwd"])
   os.environ.clear()
   os.environ.update(request["env"])
-  output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+  output = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                   0o644)
   os.dup2(output, 1)
   os.dup2(output, 2)
   os.close(output)
@@ -63,15 +64,15 @@ def _run(request):
   os.dup2(null, 0)
   os.close(null)
   argv = request["argv"]
-  main = types.ModuleType("__main__")
-  main.__builtins__ = builtins
-  sys.modules["__main__"] = main
   if argv[0] == "-c":
     sys.argv = ["-c"] + argv[2:]
     sys.path[0] = ""
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
     program = compile(argv[1], "<string>", "exec")
     code = _exit_code(lambda: exec(program, main.__dict__))  # pylint: disable=exec-used
-  else:
+  else:  # runpy puts the script's module in sys.modules["__main__"].
     script = os.path.abspath(argv[0])
     sys.argv = list(argv)
     sys.path[0] = os.path.dirname(script)

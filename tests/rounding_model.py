@@ -57,6 +57,36 @@ def reads_any(op, sources):
   return False
 
 
+def squad_logits_on_copies(config, seq_length, use_quantized_training):
+  """heads.squad_logits, in the current graph, on 2 * seq_length copies of
+  one feature (feed them with `feed_copies`).
+
+  One backward pass then gives every logit's gradients: row j's logit j is
+  differentiated (tf.linalg.diag_part of the logits), and the rows do not
+  interact.
+
+  Returns:
+    (the three int32 placeholders [2 * seq_length, seq_length] in
+    tflite_runner.INPUT_NAMES order, the logits [2 * seq_length,
+    2 * seq_length]: start logits then end logits).
+  """
+  copies = 2 * seq_length
+  placeholders = [tf.placeholder(tf.int32, [copies, seq_length])
+                  for _ in tflite_runner.INPUT_NAMES]
+  logits = tf.concat(heads.squad_logits(
+      config, False, *placeholders,
+      use_quantized_training=use_quantized_training), 1)
+  return placeholders, logits
+
+
+def feed_copies(placeholders, feature):
+  """The feed of squad_logits_on_copies' placeholders for `feature` (a dict
+  of input_ids, input_mask and segment_ids)."""
+  copies = int(placeholders[0].shape[0])
+  return dict(zip(placeholders, [[list(feature[name])] * copies
+                                 for name in tflite_runner.INPUT_NAMES]))
+
+
 def qat_squad_logits_and_bounds(config_dict, checkpoint, features,
                                 seq_length, tflite_path=None):
   """The fake-quant SQuAD graph's logits and their rounding bounds.
@@ -67,9 +97,8 @@ def qat_squad_logits_and_bounds(config_dict, checkpoint, features,
   own activation quantizers with their learned steps (the roundings a float
   file of the fake-quant graph repeats).
 
-  One backward pass gives every logit's gradients: the graph runs a batch of
-  2 * seq_length copies of a feature, and row j's logit j is differentiated
-  (the rows do not interact, and every rounded tensor is batch-major).
+  The gradients come from squad_logits_on_copies (every rounded tensor is
+  batch-major).
 
   Args:
     config_dict: the QAT BertConfig as a dict.
@@ -86,10 +115,7 @@ def qat_squad_logits_and_bounds(config_dict, checkpoint, features,
   config = modeling.BertConfig.from_dict(config_dict)
   copies = 2 * seq_length
   with tf.Graph().as_default() as graph:
-    placeholders = [tf.placeholder(tf.int32, [copies, seq_length])
-                    for _ in range(3)]
-    logits = tf.concat(heads.squad_logits(
-        config, False, *placeholders, use_quantized_training=True), 1)
+    placeholders, logits = squad_logits_on_copies(config, seq_length, True)
     # Activation quantizers (a variable's, as the weights' and the NoNorm
     # scales', reads no input).
     inputs = {placeholder.op for placeholder in placeholders}
@@ -134,9 +160,7 @@ def qat_squad_logits_and_bounds(config_dict, checkpoint, features,
       steps = [steps[i] for i in reached]
       for feature in features:
         expected, values = session.run(
-            [logits[0], gradients],
-            dict(zip(placeholders, [[list(feature[name])] * copies
-                                    for name in tflite_runner.INPUT_NAMES])))
+            [logits[0], gradients], feed_copies(placeholders, feature))
         rows = [np.reshape(value, [copies, -1]) for value in values]
         variance = sum(np.sum(row ** 2, axis=1) * step ** 2
                        for row, step in zip(rows, steps)) / 12.0

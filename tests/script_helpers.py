@@ -302,14 +302,14 @@ def read_key_value_results(path):
   return results
 
 
-def checkpoint_values(checkpoint, prefix=""):
-  """{name: array} of a checkpoint's model variables under `prefix` (no
-  optimizer slots, no global_step)."""
+def checkpoint_values(checkpoint, prefix="", model_only=True):
+  """{name: array} of a checkpoint's variables under `prefix`: the model's
+  (no optimizer slots, no global_step), or with model_only False all."""
   reader = tf.train.load_checkpoint(checkpoint)
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
-          if name.startswith(prefix) and name != "global_step" and
-          "adam_" not in name}
+          if name.startswith(prefix) and not (
+              model_only and (name == "global_step" or "adam_" in name))}
 
 
 def copy_checkpoint(checkpoint, directory):

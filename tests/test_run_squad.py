@@ -166,12 +166,6 @@ def fixture_resumed(workspace, trained):
   return {"log": log, "export_dir": export_dir, "output_dir": output_dir}
 
 
-def _checkpoint_values(prefix):
-  reader = tf.train.load_checkpoint(prefix)
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()}
-
-
 def test_random_seed_makes_a_run_repeatable(workspace, trained, diverged):
   """The README's --random_seed: the fixture's training command run again
   with the same seed gives the same weights and predictions; another seed
@@ -183,8 +177,11 @@ def test_random_seed_makes_a_run_repeatable(workspace, trained, diverged):
       "--num_train_epochs=%s" % TRAIN_EPOCHS, "--learning_rate=1e-3",
       "--warmup_proportion=0.1", "--save_checkpoints_steps=1000",
       "--do_predict", "--predict_file=" + workspace["dev"]])
-  first = _checkpoint_values(trained["checkpoint"])
-  second = _checkpoint_values(tf.train.latest_checkpoint(again))
+  # Every variable, the optimizer's slots and the step included.
+  first = script_helpers.checkpoint_values(trained["checkpoint"],
+                                           model_only=False)
+  second = script_helpers.checkpoint_values(
+      tf.train.latest_checkpoint(again), model_only=False)
   assert sorted(first) == sorted(second)
   for name, value in first.items():
     # float32 sums may be ordered differently between runs by threading.
@@ -195,8 +192,8 @@ def test_random_seed_makes_a_run_repeatable(workspace, trained, diverged):
   initial = os.path.join(trained["output_dir"], "model.ckpt-0")
   other_initial = os.path.join(diverged["output_dir"], "model.ckpt-0")
   assert not np.allclose(
-      _checkpoint_values(other_initial)[PROBE_VARIABLE],
-      _checkpoint_values(initial)[PROBE_VARIABLE])
+      script_helpers.checkpoint_values(other_initial)[PROBE_VARIABLE],
+      script_helpers.checkpoint_values(initial)[PROBE_VARIABLE])
 
 
 def test_resume_predict_and_export_in_one_run(trained, resumed):
