@@ -53,7 +53,7 @@ class _ForkServer(object):
 
   def log_tail(self):
     """The end of what the server wrote (its own errors, not the runs')."""
-    return _read_text(self._log_path)[-3000:]
+    return read_text(self._log_path)[-3000:]
 
   def close(self):
     self._process.kill()
@@ -144,7 +144,8 @@ def start_script(script, args, output_path, extra_env=None):
                        dict(SCRIPT_ENV, **(extra_env or {})))
 
 
-def _read_text(path):
+def read_text(path):
+  """What a run wrote to `path` (start_script's output file)."""
   with open(path, encoding="utf-8", errors="replace") as f:
     return f.read()
 
@@ -174,7 +175,7 @@ def run_script(script, args, timeout=900, expect_success=True,
         process.kill()
         process.wait()
         raise
-      output = _read_text(output_path)
+      output = read_text(output_path)
   if expect_success:
     assert returncode == 0, "%s failed:\n%s" % (script, output[-6000:])
   return returncode, output
@@ -285,7 +286,7 @@ def run_and_kill(script, args, model_dir, at_step, timeout=400):
     finished = process.poll() is not None
     process.kill()
     process.wait()
-    output = _read_text(output_path)
+    output = read_text(output_path)
   assert not finished, "%s finished before it could be killed:\n%s" % (
       script, output[-3000:])
   return recorded_step(model_dir), output

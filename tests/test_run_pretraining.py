@@ -514,21 +514,16 @@ def _start_workers(workdir, output_dir, num_train_steps):
   return workers
 
 
-def _read(path):
-  with open(path) as f:
-    return f.read()
-
-
 def test_multi_worker_training_and_a_lost_worker(workdir):
   """--distribution_strategy=multi_worker with two worker processes: both
   take the same synchronous steps, the chief writes the checkpoint; then a
   worker killed mid-run stops the other with one line instead of a hang."""
   output_dir = str(workdir / "multi_worker")
   workers = _start_workers(workdir, output_dir, 4)
-  for worker, log_path in workers:
+  for worker, _ in workers:
     worker.wait(timeout=300)
   for worker, log_path in workers:
-    output = _read(log_path)
+    output = script_helpers.read_text(log_path)
     assert worker.returncode == 0, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
   assert script_helpers.recorded_step(output_dir) == 4
@@ -548,15 +543,16 @@ def test_multi_worker_training_and_a_lost_worker(workdir):
   (survivor, survivor_log), (lost, lost_log) = _start_workers(
       workdir, output_dir, 100000)
   deadline = time.time() + 300
-  while ("Training: step 20 of" not in _read(lost_log) and
+  while ("Training: step 20 of" not in script_helpers.read_text(lost_log) and
          lost.poll() is None and time.time() < deadline):
     time.sleep(0.05)
-  assert "Training: step 20 of" in _read(lost_log), _read(lost_log)[-4000:]
+  lost_output = script_helpers.read_text(lost_log)
+  assert "Training: step 20 of" in lost_output, lost_output[-4000:]
   lost.kill()
   lost.wait()
   killed = time.time()
   survivor.wait(timeout=240)
-  output = _read(survivor_log)
+  output = script_helpers.read_text(survivor_log)
   assert survivor.returncode == 1
   assert time.time() - killed < 120
   last = [l for l in output.splitlines() if l.strip()][-1]
